@@ -1,0 +1,161 @@
+"""matgrad: automatic differentiation of tensor (matrix) programs over NumPy arrays.
+
+Operations on tensors record a graph; each node applies a tensor-level derivative rule from
+``derivatives.yaml``. The API follows PyTorch's, so ``import matgrad as torch`` runs code such as::
+
+    A = torch.randn(5, 5, requires_grad=True)
+    B = torch.randn(5, 5, requires_grad=True)
+    C = A @ B
+    C.grad_fn                      # <MmBackward0>
+    C.grad_fn._saved_self          # A
+    C.grad_fn(torch.randn(5, 5))   # (grad_A, grad_B): a vector-Jacobian product
+"""
+
+import numpy as _np
+
+from . import autograd
+from ._creation import (
+    arange,
+    default_generator,
+    empty,
+    empty_like,
+    eye,
+    from_numpy,
+    full,
+    linspace,
+    manual_seed,
+    ones,
+    rand,
+    rand_like,
+    randint,
+    randn,
+    randn_like,
+    tensor,
+    zeros,
+)
+from ._grad_mode import (
+    enable_grad,
+    inference_mode,
+    is_grad_enabled,
+    is_inference_mode_enabled,
+    no_grad,
+    set_grad_enabled,
+)
+from ._ops import (
+    abs,
+    add,
+    allclose,
+    amax,
+    amin,
+    argmax,
+    argmin,
+    bmm,
+    broadcast_to,
+    cat,
+    chunk,
+    clamp,
+    clip,
+    clone,
+    concatenate,
+    cos,
+    cumsum,
+    diag,
+    diag_embed,
+    diagonal,
+    div,
+    dot,
+    eq,
+    equal,
+    exp,
+    expand,
+    expm1,
+    flatten,
+    flip,
+    full_like,
+    ge,
+    ger,
+    gt,
+    index_put,
+    inner,
+    isfinite,
+    isnan,
+    le,
+    log,
+    log1p,
+    log_softmax,
+    logical_and,
+    logical_not,
+    logical_or,
+    logsumexp,
+    lt,
+    matmul,
+    max,
+    maximum,
+    mean,
+    min,
+    minimum,
+    mm,
+    mul,
+    mv,
+    ne,
+    neg,
+    ones_like,
+    outer,
+    pad,
+    permute,
+    pow,
+    prod,
+    relu,
+    reshape,
+    roll,
+    sigmoid,
+    sign,
+    sin,
+    softmax,
+    split,
+    sqrt,
+    squeeze,
+    stack,
+    std,
+    sub,
+    sum,
+    swapaxes,
+    t,
+    tan,
+    tanh,
+    to_dtype,
+    trace,
+    transpose,
+    tril,
+    triu,
+    unbind,
+    unflatten,
+    unsqueeze,
+    var,
+    view,
+    where,
+    zeros_like,
+)
+from .tensor import Size, Tensor, as_tensor, get_default_dtype, set_default_dtype
+
+float32 = _np.dtype("float32")
+float64 = _np.dtype("float64")
+float16 = _np.dtype("float16")
+int32 = _np.dtype("int32")
+int64 = _np.dtype("int64")
+uint8 = _np.dtype("uint8")
+bool = _np.dtype("bool")  # noqa: A001 - PyTorch's name
+float = float32  # noqa: A001 - torch.float is float32
+double = float64
+long = int64
+
+multiply = mul
+subtract = sub
+divide = div
+negative = neg
+absolute = abs
+square_root = sqrt
+
+__version__ = "0.1.0"
+
+__all__ = [name for name in dir() if not name.startswith("_")]

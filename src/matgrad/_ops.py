@@ -1,0 +1,723 @@
+"""matgrad's tensor functions: the primitives of ``derivatives.yaml`` and composites of them.
+
+Each primitive normalises its arguments (``dim`` to negative integers, shapes to tuples) and
+calls its :class:`~matgrad._dispatch.Op`. This module is also the namespace ``F`` that rule
+formulas run with when the backward pass must record a graph (``create_graph=True``), so its
+primitive functions have the same names and signatures as those of :mod:`matgrad._array_fns`.
+Composite functions (``flatten``, ``split``, ``softmax``, ...) are written in primitives, so the
+graph shows the primitives.
+"""
+
+from __future__ import annotations
+
+import builtins
+import math
+from collections import namedtuple
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+from ._dispatch import OPS
+from .tensor import Tensor, as_tensor, get_default_dtype
+
+Dims = int | Sequence[int] | None
+
+_add, _sub, _mul, _div, _neg, _pow = (OPS[n] for n in ("add", "sub", "mul", "div", "neg", "pow"))
+
+
+# -- argument normalisation --------------------------------------------------------------------
+def _ndim(x: Any) -> int:
+    return x.ndim if isinstance(x, Tensor) else np.ndim(x)
+
+
+def _norm_dim(op: str, dim: int, ndim: int) -> int:
+    if not isinstance(dim, int | np.integer):
+        raise TypeError(f"{op}: dim must be an integer, got {dim!r}")
+    if not -builtins.max(ndim, 1) <= dim < builtins.max(ndim, 1):
+        raise IndexError(
+            f"{op}: dimension {dim} is out of range for a tensor of {ndim} dimension(s) "
+            f"(expected in [{-ndim}, {ndim - 1}])"
+        )
+    return int(dim) - ndim if dim >= 0 else int(dim)
+
+
+def _norm_dims(op: str, dim: Dims, ndim: int) -> tuple[int, ...]:
+    """None -> every axis; an int or a sequence -> a sorted tuple of negative axes."""
+    if dim is None:
+        return tuple(range(-ndim, 0))
+    dims = (dim,) if isinstance(dim, int | np.integer) else tuple(dim)
+    out = tuple(sorted({_norm_dim(op, d, ndim) for d in dims}))
+    if len(out) != len(dims):
+        raise ValueError(f"{op}: dim {dim!r} names an axis twice")
+    return out
+
+
+def _shape_arg(shape: tuple) -> tuple[int, ...]:
+    if len(shape) == 1 and isinstance(shape[0], list | tuple):
+        shape = tuple(shape[0])
+    return tuple(int(s) for s in shape)
+
+
+def _tensor(x: Any) -> Tensor:
+    return x if isinstance(x, Tensor) else as_tensor(x)
+
+
+# -- elementwise primitives --------------------------------------------------------------------
+def add(input: Any, other: Any, alpha: float = 1) -> Tensor:
+    """input + alpha * other, with NumPy broadcasting."""
+    if alpha != 1:
+        other = _mul(other, alpha)
+    return _add(input, other)
+
+
+def sub(input: Any, other: Any, alpha: float = 1) -> Tensor:
+    if alpha != 1:
+        other = _mul(other, alpha)
+    return _sub(input, other)
+
+
+def mul(input: Any, other: Any) -> Tensor:
+    return _mul(input, other)
+
+
+def div(input: Any, other: Any) -> Tensor:
+    return _div(input, other)
+
+
+def neg(input: Tensor) -> Tensor:
+    return _neg(input)
+
+
+def pow(input: Any, exponent: Any) -> Tensor:  # noqa: A001
+    return _pow(input, exponent)
+
+
+def _unary(name: str) -> Any:
+    return OPS[name]
+
+
+def exp(input: Tensor) -> Tensor:
+    return OPS["exp"](input)
+
+
+def log(input: Tensor) -> Tensor:
+    return OPS["log"](input)
+
+
+def log1p(input: Tensor) -> Tensor:
+    return OPS["log1p"](input)
+
+
+def expm1(input: Tensor) -> Tensor:
+    return OPS["expm1"](input)
+
+
+def sqrt(input: Tensor) -> Tensor:
+    return OPS["sqrt"](input)
+
+
+def abs(input: Tensor) -> Tensor:  # noqa: A001
+    return OPS["abs"](input)
+
+
+def sign(input: Tensor) -> Tensor:
+    return OPS["sign"](input)
+
+
+def sin(input: Tensor) -> Tensor:
+    return OPS["sin"](input)
+
+
+def cos(input: Tensor) -> Tensor:
+    return OPS["cos"](input)
+
+
+def tan(input: Tensor) -> Tensor:
+    return OPS["tan"](input)
+
+
+def tanh(input: Tensor) -> Tensor:
+    return OPS["tanh"](input)
+
+
+def sigmoid(input: Tensor) -> Tensor:
+    return OPS["sigmoid"](input)
+
+
+def relu(input: Tensor) -> Tensor:
+    return OPS["relu"](input)
+
+
+def maximum(input: Any, other: Any) -> Tensor:
+    return OPS["maximum"](input, other)
+
+
+def minimum(input: Any, other: Any) -> Tensor:
+    return OPS["minimum"](input, other)
+
+
+def where(condition: Any, input: Any, other: Any) -> Tensor:
+    """Elementwise ``input if condition else other``, broadcasting all three."""
+    return OPS["where"](condition, input, other)
+
+
+def clamp(input: Tensor, min: Any = None, max: Any = None) -> Tensor:  # noqa: A002
+    if min is None and max is None:
+        raise ValueError("clamp: at least one of min and max must be given")
+    if isinstance(min, Tensor) or isinstance(max, Tensor):
+        out = input
+        if min is not None:
+            out = maximum(out, min)
+        if max is not None:
+            out = minimum(out, max)
+        return out
+    return OPS["clamp"](input, min=min, max=max)
+
+
+clip = clamp
+
+
+def to_dtype(input: Tensor, dtype: Any) -> Tensor:
+    """Convert to ``dtype``; differentiable between floating dtypes."""
+    return OPS["to_dtype"](input, dtype=np.dtype(dtype))
+
+
+def clone(input: Tensor) -> Tensor:
+    """A copy with its own memory; the gradient passes through unchanged."""
+    return OPS["clone"](input)
+
+
+# -- functions without gradient ----------------------------------------------------------------
+def _nograd(fn: Any, *args: Any, **kwargs: Any) -> Tensor:
+    raw = [a._data if isinstance(a, Tensor) else a for a in args]
+    return Tensor._wrap(fn(*raw, **kwargs))
+
+
+def gt(input: Any, other: Any) -> Tensor:
+    return _nograd(np.greater, input, other)
+
+
+def ge(input: Any, other: Any) -> Tensor:
+    return _nograd(np.greater_equal, input, other)
+
+
+def lt(input: Any, other: Any) -> Tensor:
+    return _nograd(np.less, input, other)
+
+
+def le(input: Any, other: Any) -> Tensor:
+    return _nograd(np.less_equal, input, other)
+
+
+def eq(input: Any, other: Any) -> Tensor:
+    return _nograd(np.equal, input, other)
+
+
+def ne(input: Any, other: Any) -> Tensor:
+    return _nograd(np.not_equal, input, other)
+
+
+def logical_and(input: Any, other: Any) -> Tensor:
+    return _nograd(np.logical_and, input, other)
+
+
+def logical_or(input: Any, other: Any) -> Tensor:
+    return _nograd(np.logical_or, input, other)
+
+
+def logical_not(input: Any) -> Tensor:
+    return _nograd(np.logical_not, input)
+
+
+def isnan(input: Tensor) -> Tensor:
+    return _nograd(np.isnan, input)
+
+
+def isfinite(input: Tensor) -> Tensor:
+    return _nograd(np.isfinite, input)
+
+
+def allclose(input: Any, other: Any, rtol: float = 1e-5, atol: float = 1e-8) -> bool:
+    return bool(np.allclose(np.asarray(input), np.asarray(other), rtol=rtol, atol=atol))
+
+
+def equal(input: Any, other: Any) -> bool:
+    a, b = np.asarray(input), np.asarray(other)
+    return a.shape == b.shape and bool(np.array_equal(a, b))
+
+
+def argmax(input: Tensor, dim: int | None = None, keepdim: bool = False) -> Tensor:
+    return _nograd(np.argmax, input, axis=dim, keepdims=keepdim)
+
+
+def argmin(input: Tensor, dim: int | None = None, keepdim: bool = False) -> Tensor:
+    return _nograd(np.argmin, input, axis=dim, keepdims=keepdim)
+
+
+def zeros_like(input: Any, dtype: Any = None, requires_grad: bool = False) -> Tensor:
+    return Tensor(np.zeros_like(np.asarray(input), dtype=dtype), requires_grad=requires_grad)
+
+
+def ones_like(input: Any, dtype: Any = None, requires_grad: bool = False) -> Tensor:
+    return Tensor(np.ones_like(np.asarray(input), dtype=dtype), requires_grad=requires_grad)
+
+
+def full_like(input: Any, fill_value: Any, dtype: Any = None, requires_grad: bool = False) -> Tensor:
+    return Tensor(np.full_like(np.asarray(input), fill_value, dtype=dtype),
+                  requires_grad=requires_grad)
+
+
+def full_like_shape(value: Any, shape: tuple[int, ...], dtype: Any) -> Tensor:
+    return Tensor._wrap(np.full(shape, value, dtype=dtype))
+
+
+def eye_like(input: Tensor, n: int) -> Tensor:
+    return Tensor._wrap(np.eye(n, dtype=input.dtype))
+
+
+# -- reductions --------------------------------------------------------------------------------
+def sum(input: Tensor, dim: Dims = None, keepdim: bool = False, dtype: Any = None) -> Tensor:  # noqa: A001
+    """Sum over ``dim`` (an int, a sequence, or None for all axes)."""
+    input = _tensor(input)
+    if dtype is not None:
+        input = to_dtype(input, dtype)
+    return OPS["sum"](input, dim=_norm_dims("sum", dim, input.ndim), keepdim=bool(keepdim))
+
+
+def mean(input: Tensor, dim: Dims = None, keepdim: bool = False) -> Tensor:
+    input = _tensor(input)
+    if input.dtype.kind not in "fc":
+        raise RuntimeError(f"mean: input dtype should be floating point, got {input.dtype}")
+    return OPS["mean"](input, dim=_norm_dims("mean", dim, input.ndim), keepdim=bool(keepdim))
+
+
+def prod(input: Tensor, dim: int | None = None, keepdim: bool = False) -> Tensor:
+    """Product over one axis, or over all elements when ``dim`` is None."""
+    input = _tensor(input)
+    if dim is None:
+        out = OPS["prod"](reshape(input, (-1,)), dim=-1, keepdim=False)
+        return reshape(out, (1,) * input.ndim) if keepdim else out
+    return OPS["prod"](input, dim=_norm_dim("prod", dim, input.ndim), keepdim=bool(keepdim))
+
+
+def amax(input: Tensor, dim: Dims = None, keepdim: bool = False) -> Tensor:
+    """Largest value over ``dim``; the gradient is split evenly among ties."""
+    input = _tensor(input)
+    return OPS["amax"](input, dim=_norm_dims("amax", dim, input.ndim), keepdim=bool(keepdim))
+
+
+def amin(input: Tensor, dim: Dims = None, keepdim: bool = False) -> Tensor:
+    input = _tensor(input)
+    return OPS["amin"](input, dim=_norm_dims("amin", dim, input.ndim), keepdim=bool(keepdim))
+
+
+MinMax = namedtuple("MinMax", ["values", "indices"])
+
+
+def max(input: Any, dim: Any = None, keepdim: bool = False) -> Any:  # noqa: A001
+    """``max(x)`` -> the largest value; ``max(x, dim)`` -> (values, indices);
+    ``max(x, y)`` -> the elementwise maximum."""
+    if isinstance(dim, Tensor):
+        return maximum(input, dim)
+    if dim is None:
+        return amax(input)
+    return MinMax(amax(input, dim, keepdim), argmax(input, dim, keepdim))
+
+
+def min(input: Any, dim: Any = None, keepdim: bool = False) -> Any:  # noqa: A001
+    if isinstance(dim, Tensor):
+        return minimum(input, dim)
+    if dim is None:
+        return amin(input)
+    return MinMax(amin(input, dim, keepdim), argmin(input, dim, keepdim))
+
+
+def var(input: Tensor, dim: Dims = None, correction: int = 1, keepdim: bool = False) -> Tensor:
+    centered = input - mean(input, dim, keepdim=True)
+    n = math.prod(input.shape[d] for d in _norm_dims("var", dim, input.ndim))
+    return sum(centered * centered, dim, keepdim) / builtins.max(n - correction, 0)
+
+
+def std(input: Tensor, dim: Dims = None, correction: int = 1, keepdim: bool = False) -> Tensor:
+    return sqrt(var(input, dim, correction, keepdim))
+
+
+def logsumexp(input: Tensor, dim: Dims = None, keepdim: bool = False) -> Tensor:
+    """log(sum(exp(x))) computed stably (shifted by the detached maximum)."""
+    shift = amax(input, dim, keepdim=True).detach()
+    shift = where(isfinite(shift), shift, 0.0)
+    out = log(sum(exp(input - shift), dim, keepdim=True)) + shift
+    return out if keepdim else squeeze(out, dim if dim is not None else None)
+
+
+def softmax(input: Tensor, dim: int = -1) -> Tensor:
+    shifted = input - amax(input, dim, keepdim=True).detach()
+    e = exp(shifted)
+    return e / sum(e, dim, keepdim=True)
+
+
+def log_softmax(input: Tensor, dim: int = -1) -> Tensor:
+    return input - logsumexp(input, dim, keepdim=True)
+
+
+def cumsum(input: Tensor, dim: int) -> Tensor:
+    """Cumulative sum, as a product with a triangular matrix of ones (differentiable)."""
+    n = input.shape[dim]
+    ones = Tensor._wrap(np.triu(np.ones((n, n), dtype=input.dtype)))
+    return transpose(matmul(transpose(input, dim, -1), ones), dim, -1)
+
+
+# -- shape primitives --------------------------------------------------------------------------
+def reshape(input: Tensor, *shape: Any) -> Tensor:
+    """The same elements in a new shape (one entry may be -1)."""
+    input = _tensor(input)
+    shape = _shape_arg(shape)
+    try:
+        target = np.broadcast_to(np.empty((), dtype=np.bool_), input.shape).reshape(shape).shape
+    except ValueError:
+        raise RuntimeError(
+            f"reshape: shape {list(shape)} is invalid for input of size {input.numel()} "
+            f"(shape {tuple(input.shape)})"
+        ) from None
+    if target == input.shape:
+        return input if not input.requires_grad else OPS["reshape"](input, shape=target)
+    return OPS["reshape"](input, shape=target)
+
+
+view = reshape
+
+
+def permute(input: Tensor, *dims: Any) -> Tensor:
+    input = _tensor(input)
+    dims = _shape_arg(dims)
+    ndim = input.ndim
+    if len(dims) != ndim and not (dims and builtins.all(d < 0 for d in dims)):
+        raise RuntimeError(
+            f"permute: number of dims {len(dims)} doesn't match the tensor's {ndim} dims"
+        )
+    norm = tuple(_norm_dim("permute", d, ndim) if d >= 0 else d for d in dims)
+    if len(set(norm)) != len(norm):
+        raise RuntimeError(f"permute: repeated dim in {dims}")
+    return OPS["permute"](input, dims=norm)
+
+
+def transpose(input: Tensor, dim0: int, dim1: int) -> Tensor:
+    input = _tensor(input)
+    return OPS["transpose"](input, dim0=_norm_dim("transpose", dim0, input.ndim),
+                            dim1=_norm_dim("transpose", dim1, input.ndim))
+
+
+swapaxes = transpose
+
+
+def t(input: Tensor) -> Tensor:
+    if input.ndim > 2:
+        raise RuntimeError(f"t() expects a tensor with <= 2 dimensions, got {input.ndim}")
+    return input if input.ndim < 2 else transpose(input, 0, 1)
+
+
+def expand(input: Tensor, *shape: Any) -> Tensor:
+    """Broadcast to ``shape`` (-1 keeps a size). The gradient is summed back by the engine."""
+    input = _tensor(input)
+    shape = _shape_arg(shape)
+    lead = len(shape) - input.ndim
+    if lead < 0:
+        raise RuntimeError(
+            f"expand: the number of sizes ({len(shape)}) must be at least the tensor's "
+            f"dimension ({input.ndim}); shape {tuple(input.shape)}"
+        )
+    target = tuple(s if s != -1 else input.shape[i - lead] for i, s in enumerate(shape))
+    try:
+        np.broadcast_shapes(input.shape, target)
+    except ValueError:
+        raise RuntimeError(
+            f"expand: the shape {tuple(input.shape)} cannot be expanded to {target}"
+        ) from None
+    return OPS["expand"](input, shape=target)
+
+
+def expand_as(input: Tensor, other: Tensor) -> Tensor:
+    return expand(input, other.shape)
+
+
+def broadcast_to(input: Tensor, shape: Sequence[int]) -> Tensor:
+    return expand(input, tuple(shape))
+
+
+def squeeze(input: Tensor, dim: Dims = None) -> Tensor:
+    input = _tensor(input)
+    if dim is None:
+        dims = tuple(d - input.ndim for d, s in enumerate(input.shape) if s == 1)
+    else:
+        dims = tuple(d for d in _norm_dims("squeeze", dim, input.ndim) if input.shape[d] == 1)
+    if not dims:
+        return input
+    return OPS["squeeze"](input, dim=dims)
+
+
+def unsqueeze(input: Tensor, dim: int) -> Tensor:
+    input = _tensor(input)
+    return OPS["unsqueeze"](input, dim=_norm_dim("unsqueeze", dim, input.ndim + 1))
+
+
+def flatten(input: Tensor, start_dim: int = 0, end_dim: int = -1) -> Tensor:
+    if input.ndim == 0:
+        return reshape(input, (1,))
+    s = start_dim % input.ndim
+    e = end_dim % input.ndim
+    shape = tuple(input.shape[:s]) + (-1,) + tuple(input.shape[e + 1 :])
+    return reshape(input, shape)
+
+
+def unflatten(input: Tensor, dim: int, sizes: Sequence[int]) -> Tensor:
+    d = dim % input.ndim
+    return reshape(input, tuple(input.shape[:d]) + tuple(sizes) + tuple(input.shape[d + 1 :]))
+
+
+def raw_index(index: Any) -> Any:
+    """An index with tensors replaced by their arrays (validated: integer or boolean)."""
+    if isinstance(index, tuple):
+        return tuple(raw_index(i) for i in index)
+    if isinstance(index, Tensor):
+        if index.dtype.kind not in "iub":
+            raise IndexError(
+                f"tensors used as indices must be integer or boolean, got {index.dtype}"
+            )
+        return index._data
+    if isinstance(index, list):
+        arr = np.asarray(index)
+        if arr.dtype.kind not in "iub":
+            raise IndexError(f"list indices must hold integers or booleans, got {arr.dtype}")
+        return arr
+    return index
+
+
+def getitem(input: Tensor, index: Any) -> Tensor:
+    """``input[index]``: basic slicing, integer and boolean array indexing (NumPy rules)."""
+    return OPS["getitem"](input, index=raw_index(index))
+
+
+def index_put(input: Tensor, values: Any, index: Any) -> Tensor:
+    """A copy of ``input`` with ``values`` written at ``index`` (out-of-place setitem)."""
+    return OPS["index_put"](input, values, index=raw_index(index))
+
+
+def zeros_scatter(input: Tensor, shape: tuple[int, ...], index: Any) -> Tensor:
+    return OPS["zeros_scatter"](input, shape=tuple(shape), index=index)
+
+
+def cat(tensors: Sequence[Tensor], dim: int = 0) -> Tensor:
+    """Join tensors along an existing axis."""
+    tensors = [_tensor(x) for x in tensors]
+    if not tensors:
+        raise ValueError("cat: expected a non-empty list of tensors")
+    nd = tensors[0].ndim
+    d = _norm_dim("cat", dim, nd)
+    for x in tensors:
+        if x.ndim != nd or x.shape[:d + nd] + (x.shape[d + 1 :] if d != -1 else ()) != (
+            tensors[0].shape[:d + nd] + (tensors[0].shape[d + 1 :] if d != -1 else ())
+        ):
+            raise RuntimeError(
+                f"cat: sizes of tensors must match except in dimension {dim}; got shapes "
+                f"{[tuple(t.shape) for t in tensors]}"
+            )
+    return OPS["cat"](tensors, dim=d)
+
+
+concatenate = cat
+
+
+def stack(tensors: Sequence[Tensor], dim: int = 0) -> Tensor:
+    """Join tensors of one shape along a new axis."""
+    tensors = [_tensor(x) for x in tensors]
+    if not tensors:
+        raise ValueError("stack: expected a non-empty list of tensors")
+    if len({tuple(x.shape) for x in tensors}) != 1:
+        raise RuntimeError(
+            f"stack: expects each tensor to be equal size, got {[tuple(t.shape) for t in tensors]}"
+        )
+    return OPS["stack"](tensors, dim=_norm_dim("stack", dim, tensors[0].ndim + 1))
+
+
+def split(input: Tensor, split_size_or_sections: Any, dim: int = 0) -> tuple[Tensor, ...]:
+    """Pieces along ``dim``: of size ``split_size`` each (the last may be smaller), or of the
+    listed sizes. Each piece is a slice of ``input`` in the graph."""
+    n = input.shape[dim]
+    if isinstance(split_size_or_sections, int):
+        size = split_size_or_sections
+        sizes = [builtins.min(size, n - i) for i in range(0, n, size)]
+    else:
+        sizes = list(split_size_or_sections)
+        if builtins.sum(sizes) != n:
+            raise RuntimeError(f"split: sizes {sizes} do not sum to the dimension's size {n}")
+    d = _norm_dim("split", dim, input.ndim)
+    pieces, start = [], 0
+    for s in sizes:
+        index = (Ellipsis, slice(start, start + s)) + (slice(None),) * (-d - 1)
+        pieces.append(getitem(input, index))
+        start += s
+    return tuple(pieces)
+
+
+def chunk(input: Tensor, chunks: int, dim: int = 0) -> tuple[Tensor, ...]:
+    n = input.shape[dim]
+    return split(input, builtins.max(1, -(-n // chunks)), dim)
+
+
+def unbind(input: Tensor, dim: int = 0) -> tuple[Tensor, ...]:
+    d = _norm_dim("unbind", dim, input.ndim)
+    return tuple(getitem(input, (Ellipsis, i) + (slice(None),) * (-d - 1))
+                 for i in range(input.shape[d]))
+
+
+def diagonal(input: Tensor, offset: int = 0, dim1: int = 0, dim2: int = 1) -> Tensor:
+    input = _tensor(input)
+    d1 = _norm_dim("diagonal", dim1, input.ndim)
+    d2 = _norm_dim("diagonal", dim2, input.ndim)
+    if d1 == d2:
+        raise RuntimeError(f"diagonal: dim1 and dim2 cannot be the same axis ({dim1}, {dim2})")
+    return OPS["diagonal"](input, offset=int(offset), dim1=d1, dim2=d2)
+
+
+def diag_embed(input: Tensor, offset: int = 0, dim1: int = -2, dim2: int = -1) -> Tensor:
+    input = _tensor(input)
+    d1 = _norm_dim("diag_embed", dim1, input.ndim + 1)
+    d2 = _norm_dim("diag_embed", dim2, input.ndim + 1)
+    return OPS["diag_embed"](input, offset=int(offset), dim1=d1, dim2=d2)
+
+
+def diag(input: Tensor, diagonal: int = 0) -> Tensor:
+    """A 1-D input becomes a diagonal matrix; a 2-D input gives its diagonal."""
+    if input.ndim == 1:
+        return diag_embed(input, diagonal)
+    return _diagonal(input, diagonal, 0, 1)
+
+
+def trace(input: Tensor) -> Tensor:
+    return sum(diagonal(input, 0, -2, -1), -1)
+
+
+_diagonal = diagonal
+
+
+def tril(input: Tensor, diagonal: int = 0) -> Tensor:
+    return OPS["tril"](_tensor(input), diagonal=int(diagonal))
+
+
+def triu(input: Tensor, diagonal: int = 0) -> Tensor:
+    return OPS["triu"](_tensor(input), diagonal=int(diagonal))
+
+
+def flip(input: Tensor, dims: Dims) -> Tensor:
+    input = _tensor(input)
+    return OPS["flip"](input, dims=_norm_dims("flip", dims, input.ndim))
+
+
+def roll(input: Tensor, shifts: Any, dims: Any = None) -> Tensor:
+    input = _tensor(input)
+    if dims is None:
+        flat = reshape(input, (-1,))
+        return reshape(OPS["roll"](flat, shifts=(int(shifts),), dims=(-1,)), input.shape)
+    shifts_t = (shifts,) if isinstance(shifts, int) else tuple(shifts)
+    dims_t = (dims,) if isinstance(dims, int) else tuple(dims)
+    if len(shifts_t) != len(dims_t):
+        raise RuntimeError(f"roll: shifts {shifts_t} and dims {dims_t} must have the same length")
+    return OPS["roll"](input, shifts=tuple(int(s) for s in shifts_t),
+                       dims=tuple(_norm_dim("roll", d, input.ndim) for d in dims_t))
+
+
+def pad(input: Tensor, pad: Sequence[int], mode: str = "constant", value: float = 0.0) -> Tensor:
+    """Pad (or, with negative amounts, crop) the last axes; ``pad`` lists (before, after)
+    pairs starting from the last axis, as ``torch.nn.functional.pad``."""
+    input = _tensor(input)
+    if mode != "constant":
+        raise NotImplementedError(f"pad: mode {mode!r} is not supported (only 'constant')")
+    if len(pad) % 2 or len(pad) // 2 > input.ndim:
+        raise ValueError(
+            f"pad: expected an even number of amounts, at most 2 per axis of the "
+            f"{input.ndim}-d input, got {list(pad)}"
+        )
+    return OPS["pad"](input, pad=tuple(int(p) for p in pad), value=float(value))
+
+
+# -- products ----------------------------------------------------------------------------------
+def _check_matmul(op: str, a: Tensor, b: Tensor) -> None:
+    ka = a.shape[-1]
+    kb = b.shape[-2] if b.ndim >= 2 else b.shape[-1]
+    if ka != kb:
+        raise RuntimeError(
+            f"{op}: shapes {tuple(a.shape)} and {tuple(b.shape)} cannot be multiplied "
+            f"({ka} != {kb})"
+        )
+
+
+def matmul(input: Any, other: Any) -> Tensor:
+    """Matrix product with NumPy's semantics: 1-D operands are promoted and the added axis
+    removed, leading axes broadcast. 2-D @ 2-D records ``mm``, 2-D @ 1-D ``mv``, 1-D @ 1-D
+    ``dot``; anything else the general ``matmul`` row."""
+    a, b = _tensor(input), _tensor(other)
+    if a.ndim == 0 or b.ndim == 0:
+        raise RuntimeError("matmul: both arguments need at least 1 dimension (use * for scalars)")
+    _check_matmul("matmul", a, b)
+    if a.ndim == 2 and b.ndim == 2:
+        return OPS["mm"](a, b)
+    if a.ndim == 1 and b.ndim == 1:
+        return OPS["dot"](a, b)
+    if a.ndim == 2 and b.ndim == 1:
+        return OPS["mv"](a, b)
+    if a.ndim == 1:
+        return squeeze(matmul(unsqueeze(a, 0), b), -2)
+    if b.ndim == 1:
+        return squeeze(matmul(a, unsqueeze(b, -1)), -1)
+    try:
+        np.broadcast_shapes(a.shape[:-2], b.shape[:-2])
+    except ValueError:
+        raise RuntimeError(
+            f"matmul: batch dimensions of {tuple(a.shape)} and {tuple(b.shape)} do not broadcast"
+        ) from None
+    return OPS["matmul"](a, b)
+
+
+def mm(input: Tensor, mat2: Tensor) -> Tensor:
+    if input.ndim != 2 or mat2.ndim != 2:
+        raise RuntimeError(f"mm: expected 2-D tensors, got {input.ndim}-D and {mat2.ndim}-D")
+    _check_matmul("mm", input, mat2)
+    return OPS["mm"](input, mat2)
+
+
+def bmm(input: Tensor, mat2: Tensor) -> Tensor:
+    if input.ndim != 3 or mat2.ndim != 3 or input.shape[0] != mat2.shape[0]:
+        raise RuntimeError(
+            f"bmm: expected 3-D tensors with the same batch size, got {tuple(input.shape)} "
+            f"and {tuple(mat2.shape)}"
+        )
+    _check_matmul("bmm", input, mat2)
+    return OPS["bmm"](input, mat2)
+
+
+def mv(input: Tensor, vec: Tensor) -> Tensor:
+    if input.ndim != 2 or vec.ndim != 1:
+        raise RuntimeError(f"mv: expected a 2-D and a 1-D tensor, got {input.ndim}-D and {vec.ndim}-D")
+    _check_matmul("mv", input, vec)
+    return OPS["mv"](input, vec)
+
+
+def dot(input: Tensor, other: Tensor) -> Tensor:
+    if input.ndim != 1 or other.ndim != 1 or input.shape != other.shape:
+        raise RuntimeError(
+            f"dot: expected two 1-D tensors of the same size, got {tuple(input.shape)} and "
+            f"{tuple(other.shape)}"
+        )
+    return OPS["dot"](input, other)
+
+
+def outer(input: Tensor, vec2: Tensor) -> Tensor:
+    return OPS["outer"](_tensor(input), _tensor(vec2))
+
+
+ger = outer
+
+
+def inner(input: Tensor, other: Tensor) -> Tensor:
+    return sum(input * other, -1)

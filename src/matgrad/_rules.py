@@ -1,0 +1,355 @@
+"""Loads ``derivatives.yaml`` once and compiles each row into a :class:`Rule` and a node class.
+
+A row reads::
+
+    - name: mul(Tensor self, Tensor other)
+      self: grad * other
+      other: grad * self
+      result: self_t * other + self * other_t
+
+Formula names are resolved as follows: ``grad`` (``grad_<out>`` for several outputs), a tensor
+input (saved by the node), ``result`` or a named output (saved), ``<input>_shape`` /
+``<input>_ndim`` / ``<input>_dtype`` / ``<list>_shapes`` and ``result_shape`` / ``result_ndim``
+(metadata: only the value is saved), a non-tensor argument of the op, ``<input>_t`` (a tangent,
+in forward formulas), and called names: a primitive op (looked up on the namespace ``F`` the
+formula runs with: raw arrays or tensors) or a helper of :mod:`matgrad.formulas`.
+
+``result: auto_linear`` makes the forward formula the op itself applied to the tangents;
+``result: auto_element_wise`` reuses the single input's backward formula with ``grad`` replaced
+by the tangent (valid where the Jacobian is diagonal). A row may say ``batched: false`` when its
+formulas cannot take cotangents with extra leading batch axes.
+"""
+
+from __future__ import annotations
+
+import ast
+import copy
+import re
+from dataclasses import dataclass, field
+from importlib import resources
+from typing import Any
+
+import yaml
+
+from . import _array_fns, formulas
+from ._graph import RuleNode
+
+RESERVED_KEYS = {"name", "result", "batched", "doc"}
+META_SUFFIXES = ("_shape", "_ndim", "_dtype", "_shapes")
+RESULT_META = ("result_shape", "result_ndim")
+
+
+class RuleTableError(ValueError):
+    """A row of derivatives.yaml is malformed; the message names the row."""
+
+
+@dataclass
+class Rule:
+    name: str
+    inputs: tuple[str, ...]  # tensor parameters, in order
+    input_is_list: tuple[bool, ...]
+    attrs: tuple[str, ...]  # non-tensor parameters, in order
+    attr_defaults: dict[str, Any]
+    outputs: tuple[str, ...]  # ("result",) or the named outputs
+    vjp_formulas: dict[str, str]  # input -> formula text
+    jvp_formula: str
+    vjp_args: tuple[str, ...]  # names the VJP function takes after (F, needs, *grads)
+    saved_inputs: tuple[str, ...]
+    saved_outputs: tuple[str, ...]
+    batched: bool
+    line: int
+    node_class: type = field(default=RuleNode, repr=False)
+    vjp: Any = field(default=None, repr=False)
+    jvp: Any = field(default=None, repr=False)
+    jvp_args: tuple[str, ...] = ()
+    doc: str = ""
+
+    @property
+    def n_outputs(self) -> int:
+        return len(self.outputs)
+
+    @property
+    def grad_names(self) -> tuple[str, ...]:
+        return ("grad",) if self.outputs == ("result",) else tuple(f"grad_{o}" for o in self.outputs)
+
+
+def node_class_name(op_name: str) -> str:
+    """``mm`` -> ``MmBackward0``, ``linalg_inv`` -> ``LinalgInvBackward0`` (PyTorch's style)."""
+    return "".join(part[:1].upper() + part[1:] for part in op_name.split("_")) + "Backward0"
+
+
+def _fail(row: dict, line: int, message: str) -> RuleTableError:
+    return RuleTableError(f"derivatives.yaml, line {line}, row {row.get('name')!r}: {message}")
+
+
+def _parse_signature(row: dict, line: int) -> tuple:
+    text = row.get("name")
+    if not isinstance(text, str):
+        raise _fail(row, line, "every row needs a 'name: op(args)' signature")
+    head, arrow, ret = text.partition("->")
+    # PyTorch's notation `Tensor self`, `Tensor[] tensors` -> Python annotations
+    head = re.sub(r"Tensor\[\]\s+(\w+)", r"\1: list[Tensor]", head)
+    head = re.sub(r"Tensor\s+(\w+)", r"\1: Tensor", head)
+    try:
+        fn = ast.parse(f"def {head.strip()}: pass").body[0]
+        ret_node = ast.parse(ret.strip(), mode="eval").body if arrow else None
+    except SyntaxError as exc:
+        raise _fail(row, line, f"signature does not parse: {exc.msg}") from None
+    assert isinstance(fn, ast.FunctionDef)
+    args = fn.args.args
+    defaults = [None] * (len(args) - len(fn.args.defaults)) + list(fn.args.defaults)
+    inputs, is_list, attrs, attr_defaults = [], [], [], {}
+    for arg, default in zip(args, defaults, strict=True):
+        ann = ast.unparse(arg.annotation) if arg.annotation is not None else ""
+        if ann in ("Tensor", "list[Tensor]"):
+            if attrs:
+                raise _fail(row, line, "tensor parameters must come before other parameters")
+            inputs.append(arg.arg)
+            is_list.append(ann == "list[Tensor]")
+        else:
+            attrs.append(arg.arg)
+            if default is not None:
+                attr_defaults[arg.arg] = ast.literal_eval(default)
+    if ret_node is None:
+        outputs: tuple[str, ...] = ("result",)
+    else:
+        elts = ret_node.elts if isinstance(ret_node, ast.Tuple) else [ret_node]
+        outputs = tuple(ast.unparse(e) for e in elts)
+    return fn.name, tuple(inputs), tuple(is_list), tuple(attrs), attr_defaults, outputs
+
+
+def _parse_formula(row: dict, line: int, key: str, text: Any) -> ast.expr:
+    if not isinstance(text, str):
+        raise _fail(row, line, f"formula for '{key}' must be a string, got {text!r}")
+    try:
+        return ast.parse(text.strip(), mode="eval").body
+    except SyntaxError as exc:
+        raise _fail(row, line, f"formula for '{key}' does not parse: {text!r} ({exc.msg})") from None
+
+
+class _Resolver(ast.NodeTransformer):
+    """Classifies the names of a formula and rewrites calls to go through ``F`` or a helper."""
+
+    def __init__(self, row: dict, line: int, known: set[str], key: str) -> None:
+        self.row, self.line, self.known, self.key = row, line, known, key
+        self.used: set[str] = set()
+
+    def visit_Call(self, node: ast.Call) -> ast.AST:
+        node.args = [self.visit(a) for a in node.args]
+        node.keywords = [self.visit(k) for k in node.keywords]
+        if isinstance(node.func, ast.Name):
+            fname = node.func.id
+            if hasattr(formulas, fname) and not fname.startswith("_"):
+                node.func = ast.Attribute(ast.Name("_H", ast.Load()), fname, ast.Load())
+                node.args.insert(0, ast.Name("F", ast.Load()))
+            elif hasattr(_array_fns, fname) and not fname.startswith("_"):
+                node.func = ast.Attribute(ast.Name("F", ast.Load()), fname, ast.Load())
+            elif fname in ("tuple", "len", "list", "range", "int", "float"):
+                pass
+            else:
+                raise _fail(self.row, self.line, f"formula for '{self.key}' calls unknown "
+                            f"function '{fname}' (neither an op nor a helper in formulas.py)")
+        else:
+            node.func = self.visit(node.func)
+        return node
+
+    def visit_Name(self, node: ast.Name) -> ast.AST:
+        if node.id not in self.known and node.id not in ("None", "True", "False"):
+            raise _fail(self.row, self.line, f"formula for '{self.key}' uses unknown name "
+                        f"'{node.id}'")
+        self.used.add(node.id)
+        return node
+
+
+def _known_names(inputs, is_list, attrs, outputs, for_jvp: bool) -> set[str]:
+    known = set(inputs) | set(attrs) | set(outputs) | set(RESULT_META)
+    for name, lst in zip(inputs, is_list, strict=True):
+        known |= {f"{name}_shapes"} if lst else {f"{name}_shape", f"{name}_ndim", f"{name}_dtype"}
+    if for_jvp:
+        known |= {f"{n}_t" for n in inputs}
+    else:
+        known |= {"grad"} if outputs == ("result",) else {f"grad_{o}" for o in outputs}
+    return known
+
+
+def _compile_function(name: str, params: list[str], body: list[ast.stmt], line: int) -> Any:
+    fn = ast.FunctionDef(
+        name=name,
+        args=ast.arguments(
+            posonlyargs=[], args=[ast.arg(p) for p in params], kwonlyargs=[], kw_defaults=[],
+            defaults=[], vararg=None, kwarg=None,
+        ),
+        body=body,
+        decorator_list=[],
+        returns=None,
+        type_params=[],
+    )
+    module = ast.Module(body=[fn], type_ignores=[])
+    ast.fix_missing_locations(module)
+    ast.increment_lineno(module, line - 1)
+    namespace: dict[str, Any] = {"_H": formulas}
+    exec(compile(module, "derivatives.yaml", "exec"), namespace)  # noqa: S102 - our own table
+    return namespace[name]
+
+
+def _split_terms(expr: ast.expr) -> list[tuple[int, ast.expr]] | None:
+    """Split ``a + b - c`` into signed terms; None if the top level is not a sum."""
+    if isinstance(expr, ast.BinOp) and isinstance(expr.op, ast.Add | ast.Sub):
+        left = _split_terms(expr.left) or [(1, expr.left)]
+        right = _split_terms(expr.right) or [(1, expr.right)]
+        sign = 1 if isinstance(expr.op, ast.Add) else -1
+        return left + [(s * sign, t) for s, t in right]
+    return None
+
+
+def _names_in(expr: ast.AST) -> set[str]:
+    return {n.id for n in ast.walk(expr) if isinstance(n, ast.Name)}
+
+
+def _build_jvp(row, line, op_name, inputs, is_list, attrs, outputs, vjp_trees) -> tuple:
+    text = row.get("result")
+    if text is None:
+        raise _fail(row, line, "missing the forward-mode formula 'result:'")
+    if text == "auto_linear":
+        call = f"{op_name}(" + ", ".join([f"{n}_t" for n in inputs] + list(attrs)) + ")"
+        tree = ast.parse(call, mode="eval").body
+    elif text == "auto_element_wise":
+        if len(inputs) != 1:
+            raise _fail(row, line, "auto_element_wise needs exactly one tensor input")
+        tree = copy.deepcopy(vjp_trees[inputs[0]][1])
+        for node in ast.walk(tree):
+            if isinstance(node, ast.Name) and node.id == "grad":
+                node.id = f"{inputs[0]}_t"
+    else:
+        tree = _parse_formula(row, line, "result", text)
+    resolver = _Resolver(row, line, _known_names(inputs, is_list, attrs, outputs, True), "result")
+    tree = resolver.visit(tree)
+    tangents = [f"{n}_t" for n in inputs]
+    params = ["F", *tangents]
+    primal_args = [n for n in sorted(resolver.used) if n not in tangents]
+    params += primal_args
+    terms = _split_terms(tree)
+    body: list[ast.stmt]
+    if terms is not None and all(
+        len(_names_in(t) & set(tangents)) == 1 for _, t in terms
+    ):
+        # a sum of terms, each linear in one tangent: skip the terms whose tangent is absent
+        src = ["_acc = None"]
+        for k, (sign, term) in enumerate(terms):
+            (tangent,) = _names_in(term) & set(tangents)
+            src.append(f"if {tangent} is not None:")
+            src.append(f"    _t{k} = {'-' if sign < 0 else ''}(__TERM{k}__)")
+            src.append(f"    _acc = _t{k} if _acc is None else _acc + _t{k}")
+        src.append("return _acc")
+        body = ast.parse("\n".join(src)).body
+        for node in ast.walk(ast.Module(body=body, type_ignores=[])):
+            for fld, value in ast.iter_fields(node):
+                if isinstance(value, ast.Name) and value.id.startswith("__TERM"):
+                    k = int(value.id[len("__TERM") : -2])
+                    setattr(node, fld, terms[k][1])
+    else:
+        # general formula: absent tangents are zeros of the primal's shape
+        fill = []
+        for n, lst in zip(inputs, is_list, strict=True):
+            if f"{n}_t" in resolver.used:
+                zeros = f"[_H.zeros_of(F, x) for x in {n}]" if lst else f"_H.zeros_of(F, {n})"
+                fill.append(f"if {n}_t is None:\n    {n}_t = {zeros}")
+                if n not in params:
+                    params.append(n)
+        body = ast.parse("\n".join(fill)).body + [ast.Return(tree)]
+    fn = _compile_function(f"jvp_{op_name}", params, body, line)
+    return fn, tuple(p for p in params[1 + len(tangents) :])
+
+
+def _build_rule(row: dict, line: int) -> Rule:
+    op_name, inputs, is_list, attrs, defaults, outputs = _parse_signature(row, line)
+    for key in row:
+        if key not in RESERVED_KEYS and key not in inputs:
+            raise _fail(row, line, f"'{key}' is not an input of {op_name} (inputs: {inputs})")
+    known = _known_names(inputs, is_list, attrs, outputs, False)
+    vjp_trees: dict[str, tuple[ast.expr, ast.expr]] = {}
+    used: set[str] = set()
+    for name in inputs:
+        if name not in row:
+            continue
+        raw_tree = _parse_formula(row, line, name, row[name])
+        resolver = _Resolver(row, line, known, name)
+        tree = resolver.visit(copy.deepcopy(raw_tree))
+        used |= resolver.used
+        vjp_trees[name] = (tree, raw_tree)
+    grad_names = ("grad",) if outputs == ("result",) else tuple(f"grad_{o}" for o in outputs)
+    vjp_args = tuple(sorted(used - set(grad_names)))
+    returns = []
+    for i, name in enumerate(inputs):
+        if name in vjp_trees:
+            returns.append(
+                ast.IfExp(
+                    test=ast.Subscript(ast.Name("_needs", ast.Load()), ast.Constant(i), ast.Load()),
+                    body=vjp_trees[name][0],
+                    orelse=ast.Constant(None),
+                )
+            )
+        else:
+            returns.append(ast.Constant(None))
+    body = [ast.Return(ast.Tuple(returns, ast.Load()))]
+    vjp = _compile_function(f"vjp_{op_name}", ["F", "_needs", *grad_names, *vjp_args], body, line)
+    jvp, jvp_args = _build_jvp(row, line, op_name, inputs, is_list, attrs, outputs, vjp_trees)
+    rule = Rule(
+        name=op_name,
+        inputs=inputs,
+        input_is_list=is_list,
+        attrs=attrs,
+        attr_defaults=defaults,
+        outputs=outputs,
+        vjp_formulas={k: str(row[k]).strip() for k in inputs if k in row},
+        jvp_formula=str(row["result"]).strip(),
+        vjp_args=vjp_args,
+        saved_inputs=tuple(n for n in vjp_args if n in inputs),
+        saved_outputs=tuple(n for n in vjp_args if n in outputs),
+        batched=bool(row.get("batched", True)),
+        line=line,
+        vjp=vjp,
+        jvp=jvp,
+        jvp_args=jvp_args,
+        doc=str(row.get("doc", "")).strip(),
+    )
+    rule.node_class = type(
+        node_class_name(op_name), (RuleNode,), {"__slots__": (), "rule": rule}
+    )
+    return rule
+
+
+class _LineLoader(yaml.SafeLoader):
+    """A YAML loader that records each mapping's line (for messages that point at a row)."""
+
+
+def _construct_mapping(loader: _LineLoader, node: yaml.MappingNode) -> dict:
+    mapping = loader.construct_mapping(node)
+    mapping["__line__"] = node.start_mark.line + 1
+    return mapping
+
+
+_LineLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_mapping)
+
+
+def load_rules(text: str) -> dict[str, Rule]:
+    """Compile a rule table given as YAML text; raises RuleTableError naming a bad row."""
+    rows = yaml.load(text, Loader=_LineLoader)  # noqa: S506 - SafeLoader subclass
+    if not isinstance(rows, list):
+        raise RuleTableError("derivatives.yaml must be a list of rows")
+    rules: dict[str, Rule] = {}
+    for row in rows:
+        line = row.pop("__line__", 0) if isinstance(row, dict) else 0
+        if not isinstance(row, dict):
+            raise RuleTableError(f"derivatives.yaml: row {row!r} is not a mapping")
+        rule = _build_rule(row, line)
+        if rule.name in rules:
+            raise _fail(row, line, f"op '{rule.name}' has two rows")
+        if not hasattr(_array_fns, rule.name):
+            raise _fail(row, line, f"no forward implementation '{rule.name}' in _array_fns")
+        rules[rule.name] = rule
+    return rules
+
+
+TABLE_TEXT = resources.files("matgrad").joinpath("derivatives.yaml").read_text()
+RULES: dict[str, Rule] = load_rules(TABLE_TEXT)

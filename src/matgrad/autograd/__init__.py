@@ -1,0 +1,26 @@
+"""Reverse- and forward-mode automatic differentiation (``matgrad.autograd``)."""
+
+from .._grad_mode import enable_grad, inference_mode, no_grad, set_grad_enabled
+from .._graph import AccumulateGrad, BatchingUnsupported, Node
+from ..engine import backward, grad
+from . import forward_ad
+from .function import Function, FunctionCtx
+from .gradcheck import GradcheckError, gradcheck, gradgradcheck
+
+__all__ = [
+    "AccumulateGrad",
+    "BatchingUnsupported",
+    "Function",
+    "FunctionCtx",
+    "GradcheckError",
+    "Node",
+    "backward",
+    "enable_grad",
+    "forward_ad",
+    "grad",
+    "gradcheck",
+    "gradgradcheck",
+    "inference_mode",
+    "no_grad",
+    "set_grad_enabled",
+]

@@ -1,0 +1,157 @@
+"""Custom differentiable operations: ``matgrad.autograd.Function``."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from .. import _grad_mode
+from .._graph import Node, fit_gradient
+from ..tensor import Tensor
+
+
+class FunctionCtx:
+    """The ``ctx`` passed to a Function's ``forward`` and ``backward``."""
+
+    def __init__(self) -> None:
+        self._saved: tuple[tuple[Tensor | None, int], ...] = ()
+        self._released = False
+        self.needs_input_grad: tuple[bool, ...] = ()
+        self._node_name = "Function"
+
+    def save_for_backward(self, *tensors: Tensor | None) -> None:
+        """Keep tensors for ``backward``; they are checked for in-place changes on use."""
+        for t in tensors:
+            if t is not None and not isinstance(t, Tensor):
+                raise TypeError(
+                    f"save_for_backward can only save tensors or None, got {type(t).__name__}"
+                )
+        self._saved = tuple((t, t._version if t is not None else 0) for t in tensors)
+
+    @property
+    def saved_tensors(self) -> tuple[Tensor | None, ...]:
+        if self._released:
+            raise RuntimeError(
+                f"{self._node_name}: trying to backward a second time; saved tensors were "
+                "freed. Specify retain_graph=True on the first backward() call."
+            )
+        for t, version in self._saved:
+            if t is not None and t._version != version:
+                raise RuntimeError(
+                    f"one of the variables needed for gradient computation has been modified "
+                    f"by an inplace operation: {self._node_name} saved a tensor of shape "
+                    f"{tuple(t.shape)} at version {version}; it is now at version {t._version}"
+                )
+        return tuple(t for t, _ in self._saved)
+
+    def mark_non_differentiable(self, *tensors: Tensor) -> None:
+        self._non_differentiable = {id(t) for t in tensors}
+
+
+class FunctionNode(Node):
+    """Graph node of a custom Function; calls its ``backward`` on tensors."""
+
+    __slots__ = ("ctx", "fn_cls", "_n_out")
+
+    def __init__(self, ctx: FunctionCtx, fn_cls: type, edges: tuple, in_meta: tuple,
+                 n_out: int) -> None:
+        super().__init__()
+        self.ctx, self.fn_cls, self._n_out = ctx, fn_cls, n_out
+        self._next, self._in_meta = edges, in_meta
+
+    @property
+    def n_outputs(self) -> int:  # type: ignore[override]
+        return self._n_out
+
+    def name(self) -> str:
+        return f"{self.fn_cls.__name__}Backward"
+
+    def _release(self) -> None:
+        self._released = True
+        self.ctx._released = True
+
+    def _apply(self, grads: list[Any], create_graph: bool, nbatch: int,
+               want_all: bool = False) -> list[Any]:
+        from .. import _array_fns, _ops
+
+        if nbatch:
+            from .._graph import BatchingUnsupported
+
+            raise BatchingUnsupported(self.name())
+        tensors = [
+            g if isinstance(g, Tensor) or g is None else Tensor._wrap(g) for g in grads
+        ]
+        with _grad_mode.set_grad_enabled(create_graph):
+            out = self.fn_cls.backward(self.ctx, *tensors)
+        out = out if isinstance(out, tuple) else (out,)
+        if len(out) != len(self._next):
+            raise RuntimeError(
+                f"{self.name()}: backward returned {len(out)} gradients, but forward took "
+                f"{len(self._next)} arguments (return None for non-tensor arguments)"
+            )
+        F = _ops if create_graph else _array_fns  # noqa: N806
+        result: list[Any] = []
+        for g, (nxt, _), meta in zip(out, self._next, self._in_meta, strict=True):
+            if g is None or (nxt is None and not want_all) or meta is None:
+                result.append(None)
+                continue
+            g = g if create_graph else (g._data if isinstance(g, Tensor) else g)
+            try:
+                result.append(fit_gradient(F, g, meta, 0))
+            except (ValueError, RuntimeError) as exc:
+                raise RuntimeError(
+                    f"{self.name()}: backward returned a gradient of shape "
+                    f"{tuple(getattr(g, 'shape', ()))} for an input of shape {meta[0]}"
+                ) from exc
+        return result
+
+
+class Function:
+    """Base class for operations with a hand-written derivative.
+
+    Subclass with static ``forward(ctx, *args)`` and ``backward(ctx, *grad_outputs)``
+    (returning one gradient per forward argument, None for those without), then call
+    ``MyFunction.apply(*args)``.
+    """
+
+    @staticmethod
+    def forward(ctx: FunctionCtx, *args: Any) -> Any:
+        raise NotImplementedError("Function subclasses must implement forward(ctx, ...)")
+
+    @staticmethod
+    def backward(ctx: FunctionCtx, *grad_outputs: Any) -> Any:
+        raise NotImplementedError("Function subclasses must implement backward(ctx, ...)")
+
+    @classmethod
+    def apply(cls, *args: Any) -> Any:
+        ctx = FunctionCtx()
+        ctx._node_name = f"{cls.__name__}Backward"
+        ctx.needs_input_grad = tuple(isinstance(a, Tensor) and a.requires_grad for a in args)
+        with _grad_mode.no_grad():
+            out = cls.forward(ctx, *args)
+        outputs = out if isinstance(out, tuple) else (out,)
+        outputs = tuple(o if isinstance(o, Tensor) else Tensor(o) for o in outputs)
+        if any(ctx.needs_input_grad) and _grad_mode.state.enabled:
+            edges = []
+            in_meta = []
+            for a in args:
+                if isinstance(a, Tensor):
+                    in_meta.append((a._data.shape, a._data.dtype) if a.dtype.kind in "fc" else None)
+                    if a.requires_grad:
+                        edges.append((a.grad_fn, a._output_nr) if a.grad_fn is not None
+                                     else (a._accumulator(), 0))
+                    else:
+                        edges.append((None, 0))
+                else:
+                    in_meta.append(None)
+                    edges.append((None, 0))
+            node = FunctionNode(ctx, cls, tuple(edges), tuple(in_meta), len(outputs))
+            non_diff = getattr(ctx, "_non_differentiable", set())
+            fresh = []
+            for i, o in enumerate(outputs):
+                if any(o is a for a in args):
+                    o = o.detach()  # an input returned as is: give the output its own identity
+                if id(o) not in non_diff and o.dtype.kind in "fc":
+                    o.grad_fn, o._output_nr, o._requires_grad = node, i, True
+                fresh.append(o)
+            outputs = tuple(fresh)
+        return outputs if isinstance(out, tuple) else outputs[0]

@@ -1,0 +1,212 @@
+"""Check analytical derivatives against central finite differences.
+
+``gradcheck`` compares the Jacobian that reverse mode (and, optionally, forward mode)
+computes with one from central differences in float64, and reports the worst element.
+``gradgradcheck`` does the same for the gradient of the gradient.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import numpy as np
+
+from .. import _grad_mode
+from ..engine import grad as autograd_grad
+from ..tensor import Tensor
+
+
+class GradcheckError(RuntimeError):
+    """A computed derivative disagrees with finite differences."""
+
+
+def _as_tuple(x: Any) -> tuple:
+    return tuple(x) if isinstance(x, list | tuple) else (x,)
+
+
+def _outputs(func: Callable, inputs: Sequence[Any]) -> tuple[Tensor, ...]:
+    out = _as_tuple(func(*inputs))
+    return tuple(o for o in out if isinstance(o, Tensor) and o.dtype.kind in "fc")
+
+
+def numerical_jacobian(func: Callable, inputs: Sequence[Any], eps: float = 1e-6) -> list[list]:
+    """J[i][j]: d vec(output j) / d vec(input i) as a (numel_out, numel_in) matrix, by central
+    differences, perturbing each input element in place."""
+    # grad mode stays on: the function may itself differentiate (gradgradcheck)
+    with _grad_mode.enable_grad():
+        base = _outputs(func, inputs)
+        jac: list[list] = []
+        for x in inputs:
+            if not (isinstance(x, Tensor) and x.requires_grad):
+                jac.append([None] * len(base))
+                continue
+            flat = x._data.reshape(-1)  # a view: writes reach x
+            cols = [np.zeros((o.numel(), x.numel())) for o in base]
+            for k in range(flat.size):
+                orig = flat[k]
+                # copies: an output may be a view of the input being perturbed
+                flat[k] = orig + eps
+                plus = [Tensor._wrap(np.array(o._data)) for o in _outputs(func, inputs)]
+                flat[k] = orig - eps
+                minus = [Tensor._wrap(np.array(o._data)) for o in _outputs(func, inputs)]
+                flat[k] = orig
+                for j, (p, m) in enumerate(zip(plus, minus, strict=True)):
+                    cols[j][:, k] = (p._data - m._data).reshape(-1) / (2 * eps)
+            jac.append(cols)
+    return jac
+
+
+def analytical_jacobian(func: Callable, inputs: Sequence[Any]) -> list[list]:
+    """The same Jacobian from reverse mode, one vector-Jacobian product per output element."""
+    diff_inputs = [x for x in inputs if isinstance(x, Tensor) and x.requires_grad]
+    with _grad_mode.enable_grad():
+        outs = _outputs(func, inputs)
+    jac = [[None] * len(outs) for _ in inputs]
+    positions = [i for i, x in enumerate(inputs) if isinstance(x, Tensor) and x.requires_grad]
+    for j, o in enumerate(outs):
+        rows = {i: np.zeros((o.numel(), inputs[i].numel())) for i in positions}
+        if o.requires_grad:
+            for r in range(o.numel()):
+                seed = np.zeros(o.numel(), dtype=o.dtype)
+                seed[r] = 1.0
+                grads = autograd_grad(o, diff_inputs, Tensor(seed.reshape(o.shape)),
+                                      retain_graph=True, allow_unused=True)
+                for i, g in zip(positions, grads, strict=True):
+                    if g is not None:
+                        rows[i][r] = g._data.reshape(-1)
+        for i in positions:
+            jac[i][j] = rows[i]
+    return jac
+
+
+def forward_jacobian(func: Callable, inputs: Sequence[Any]) -> list[list]:
+    """The Jacobian from forward mode, one Jacobian-vector product per input element."""
+    from . import forward_ad
+
+    jac: list[list] = []
+    for i, x in enumerate(inputs):
+        if not (isinstance(x, Tensor) and x.requires_grad):
+            jac.append(None)
+            continue
+        cols: list[np.ndarray] | None = None
+        for k in range(x.numel()):
+            tangent = np.zeros(x.numel(), dtype=x.dtype)
+            tangent[k] = 1.0
+            with forward_ad.dual_level():
+                args = list(inputs)
+                args[i] = forward_ad.make_dual(x.detach(), Tensor(tangent.reshape(x.shape)))
+                outs = _outputs(func, args)
+                if cols is None:
+                    cols = [np.zeros((o.numel(), x.numel())) for o in outs]
+                for j, o in enumerate(outs):
+                    t = forward_ad.unpack_dual(o).tangent
+                    if t is not None:
+                        cols[j][:, k] = t._data.reshape(-1)
+        jac.append(cols)
+    return jac
+
+
+def _compare(kind: str, numerical: list, analytical: list, atol: float, rtol: float) -> str | None:
+    for i, (num_i, ana_i) in enumerate(zip(numerical, analytical, strict=True)):
+        if num_i is None or ana_i is None:
+            continue
+        for j, (n, a) in enumerate(zip(num_i, ana_i, strict=True)):
+            if n is None or a is None:
+                continue
+            if n.shape != a.shape:
+                return f"{kind}: Jacobian shapes differ for output {j}, input {i}: {n.shape} vs {a.shape}"
+            err = np.abs(n - a) - (atol + rtol * np.abs(n))
+            if err.size and np.nanmax(np.where(np.isnan(a) != np.isnan(n), np.inf, err)) > 0 \
+                    or np.isnan(a).any() and not np.isnan(n).any():
+                flat = np.where(np.isnan(a), np.inf, np.abs(n - a))
+                r, c = np.unravel_index(int(np.nanargmax(flat)), n.shape)
+                return (
+                    f"{kind} Jacobian mismatch for output {j} with respect to input {i}: "
+                    f"worst at (output element {r}, input element {c}): "
+                    f"numerical {n[r, c]:.6g}, analytical {a[r, c]:.6g} "
+                    f"(|diff| {abs(n[r, c] - a[r, c]):.3g}, atol {atol}, rtol {rtol})\n"
+                    f"numerical:\n{n}\nanalytical:\n{a}"
+                )
+    return None
+
+
+def gradcheck(
+    func: Callable[..., Any],
+    inputs: Any,
+    *,
+    eps: float = 1e-6,
+    atol: float = 1e-5,
+    rtol: float = 1e-3,
+    raise_exception: bool = True,
+    check_forward_ad: bool = False,
+    check_backward_ad: bool = True,
+    **_ignored: Any,
+) -> bool:
+    """True when reverse mode (and forward mode, with ``check_forward_ad``) agrees with
+    central finite differences for every input that requires grad (use float64)."""
+    inputs = _as_tuple(inputs)
+    for x in inputs:
+        if isinstance(x, Tensor) and x.requires_grad and x.dtype != np.float64:
+            import warnings
+
+            warnings.warn(
+                f"gradcheck: input of dtype {x.dtype} is not float64; finite differences "
+                "will be inaccurate", stacklevel=2,
+            )
+    numerical = numerical_jacobian(func, inputs, eps)
+    failures = []
+    if check_backward_ad:
+        msg = _compare("backward", numerical, analytical_jacobian(func, inputs), atol, rtol)
+        if msg:
+            failures.append(msg)
+    if check_forward_ad:
+        fwd = forward_jacobian(func, inputs)
+        msg = _compare("forward", numerical, fwd, atol, rtol)
+        if msg:
+            failures.append(msg)
+    if failures:
+        if raise_exception:
+            raise GradcheckError("\n".join(failures))
+        return False
+    return True
+
+
+def gradgradcheck(
+    func: Callable[..., Any],
+    inputs: Any,
+    grad_outputs: Any = None,
+    *,
+    eps: float = 1e-6,
+    atol: float = 1e-5,
+    rtol: float = 1e-3,
+    raise_exception: bool = True,
+    seed: int = 0,
+    **_ignored: Any,
+) -> bool:
+    """gradcheck of the map (inputs, v) -> vjp(func, inputs, v), i.e. of second derivatives,
+    with the backward pass recorded (``create_graph=True``)."""
+    inputs = _as_tuple(inputs)
+    with _grad_mode.enable_grad():
+        outs = _outputs(func, inputs)
+    rng = np.random.default_rng(seed)
+    if grad_outputs is None:
+        grad_outputs = tuple(
+            Tensor(rng.standard_normal(o.shape), requires_grad=True) for o in outs
+        )
+    grad_outputs = _as_tuple(grad_outputs)
+    n = len(inputs)
+    positions = [i for i, x in enumerate(inputs) if isinstance(x, Tensor) and x.requires_grad]
+
+    def first_derivative(*args: Any) -> tuple[Tensor, ...]:
+        outs = _outputs(func, args[:n])
+        diff = [args[i] for i in positions]
+        live = [(o, v) for o, v in zip(outs, args[n:], strict=True) if o.requires_grad]
+        if not live:
+            return ()
+        grads = autograd_grad([o for o, _ in live], diff, [v for _, v in live],
+                              create_graph=True, allow_unused=True, materialize_grads=True)
+        return tuple(grads)
+
+    return gradcheck(first_derivative, inputs + grad_outputs, eps=eps, atol=atol, rtol=rtol,
+                     raise_exception=raise_exception)

@@ -1,0 +1,350 @@
+"""The backward engine: runs a recorded graph in reverse. It knows no op.
+
+Nodes are visited in dependency order (a node runs once, after every node that feeds it a
+gradient has run), found with an iterative walk, so graphs of any depth work. Gradients are
+raw arrays unless ``create_graph=True``, when they are tensors and the pass records a graph.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+from . import _grad_mode
+from ._graph import AccumulateGrad, Node
+from .tensor import Tensor, as_tensor
+
+
+def _as_list(x: Any) -> list:
+    if x is None:
+        return []
+    if isinstance(x, Tensor):
+        return [x]
+    return list(x)
+
+
+def _root_gradient(t: Tensor, g: Any, create_graph: bool, nbatch: int) -> Any:
+    if g is None:
+        if t.numel() != 1:
+            raise RuntimeError(
+                f"grad can be implicitly created only for scalar outputs; this output has "
+                f"shape {tuple(t.shape)}: pass `gradient=` (backward) or `grad_outputs=` "
+                "(autograd.grad) of the same shape"
+            )
+        g = np.ones_like(t._data)
+    else:
+        g = as_tensor(g)
+        expected = tuple(g.shape[:nbatch]) + tuple(t.shape)
+        if tuple(g.shape) != expected:
+            raise RuntimeError(
+                f"Mismatch in shape: grad_output has shape {tuple(g.shape)} and output has "
+                f"shape {tuple(t.shape)}"
+                + (f" (with {nbatch} leading batch axis)" if nbatch else "")
+            )
+        g = g if create_graph else g._data
+    if create_graph and not isinstance(g, Tensor):
+        g = Tensor._wrap(g)
+    return g
+
+
+def backward(
+    tensors: Sequence[Tensor],
+    grad_tensors: Sequence[Any],
+    retain_graph: bool | None = None,
+    create_graph: bool = False,
+    inputs: Any = None,
+) -> None:
+    """Accumulate gradients of ``tensors`` into the ``.grad`` of leaves (all of them, or only
+    ``inputs``)."""
+    tensors = _as_list(tensors)
+    grads = list(grad_tensors) if grad_tensors is not None else [None] * len(tensors)
+    if retain_graph is None:
+        retain_graph = create_graph
+    input_list = _as_list(inputs)
+    if inputs is not None and not input_list:
+        raise RuntimeError("backward: 'inputs' argument should not be empty")
+    for t in input_list:
+        if not t.requires_grad:
+            raise RuntimeError("backward: one of the 'inputs' does not require grad")
+    _run(tensors, grads, retain_graph, create_graph, input_list or None,
+         accumulate=True, allow_unused=True, nbatch=0)
+
+
+def grad(
+    outputs: Any,
+    inputs: Any,
+    grad_outputs: Any = None,
+    retain_graph: bool | None = None,
+    create_graph: bool = False,
+    allow_unused: bool | None = None,
+    is_grads_batched: bool = False,
+    materialize_grads: bool = False,
+) -> tuple[Tensor | None, ...]:
+    """The gradients of ``outputs`` with respect to ``inputs`` (vector-Jacobian products with
+    ``grad_outputs``), returned rather than accumulated into ``.grad``.
+
+    With ``is_grads_batched=True`` every ``grad_outputs`` tensor has one extra leading axis;
+    all rows go through the graph in one pass (rules see a batch of cotangents), which is how
+    Jacobians are computed without a Python loop."""
+    outputs_l = _as_list(outputs)
+    inputs_l = _as_list(inputs)
+    single_input = isinstance(inputs, Tensor)
+    if retain_graph is None:
+        retain_graph = create_graph
+    if allow_unused is None:
+        allow_unused = materialize_grads
+    for x in inputs_l:
+        if not isinstance(x, Tensor):
+            raise TypeError(f"grad: inputs must be tensors, got {type(x).__name__}")
+        if not x.requires_grad:
+            raise RuntimeError("grad: one of the differentiated Tensors does not require grad")
+    for y in outputs_l:
+        if not y.requires_grad:
+            raise RuntimeError(
+                "grad: element 0 of tensors does not require grad and does not have a grad_fn "
+                "(was it computed under no_grad, or from inputs that do not require grad?)"
+            )
+    gouts = _as_list(grad_outputs) if grad_outputs is not None else [None] * len(outputs_l)
+    if len(gouts) != len(outputs_l):
+        raise RuntimeError(
+            f"grad: got {len(gouts)} grad_outputs for {len(outputs_l)} outputs"
+        )
+    nbatch = 1 if is_grads_batched else 0
+    if is_grads_batched and any(g is None for g in gouts):
+        raise RuntimeError("grad: is_grads_batched=True needs every grad_output")
+    captured = _run(outputs_l, gouts, retain_graph, create_graph, inputs_l,
+                    accumulate=False, allow_unused=allow_unused, nbatch=nbatch)
+    results: list[Tensor | None] = []
+    for x, g in zip(inputs_l, captured, strict=True):
+        if g is None:
+            if materialize_grads:
+                shape = (gouts[0].shape[0],) + tuple(x.shape) if nbatch else tuple(x.shape)
+                g = np.zeros(shape, dtype=x.dtype)
+            else:
+                results.append(None)
+                continue
+        results.append(g if isinstance(g, Tensor) else Tensor._wrap(g))
+    return tuple(results) if not single_input else tuple(results)
+
+
+def _collect(roots: list[Node]) -> dict[Node, int]:
+    """Number of incoming gradients per node reachable from ``roots`` (iterative DFS)."""
+    dependencies: dict[Node, int] = {}
+    seen = set(roots)
+    stack = list(roots)
+    while stack:
+        node = stack.pop()
+        for nxt, _ in node._next:
+            if nxt is None:
+                continue
+            dependencies[nxt] = dependencies.get(nxt, 0) + 1
+            if nxt not in seen:
+                seen.add(nxt)
+                stack.append(nxt)
+    return dependencies
+
+
+def _needed(roots: list[Node], targets: set[Node]) -> set[Node]:
+    """The nodes that lie on a path from a root to a target (only those need to run)."""
+    order: list[Node] = []
+    seen: set[Node] = set()
+    stack: list[tuple[Node, bool]] = [(r, False) for r in roots]
+    while stack:
+        node, done = stack.pop()
+        if done:
+            order.append(node)
+            continue
+        if node in seen:
+            continue
+        seen.add(node)
+        stack.append((node, True))
+        for nxt, _ in node._next:
+            if nxt is not None and nxt not in seen:
+                stack.append((nxt, False))
+    needed: set[Node] = set()
+    for node in order:  # children before parents
+        if node in targets or any(n in needed for n, _ in node._next if n is not None):
+            needed.add(node)
+    return needed
+
+
+def _add(a: Any, b: Any) -> Any:
+    return b if a is None else a + b
+
+
+def _run(
+    outputs: list[Tensor],
+    grad_outputs: list[Any],
+    retain_graph: bool,
+    create_graph: bool,
+    inputs: list[Tensor] | None,
+    *,
+    accumulate: bool,
+    allow_unused: bool,
+    nbatch: int,
+) -> list[Any]:
+    if len(grad_outputs) != len(outputs):
+        raise RuntimeError(f"got {len(grad_outputs)} gradients for {len(outputs)} tensors")
+    buffers: dict[Node, list[Any]] = {}
+    roots: list[Node] = []
+    handed: set[int] = set()  # ids of arrays already stored somewhere (copied before reuse)
+    captured: dict[tuple[Node, int], Any] = {}
+    for t, g in zip(outputs, grad_outputs, strict=True):
+        if not isinstance(t, Tensor):
+            raise TypeError(f"backward: expected tensors, got {type(t).__name__}")
+        if not t.requires_grad:
+            raise RuntimeError(
+                "element 0 of tensors does not require grad and does not have a grad_fn"
+            )
+        g = _root_gradient(t, g, create_graph, nbatch)
+        handed.add(id(g))
+        node = t.grad_fn if t.grad_fn is not None else t._accumulator()
+        buf = buffers.setdefault(node, [None] * _n_outputs(node))
+        buf[t._output_nr] = _add(buf[t._output_nr], g)
+        if node not in roots:
+            roots.append(node)
+
+    # where to capture gradients for autograd.grad / backward(inputs=...)
+    targets: dict[tuple[Node, int], int] = {}
+    if inputs is not None:
+        for i, x in enumerate(inputs):
+            key = (x.grad_fn, x._output_nr) if x.grad_fn is not None else (x._accumulator(), 0)
+            targets[key] = i
+    target_nodes = {k[0] for k in targets}
+
+    dependencies = _collect(roots)
+    needed = _needed(roots, target_nodes) if inputs is not None else None
+    ready = [n for n in roots if dependencies.get(n, 0) == 0]
+    grad_mode = _grad_mode.enable_grad() if create_graph else _grad_mode.no_grad()
+    with grad_mode:
+        while ready:
+            node = ready.pop()
+            grads = buffers.pop(node)
+            if node._tensor_pre_hooks:
+                grads = _run_tensor_hooks(node, grads, create_graph)
+            if node._pre_hooks:
+                for hook in node._pre_hooks:
+                    replaced = hook(tuple(_to_tensor(g) for g in grads))
+                    if replaced is not None:
+                        grads = [_from_tensor(g, create_graph) for g in replaced]
+            if targets:
+                for nr, g in enumerate(grads):
+                    if (node, nr) in targets:
+                        captured[(node, nr)] = g
+            if isinstance(node, AccumulateGrad):
+                if accumulate and (inputs is None or node in target_nodes):
+                    _accumulate(node.variable, grads[0], create_graph, handed)
+                continue
+            if (needed is not None and node not in needed) or all(g is None for g in grads):
+                in_grads: list[Any] = [None] * len(node._next)
+                if not retain_graph and not isinstance(node, AccumulateGrad):
+                    node._release()
+            else:
+                in_grads = node._apply(grads, create_graph, nbatch)
+                if node._post_hooks:
+                    for hook in node._post_hooks:
+                        replaced = hook(
+                            tuple(_to_tensor(g) for g in in_grads),
+                            tuple(_to_tensor(g) for g in grads),
+                        )
+                        if replaced is not None:
+                            in_grads = [_from_tensor(g, create_graph) for g in replaced]
+                if not retain_graph:
+                    node._release()
+            for (nxt, nr), g in zip(node._next, in_grads, strict=True):
+                if nxt is None:
+                    continue
+                if g is not None:
+                    buf = buffers.get(nxt)
+                    if buf is None:
+                        buf = buffers[nxt] = [None] * _n_outputs(nxt)
+                    buf[nr] = _add(buf[nr], g)
+                remaining = dependencies[nxt] - 1
+                dependencies[nxt] = remaining
+                if remaining == 0:
+                    if nxt in buffers:
+                        ready.append(nxt)
+                    elif not isinstance(nxt, AccumulateGrad):
+                        # no gradient reached it: still release it and pass on the news
+                        buffers[nxt] = [None] * _n_outputs(nxt)
+                        ready.append(nxt)
+    if inputs is None:
+        return []
+    if accumulate:  # backward(inputs=[...]): non-leaf inputs get .grad as well
+        for x in inputs:
+            g = captured.get((x.grad_fn, x._output_nr)) if x.grad_fn is not None else None
+            if g is not None:
+                g = _to_tensor(g)
+                x.grad = g if x.grad is None else x.grad + g
+    results = []
+    for x in inputs:
+        key = (x.grad_fn, x._output_nr) if x.grad_fn is not None else (x._accumulator(), 0)
+        g = captured.get(key)
+        if g is None and not allow_unused and not accumulate:
+            raise RuntimeError(
+                "One of the differentiated Tensors appears to not have been used in the graph "
+                f"(shape {tuple(x.shape)}). Set allow_unused=True if this is the desired behavior."
+            )
+        results.append(g)
+    return results
+
+
+def _n_outputs(node: Node) -> int:
+    return node.n_outputs
+
+
+def _to_tensor(g: Any) -> Any:
+    return g if g is None or isinstance(g, Tensor) else Tensor._wrap(g)
+
+
+def _from_tensor(g: Any, create_graph: bool) -> Any:
+    if g is None or create_graph:
+        return g if g is None or isinstance(g, Tensor) else Tensor._wrap(np.asarray(g))
+    return g._data if isinstance(g, Tensor) else np.asarray(g)
+
+
+def _run_tensor_hooks(node: Node, grads: list[Any], create_graph: bool) -> list[Any]:
+    grads = list(grads)
+    for nr, hooks in node._tensor_pre_hooks.items():
+        if grads[nr] is None:
+            continue
+        for hook in sorted(hooks, key=lambda h: getattr(h, "retain", False)):
+            replaced = hook(_to_tensor(grads[nr]))
+            if replaced is not None:
+                grads[nr] = _from_tensor(replaced, create_graph)
+    return grads
+
+
+def _accumulate(leaf: Tensor, g: Any, create_graph: bool, handed: set[int]) -> None:
+    """Add ``g`` into ``leaf.grad``, after the leaf's hooks."""
+    if g is None:
+        return
+    if leaf._leaf_hooks:
+        for hook in leaf._leaf_hooks:
+            replaced = hook(_to_tensor(g))
+            if replaced is not None:
+                g = _from_tensor(replaced, create_graph)
+    if create_graph:
+        g = _to_tensor(g)
+        leaf.grad = g if leaf.grad is None else leaf.grad + g
+        return
+    if isinstance(g, Tensor):
+        g = g._data
+    current = leaf.grad
+    if current is None:
+        if (
+            id(g) in handed
+            or not isinstance(g, np.ndarray)
+            or g.base is not None
+            or not g.flags.writeable
+        ):
+            g = np.array(g, copy=True)  # never share memory with another gradient or input
+        handed.add(id(g))
+        leaf.grad = Tensor._wrap(g)
+    elif current.grad_fn is None and not current.requires_grad:
+        np.add(current._data, g, out=current._data)
+        current._version_counter[0] += 1
+    else:
+        leaf.grad = current + g

@@ -1,0 +1,854 @@
+"""The Tensor: an array, plus what autodiff needs (``requires_grad``, ``grad``, ``grad_fn``).
+
+Methods and operators forward to the functions of :mod:`matgrad._ops`, which record the graph.
+"""
+
+from __future__ import annotations
+
+import weakref
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import numpy as np
+
+from . import _grad_mode
+from ._graph import AccumulateGrad, Node, _RemovableHandle
+
+_default_dtype = [np.dtype(np.float64)]
+
+
+def get_default_dtype() -> np.dtype:
+    """The floating dtype of tensors created without one (float64 unless changed)."""
+    return _default_dtype[0]
+
+
+def set_default_dtype(dtype: Any) -> None:
+    """Set the floating dtype for ``randn``, ``zeros``, ``tensor([1.0])`` etc."""
+    dt = np.dtype(dtype)
+    if dt.kind != "f":
+        raise TypeError(f"set_default_dtype: only floating dtypes are allowed, got {dt}")
+    _default_dtype[0] = dt
+
+
+class Tensor:
+    """An n-dimensional array that can record the operations applied to it.
+
+    ``requires_grad=True`` marks a leaf whose gradient ``backward()`` accumulates in ``.grad``;
+    results of recorded operations carry ``grad_fn``, the graph node that made them.
+    """
+
+    __slots__ = (
+        "_data",
+        "_requires_grad",
+        "grad",
+        "grad_fn",
+        "_output_nr",
+        "_version_counter",
+        "_fw_grad",
+        "_acc_ref",
+        "_retains_grad",
+        "_leaf_hooks",
+        "__weakref__",
+    )
+    __array_priority__ = 1000  # NumPy defers `ndarray op Tensor` to the Tensor's operators
+
+    def __init__(self, data: Any, requires_grad: bool = False, dtype: Any = None) -> None:
+        if isinstance(data, Tensor):
+            data = data._data
+        arr = _to_array(data, dtype)
+        self._init(arr)
+        if requires_grad:
+            self.requires_grad = True
+
+    def _init(self, arr: Any) -> None:
+        self._data = arr
+        self._requires_grad = False
+        self.grad = None
+        self.grad_fn = None
+        self._output_nr = 0
+        self._version_counter = [0]
+        self._fw_grad = None
+        self._acc_ref = None
+        self._retains_grad = False
+        self._leaf_hooks = None
+
+    @classmethod
+    def _wrap(cls, arr: Any) -> Tensor:
+        """A new tensor around an array the caller owns (no copy, no checks)."""
+        if isinstance(arr, np.generic):
+            arr = np.asarray(arr)
+        t = cls.__new__(cls)
+        t._init(arr)
+        return t
+
+    @classmethod
+    def _make_result(cls, arr: Any, node: Node, output_nr: int) -> Tensor:
+        t = cls._wrap(arr)
+        t.grad_fn = node
+        t._output_nr = output_nr
+        t._requires_grad = True
+        return t
+
+    # -- autograd attributes ---------------------------------------------------------------
+    @property
+    def requires_grad(self) -> bool:
+        return self._requires_grad
+
+    @requires_grad.setter
+    def requires_grad(self, value: bool) -> None:
+        if value and self._data.dtype.kind not in "fc":
+            raise RuntimeError(
+                f"only tensors of floating point dtype can require gradients, "
+                f"got dtype {self._data.dtype} (convert with .double() or .float() first)"
+            )
+        if not value and self.grad_fn is not None:
+            raise RuntimeError(
+                "you can only change requires_grad flags of leaf variables; use detach() "
+                "to get a tensor that does not require grad"
+            )
+        self._requires_grad = bool(value)
+
+    def requires_grad_(self, requires_grad: bool = True) -> Tensor:
+        self.requires_grad = requires_grad
+        return self
+
+    @property
+    def is_leaf(self) -> bool:
+        return self.grad_fn is None
+
+    @property
+    def _version(self) -> int:
+        return self._version_counter[0]
+
+    @property
+    def retains_grad(self) -> bool:
+        return self._retains_grad
+
+    def _accumulator(self) -> AccumulateGrad:
+        acc = self._acc_ref() if self._acc_ref is not None else None
+        if acc is None:
+            acc = AccumulateGrad(self)
+            self._acc_ref = weakref.ref(acc)
+        return acc
+
+    def detach(self) -> Tensor:
+        """The same data (shared, not copied) without a graph."""
+        t = Tensor._wrap(self._data)
+        t._version_counter = self._version_counter
+        return t
+
+    def detach_(self) -> Tensor:
+        self.grad_fn = None
+        self._requires_grad = False
+        return self
+
+    def retain_grad(self) -> None:
+        """Keep ``.grad`` for this non-leaf tensor after backward (leaves always keep it)."""
+        if not self._requires_grad:
+            raise RuntimeError("can't retain_grad on a tensor that has requires_grad=False")
+        if self.grad_fn is None or self._retains_grad:
+            return
+        self._retains_grad = True
+        ref = weakref.ref(self)
+
+        def store(grad: Any) -> None:
+            t = ref()
+            if t is not None:
+                t.grad = grad if t.grad is None else t.grad + grad
+
+        self.grad_fn._add_tensor_pre_hook(self._output_nr, _RetainGradHook(store))
+
+    def register_hook(self, hook: Callable[[Tensor], Tensor | None]) -> _RemovableHandle:
+        """``hook(grad)`` runs when this tensor's gradient is computed; a returned tensor
+        replaces the gradient."""
+        if not self._requires_grad:
+            raise RuntimeError("cannot register a hook on a tensor that doesn't require gradient")
+        if self.grad_fn is not None:
+            return self.grad_fn._add_tensor_pre_hook(self._output_nr, hook)
+        if self._leaf_hooks is None:
+            self._leaf_hooks = []
+        self._leaf_hooks.append(hook)
+        return _RemovableHandle(self._leaf_hooks, hook)
+
+    def backward(
+        self,
+        gradient: Any = None,
+        retain_graph: bool | None = None,
+        create_graph: bool = False,
+        inputs: Any = None,
+    ) -> None:
+        """Accumulate d(self)/d(leaf) into the ``.grad`` of every leaf that requires grad
+        (or of ``inputs`` only). ``gradient`` is the vector of the vector-Jacobian product;
+        it may be left out only when ``self`` has one element."""
+        from . import engine
+
+        engine.backward([self], [gradient], retain_graph, create_graph, inputs)
+
+    # -- array attributes --------------------------------------------------------------------
+    @property
+    def data(self) -> Tensor:
+        return self.detach()
+
+    @data.setter
+    def data(self, value: Any) -> None:
+        self._data = value._data if isinstance(value, Tensor) else _to_array(value, None)
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        return Size(self._data.shape)
+
+    @property
+    def dtype(self) -> np.dtype:
+        return self._data.dtype
+
+    @property
+    def ndim(self) -> int:
+        return self._data.ndim
+
+    @property
+    def device(self) -> str:
+        return "cpu"
+
+    def dim(self) -> int:
+        return self._data.ndim
+
+    def size(self, dim: int | None = None) -> Any:
+        return Size(self._data.shape) if dim is None else self._data.shape[dim]
+
+    def numel(self) -> int:
+        return int(self._data.size)
+
+    def nelement(self) -> int:
+        return int(self._data.size)
+
+    def element_size(self) -> int:
+        return self._data.itemsize
+
+    def is_floating_point(self) -> bool:
+        return self._data.dtype.kind == "f"
+
+    def numpy(self, force: bool = False) -> np.ndarray:
+        """The underlying array (shared, not copied). Raises if the tensor requires grad,
+        as PyTorch does: use ``.detach().numpy()``."""
+        if self._requires_grad and not force:
+            raise RuntimeError(
+                "Can't call numpy() on a Tensor that requires grad. Use tensor.detach().numpy()"
+            )
+        return self._data
+
+    def item(self) -> Any:
+        if self._data.size != 1:
+            raise RuntimeError(
+                f"a Tensor with {self._data.size} elements cannot be converted to a scalar"
+            )
+        return self._data.reshape(()).item()
+
+    def tolist(self) -> Any:
+        return self._data.tolist()
+
+    def __array__(self, dtype: Any = None, copy: Any = None) -> np.ndarray:
+        arr = np.asarray(self._data)
+        return arr if dtype is None else arr.astype(dtype)
+
+    def __len__(self) -> int:
+        if self._data.ndim == 0:
+            raise TypeError("len() of a 0-d tensor")
+        return self._data.shape[0]
+
+    def __iter__(self) -> Iterator[Tensor]:
+        if self._data.ndim == 0:
+            raise TypeError("iteration over a 0-d tensor")
+        return (self[i] for i in range(self._data.shape[0]))
+
+    def __bool__(self) -> bool:
+        if self._data.size != 1:
+            raise RuntimeError(
+                f"Boolean value of Tensor with {self._data.size} values is ambiguous"
+            )
+        return bool(self._data.reshape(()))
+
+    def __float__(self) -> float:
+        return float(self.item())
+
+    def __int__(self) -> int:
+        return int(self.item())
+
+    def __index__(self) -> int:
+        if self._data.dtype.kind not in "iu":
+            raise TypeError(f"only integer tensors can be used as an index, not {self.dtype}")
+        return int(self.item())
+
+    def __hash__(self) -> int:
+        return id(self)
+
+    def __repr__(self) -> str:
+        body = np.array2string(
+            np.asarray(self._data), separator=", ", prefix="tensor(", precision=4,
+            floatmode="fixed" if self._data.dtype.kind == "f" else "maxprec", threshold=200,
+        )
+        extras = []
+        if self._data.dtype not in (get_default_dtype(), np.dtype(np.int64), np.dtype(bool)):
+            extras.append(f"dtype={_dtype_name(self._data.dtype)}")
+        if self.grad_fn is not None:
+            extras.append(f"grad_fn=<{self.grad_fn.name()}>")
+        elif self._requires_grad:
+            extras.append("requires_grad=True")
+        if self._fw_grad is not None:
+            extras.append("tangent=...")
+        return "tensor(" + body + "".join(", " + e for e in extras) + ")"
+
+    # -- conversions ---------------------------------------------------------------------------
+    def to(self, dtype: Any = None, *args: Any, **kwargs: Any) -> Tensor:
+        """``to(dtype)`` converts (a recorded, differentiable cast); device strings other
+        than 'cpu' are refused for the NumPy backend."""
+        if isinstance(dtype, str) and dtype in ("cpu",):
+            return self
+        if dtype is None:
+            dtype = kwargs.get("dtype")
+        if dtype is None:
+            return self
+        return _ops.to_dtype(self, np.dtype(dtype))
+
+    def type(self, dtype: Any) -> Tensor:
+        return self.to(dtype)
+
+    def double(self) -> Tensor:
+        return self.to(np.float64)
+
+    def float(self) -> Tensor:
+        return self.to(np.float32)
+
+    def long(self) -> Tensor:
+        return self.to(np.int64)
+
+    def int(self) -> Tensor:
+        return self.to(np.int32)
+
+    def bool(self) -> Tensor:
+        return self.to(np.bool_)
+
+    def clone(self) -> Tensor:
+        """A copy with its own memory; differentiable (the gradient passes through)."""
+        return _ops.clone(self)
+
+    def contiguous(self) -> Tensor:
+        return self
+
+    def cpu(self) -> Tensor:
+        return self
+
+    # -- operators -----------------------------------------------------------------------------
+    def __add__(self, other: Any) -> Tensor:
+        return _ops.add(self, other)
+
+    def __radd__(self, other: Any) -> Tensor:
+        return _ops.add(other, self)
+
+    def __sub__(self, other: Any) -> Tensor:
+        return _ops.sub(self, other)
+
+    def __rsub__(self, other: Any) -> Tensor:
+        return _ops.sub(other, self)
+
+    def __mul__(self, other: Any) -> Tensor:
+        return _ops.mul(self, other)
+
+    def __rmul__(self, other: Any) -> Tensor:
+        return _ops.mul(other, self)
+
+    def __truediv__(self, other: Any) -> Tensor:
+        return _ops.div(self, other)
+
+    def __rtruediv__(self, other: Any) -> Tensor:
+        return _ops.div(other, self)
+
+    def __pow__(self, exponent: Any) -> Tensor:
+        return _ops.pow(self, exponent)
+
+    def __rpow__(self, base: Any) -> Tensor:
+        return _ops.pow(base, self)
+
+    def __matmul__(self, other: Any) -> Tensor:
+        return _ops.matmul(self, other)
+
+    def __rmatmul__(self, other: Any) -> Tensor:
+        return _ops.matmul(other, self)
+
+    def __neg__(self) -> Tensor:
+        return _ops.neg(self)
+
+    def __pos__(self) -> Tensor:
+        return self
+
+    def __abs__(self) -> Tensor:
+        return _ops.abs(self)
+
+    def __gt__(self, other: Any) -> Tensor:
+        return _ops.gt(self, other)
+
+    def __ge__(self, other: Any) -> Tensor:
+        return _ops.ge(self, other)
+
+    def __lt__(self, other: Any) -> Tensor:
+        return _ops.lt(self, other)
+
+    def __le__(self, other: Any) -> Tensor:
+        return _ops.le(self, other)
+
+    def __eq__(self, other: Any) -> Tensor:  # type: ignore[override]
+        return _ops.eq(self, other)
+
+    def __ne__(self, other: Any) -> Tensor:  # type: ignore[override]
+        return _ops.ne(self, other)
+
+    def __and__(self, other: Any) -> Tensor:
+        return _ops.logical_and(self, other)
+
+    def __or__(self, other: Any) -> Tensor:
+        return _ops.logical_or(self, other)
+
+    def __invert__(self) -> Tensor:
+        return _ops.logical_not(self)
+
+    def __getitem__(self, index: Any) -> Tensor:
+        return _ops.getitem(self, index)
+
+    def __setitem__(self, index: Any, value: Any) -> None:
+        raw = _ops.raw_index(index)
+        self._inplace("__setitem__", lambda old: _ops.index_put(old, value, raw))
+
+    # -- in-place ops --------------------------------------------------------------------------
+    def _inplace(self, name: str, compute: Callable[[Tensor], Tensor]) -> Tensor:
+        """Run ``compute`` out of place, then write its result into this tensor's memory,
+        bump the version counter and make this tensor the result in the graph."""
+        recording = _grad_mode.state.enabled
+        if recording and self._requires_grad and self.grad_fn is None:
+            raise RuntimeError(
+                f"{name}: a leaf Variable that requires grad is being used in an in-place "
+                "operation. Wrap it in `with matgrad.no_grad():` (e.g. for a parameter "
+                "update) or clone() it first."
+            )
+        if recording:
+            old = Tensor._wrap(self._data)
+            old._version_counter = self._version_counter
+            old.grad_fn, old._output_nr = self.grad_fn, self._output_nr
+            old._requires_grad, old._fw_grad = self._requires_grad, self._fw_grad
+            new = compute(old)
+        else:
+            new = compute(self)
+        data = new._data
+        if data.shape != self._data.shape:
+            raise RuntimeError(
+                f"{name}: the result of shape {tuple(data.shape)} cannot be written in place "
+                f"into a tensor of shape {tuple(self._data.shape)}"
+            )
+        if not np.can_cast(data.dtype, self._data.dtype, casting="same_kind"):
+            raise RuntimeError(
+                f"{name}: result type {data.dtype} can't be cast to the tensor's dtype "
+                f"{self._data.dtype} in place"
+            )
+        if not self._data.flags.writeable:
+            self._data = np.array(self._data)
+        self._data[...] = data
+        self._version_counter[0] += 1
+        if recording and new.grad_fn is not None:
+            self.grad_fn, self._output_nr = new.grad_fn, new._output_nr
+            self._requires_grad = True
+        self._fw_grad = new._fw_grad
+        return self
+
+    def add_(self, other: Any, alpha: float = 1) -> Tensor:
+        return self._inplace("add_", lambda s: s + (other if alpha == 1 else other * alpha))
+
+    def sub_(self, other: Any, alpha: float = 1) -> Tensor:
+        return self._inplace("sub_", lambda s: s - (other if alpha == 1 else other * alpha))
+
+    def mul_(self, other: Any) -> Tensor:
+        return self._inplace("mul_", lambda s: s * other)
+
+    def div_(self, other: Any) -> Tensor:
+        return self._inplace("div_", lambda s: s / other)
+
+    def pow_(self, exponent: Any) -> Tensor:
+        return self._inplace("pow_", lambda s: s**exponent)
+
+    def clamp_(self, min: Any = None, max: Any = None) -> Tensor:  # noqa: A002
+        return self._inplace("clamp_", lambda s: _ops.clamp(s, min, max))
+
+    def zero_(self) -> Tensor:
+        return self._inplace("zero_", lambda s: _overwrite(s, 0.0))
+
+    def fill_(self, value: Any) -> Tensor:
+        return self._inplace("fill_", lambda s: _overwrite(s, value))
+
+    def copy_(self, src: Any) -> Tensor:
+        return self._inplace("copy_", lambda s: _overwrite(s, src))
+
+    def exp_(self) -> Tensor:
+        return self._inplace("exp_", _ops.exp)
+
+    def tanh_(self) -> Tensor:
+        return self._inplace("tanh_", _ops.tanh)
+
+    def relu_(self) -> Tensor:
+        return self._inplace("relu_", _ops.relu)
+
+    def neg_(self) -> Tensor:
+        return self._inplace("neg_", _ops.neg)
+
+    def sqrt_(self) -> Tensor:
+        return self._inplace("sqrt_", _ops.sqrt)
+
+    def abs_(self) -> Tensor:
+        return self._inplace("abs_", _ops.abs)
+
+    def __iadd__(self, other: Any) -> Tensor:
+        return self.add_(other)
+
+    def __isub__(self, other: Any) -> Tensor:
+        return self.sub_(other)
+
+    def __imul__(self, other: Any) -> Tensor:
+        return self.mul_(other)
+
+    def __itruediv__(self, other: Any) -> Tensor:
+        return self.div_(other)
+
+    # -- methods forwarding to matgrad functions ---------------------------------------------
+    def exp(self) -> Tensor:
+        return _ops.exp(self)
+
+    def log(self) -> Tensor:
+        return _ops.log(self)
+
+    def log1p(self) -> Tensor:
+        return _ops.log1p(self)
+
+    def expm1(self) -> Tensor:
+        return _ops.expm1(self)
+
+    def sqrt(self) -> Tensor:
+        return _ops.sqrt(self)
+
+    def abs(self) -> Tensor:
+        return _ops.abs(self)
+
+    def sign(self) -> Tensor:
+        return _ops.sign(self)
+
+    def sin(self) -> Tensor:
+        return _ops.sin(self)
+
+    def cos(self) -> Tensor:
+        return _ops.cos(self)
+
+    def tan(self) -> Tensor:
+        return _ops.tan(self)
+
+    def tanh(self) -> Tensor:
+        return _ops.tanh(self)
+
+    def sigmoid(self) -> Tensor:
+        return _ops.sigmoid(self)
+
+    def relu(self) -> Tensor:
+        return _ops.relu(self)
+
+    def neg(self) -> Tensor:
+        return _ops.neg(self)
+
+    def pow(self, exponent: Any) -> Tensor:
+        return _ops.pow(self, exponent)
+
+    def square(self) -> Tensor:
+        return _ops.mul(self, self)
+
+    def add(self, other: Any, alpha: float = 1) -> Tensor:
+        return _ops.add(self, other, alpha)
+
+    def sub(self, other: Any, alpha: float = 1) -> Tensor:
+        return _ops.sub(self, other, alpha)
+
+    def mul(self, other: Any) -> Tensor:
+        return _ops.mul(self, other)
+
+    def div(self, other: Any) -> Tensor:
+        return _ops.div(self, other)
+
+    def maximum(self, other: Any) -> Tensor:
+        return _ops.maximum(self, other)
+
+    def minimum(self, other: Any) -> Tensor:
+        return _ops.minimum(self, other)
+
+    def clamp(self, min: Any = None, max: Any = None) -> Tensor:  # noqa: A002
+        return _ops.clamp(self, min, max)
+
+    clip = clamp
+
+    def where(self, condition: Any, other: Any) -> Tensor:
+        return _ops.where(condition, self, other)
+
+    def sum(self, dim: Any = None, keepdim: bool = False, dtype: Any = None) -> Tensor:
+        return _ops.sum(self, dim, keepdim, dtype)
+
+    def mean(self, dim: Any = None, keepdim: bool = False) -> Tensor:
+        return _ops.mean(self, dim, keepdim)
+
+    def prod(self, dim: int | None = None, keepdim: bool = False) -> Tensor:
+        return _ops.prod(self, dim, keepdim)
+
+    def amax(self, dim: Any = None, keepdim: bool = False) -> Tensor:
+        return _ops.amax(self, dim, keepdim)
+
+    def amin(self, dim: Any = None, keepdim: bool = False) -> Tensor:
+        return _ops.amin(self, dim, keepdim)
+
+    def max(self, dim: Any = None, keepdim: bool = False) -> Any:
+        return _ops.max(self, dim, keepdim)
+
+    def min(self, dim: Any = None, keepdim: bool = False) -> Any:
+        return _ops.min(self, dim, keepdim)
+
+    def argmax(self, dim: int | None = None, keepdim: bool = False) -> Tensor:
+        return _ops.argmax(self, dim, keepdim)
+
+    def argmin(self, dim: int | None = None, keepdim: bool = False) -> Tensor:
+        return _ops.argmin(self, dim, keepdim)
+
+    def var(self, dim: Any = None, correction: int = 1, keepdim: bool = False) -> Tensor:
+        return _ops.var(self, dim, correction, keepdim)
+
+    def std(self, dim: Any = None, correction: int = 1, keepdim: bool = False) -> Tensor:
+        return _ops.std(self, dim, correction, keepdim)
+
+    def logsumexp(self, dim: Any = None, keepdim: bool = False) -> Tensor:
+        return _ops.logsumexp(self, dim, keepdim)
+
+    def softmax(self, dim: int = -1) -> Tensor:
+        return _ops.softmax(self, dim)
+
+    def log_softmax(self, dim: int = -1) -> Tensor:
+        return _ops.log_softmax(self, dim)
+
+    def cumsum(self, dim: int) -> Tensor:
+        return _ops.cumsum(self, dim)
+
+    def reshape(self, *shape: Any) -> Tensor:
+        return _ops.reshape(self, *shape)
+
+    def view(self, *shape: Any) -> Tensor:
+        return _ops.reshape(self, *shape)
+
+    def view_as(self, other: Tensor) -> Tensor:
+        return _ops.reshape(self, other.shape)
+
+    def reshape_as(self, other: Tensor) -> Tensor:
+        return _ops.reshape(self, other.shape)
+
+    def permute(self, *dims: Any) -> Tensor:
+        return _ops.permute(self, *dims)
+
+    def transpose(self, dim0: int, dim1: int) -> Tensor:
+        return _ops.transpose(self, dim0, dim1)
+
+    def t(self) -> Tensor:
+        return _ops.t(self)
+
+    def expand(self, *shape: Any) -> Tensor:
+        return _ops.expand(self, *shape)
+
+    def expand_as(self, other: Tensor) -> Tensor:
+        return _ops.expand(self, other.shape)
+
+    def squeeze(self, dim: Any = None) -> Tensor:
+        return _ops.squeeze(self, dim)
+
+    def unsqueeze(self, dim: int) -> Tensor:
+        return _ops.unsqueeze(self, dim)
+
+    def flatten(self, start_dim: int = 0, end_dim: int = -1) -> Tensor:
+        return _ops.flatten(self, start_dim, end_dim)
+
+    def unflatten(self, dim: int, sizes: Any) -> Tensor:
+        return _ops.unflatten(self, dim, sizes)
+
+    def split(self, split_size: Any, dim: int = 0) -> tuple[Tensor, ...]:
+        return _ops.split(self, split_size, dim)
+
+    def chunk(self, chunks: int, dim: int = 0) -> tuple[Tensor, ...]:
+        return _ops.chunk(self, chunks, dim)
+
+    def unbind(self, dim: int = 0) -> tuple[Tensor, ...]:
+        return _ops.unbind(self, dim)
+
+    def diagonal(self, offset: int = 0, dim1: int = 0, dim2: int = 1) -> Tensor:
+        return _ops.diagonal(self, offset, dim1, dim2)
+
+    def diag_embed(self, offset: int = 0, dim1: int = -2, dim2: int = -1) -> Tensor:
+        return _ops.diag_embed(self, offset, dim1, dim2)
+
+    def diag(self, diagonal: int = 0) -> Tensor:
+        return _ops.diag(self, diagonal)
+
+    def trace(self) -> Tensor:
+        return _ops.trace(self)
+
+    def tril(self, diagonal: int = 0) -> Tensor:
+        return _ops.tril(self, diagonal)
+
+    def triu(self, diagonal: int = 0) -> Tensor:
+        return _ops.triu(self, diagonal)
+
+    def flip(self, dims: Any) -> Tensor:
+        return _ops.flip(self, dims)
+
+    def roll(self, shifts: Any, dims: Any = None) -> Tensor:
+        return _ops.roll(self, shifts, dims)
+
+    def matmul(self, other: Any) -> Tensor:
+        return _ops.matmul(self, other)
+
+    def mm(self, mat2: Tensor) -> Tensor:
+        return _ops.mm(self, mat2)
+
+    def bmm(self, mat2: Tensor) -> Tensor:
+        return _ops.bmm(self, mat2)
+
+    def mv(self, vec: Tensor) -> Tensor:
+        return _ops.mv(self, vec)
+
+    def dot(self, other: Tensor) -> Tensor:
+        return _ops.dot(self, other)
+
+    def outer(self, vec2: Tensor) -> Tensor:
+        return _ops.outer(self, vec2)
+
+    def eq(self, other: Any) -> Tensor:
+        return _ops.eq(self, other)
+
+    def ne(self, other: Any) -> Tensor:
+        return _ops.ne(self, other)
+
+    def gt(self, other: Any) -> Tensor:
+        return _ops.gt(self, other)
+
+    def ge(self, other: Any) -> Tensor:
+        return _ops.ge(self, other)
+
+    def lt(self, other: Any) -> Tensor:
+        return _ops.lt(self, other)
+
+    def le(self, other: Any) -> Tensor:
+        return _ops.le(self, other)
+
+    def allclose(self, other: Any, rtol: float = 1e-5, atol: float = 1e-8) -> bool:
+        return _ops.allclose(self, other, rtol, atol)
+
+    def equal(self, other: Any) -> bool:
+        return _ops.equal(self, other)
+
+    def norm(self, p: Any = "fro", dim: Any = None, keepdim: bool = False) -> Tensor:
+        from . import linalg
+
+        return linalg.norm(self, p, dim, keepdim)
+
+    def inverse(self) -> Tensor:
+        from . import linalg
+
+        return linalg.inv(self)
+
+    def det(self) -> Tensor:
+        from . import linalg
+
+        return linalg.det(self)
+
+    # -- shape properties ----------------------------------------------------------------------
+    @property
+    def T(self) -> Tensor:  # noqa: N802
+        return _ops.permute(self, tuple(range(self.ndim - 1, -1, -1)))
+
+    @property
+    def mT(self) -> Tensor:  # noqa: N802
+        return _ops.transpose(self, -2, -1)
+
+
+class Size(tuple):
+    """A tensor's shape: a tuple that prints like PyTorch's ``torch.Size``."""
+
+    __slots__ = ()
+
+    def __repr__(self) -> str:
+        return f"matgrad.Size({list(self)})"
+
+    def numel(self) -> int:
+        n = 1
+        for s in self:
+            n *= s
+        return n
+
+
+class _RetainGradHook:
+    """Pre-hook that stores a non-leaf's gradient on it (``retain_grad``); runs after the
+    tensor's own hooks, so ``.grad`` sees their changes."""
+
+    retain = True
+
+    def __init__(self, store: Callable[[Any], None]) -> None:
+        self.store = store
+
+    def __call__(self, grad: Any) -> None:
+        self.store(grad)
+
+
+def _overwrite(old: Tensor, value: Any) -> Tensor:
+    """``value`` broadcast to ``old``'s shape and dtype; the gradient reaching ``old``'s
+    previous value is zero, and ``value``'s gradient is summed to its shape."""
+    value = as_tensor(value)
+    if value.dtype != old.dtype:
+        value = _ops.to_dtype(value, old.dtype)
+    return _ops.expand(value, old.shape) + (old * 0.0 if old.requires_grad else 0.0)
+
+
+def _dtype_name(dtype: np.dtype) -> str:
+    return f"matgrad.{dtype.name}"
+
+
+def _to_array(data: Any, dtype: Any) -> np.ndarray:
+    if isinstance(data, Tensor):
+        data = data._data
+    if isinstance(data, list | tuple) and any(isinstance(x, Tensor) for x in _flatten(data)):
+        data = _nested_to_arrays(data)
+    arr = np.asarray(data, dtype=None if dtype is None else np.dtype(dtype))
+    if dtype is None and arr.dtype.kind == "f" and arr.dtype != get_default_dtype():
+        if not isinstance(data, np.ndarray | np.generic):
+            arr = arr.astype(get_default_dtype())
+    if arr.dtype.kind not in "fciub":
+        raise TypeError(f"cannot make a tensor of dtype {arr.dtype} from {type(data).__name__}")
+    return arr
+
+
+def _flatten(data: Any) -> Iterator[Any]:
+    for x in data:
+        if isinstance(x, list | tuple):
+            yield from _flatten(x)
+        else:
+            yield x
+
+
+def _nested_to_arrays(data: Any) -> Any:
+    if isinstance(data, Tensor):
+        return data._data
+    if isinstance(data, list | tuple):
+        return [_nested_to_arrays(x) for x in data]
+    return data
+
+
+def as_tensor(data: Any, dtype: Any = None) -> Tensor:
+    """``data`` as a tensor: returned as is when already a tensor of that dtype."""
+    if isinstance(data, Tensor):
+        return data if dtype is None or data.dtype == np.dtype(dtype) else data.to(dtype)
+    return Tensor(data, dtype=dtype)
+
+
+from . import _ops  # noqa: E402  (the ops module needs the Tensor class defined above)

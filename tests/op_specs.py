@@ -1,0 +1,149 @@
+"""Sample inputs for every row of derivatives.yaml, used by the generic table test.
+
+Each op maps to a list of samples: a function of tensors that exercises the op (through the
+public API, so the op's node appears in the graph) and the float64 arrays to call it with.
+Shapes cover broadcasting and batches. Inputs are drawn from each op's domain (``positive``
+for log/sqrt, separated values for max/sort-like ops, well-conditioned matrices for linalg).
+A meta-test fails when a row has no samples, or samples name no row.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import numpy as np
+
+import matgrad as mg
+
+rng = np.random.default_rng(1234)
+
+
+def randn(*shape: int) -> np.ndarray:
+    return rng.standard_normal(shape)
+
+
+def positive(*shape: int) -> np.ndarray:
+    return rng.uniform(0.5, 2.0, shape)
+
+
+def distinct(*shape: int) -> np.ndarray:
+    """Values at least 0.1 apart (no ties: max/min/abs/relu are smooth there)."""
+    n = int(np.prod(shape))
+    vals = (rng.permutation(n) - n / 2) * 0.37 + 0.05
+    return vals.reshape(shape)
+
+
+def well_conditioned(*shape: int) -> np.ndarray:
+    """Square matrices (batched) with singular values in [1, 3]."""
+    n = shape[-1]
+    q1, _ = np.linalg.qr(rng.standard_normal(shape))
+    q2, _ = np.linalg.qr(rng.standard_normal(shape))
+    s = rng.uniform(1.0, 3.0, shape[:-1])
+    return q1 @ (s[..., :, None] * q2)
+
+
+def spd(*shape: int) -> np.ndarray:
+    """Symmetric positive definite matrices with eigenvalues in [1, 3]."""
+    q, _ = np.linalg.qr(rng.standard_normal(shape))
+    s = rng.uniform(1.0, 3.0, shape[:-1])
+    return (q * s[..., None, :]) @ np.swapaxes(q, -1, -2)
+
+
+@dataclass
+class Sample:
+    fn: Callable[..., mg.Tensor]
+    inputs: list[np.ndarray]
+    nondiff: list = field(default_factory=list)  # extra non-differentiable arguments
+    gradgrad: bool = True
+    atol: float = 1e-5
+    rtol: float = 1e-3
+    eps: float = 1e-6
+    note: str = ""
+
+
+S = Sample
+SPECS: dict[str, list[Sample]] = {
+    # arithmetic, with broadcasting both ways and Python scalars
+    "add": [S(lambda a, b: a + b, [randn(3, 4), randn(4)]),
+            S(lambda a, b: a + b, [randn(2, 1, 3), randn(4, 1)]),
+            S(lambda a: 2.0 + a, [randn(3)])],
+    "sub": [S(lambda a, b: a - b, [randn(3, 4), randn(3, 1)]), S(lambda a: 1.0 - a, [randn(2, 3)])],
+    "mul": [S(lambda a, b: a * b, [randn(3, 4), randn(4)]), S(lambda a: a * 3.0, [randn(2, 2)])],
+    "div": [S(lambda a, b: a / b, [randn(3, 4), positive(3, 1)]),
+            S(lambda a: 2.0 / a, [positive(4)])],
+    "neg": [S(lambda a: -a, [randn(2, 3)])],
+    "pow": [S(lambda a, b: a**b, [positive(3, 2), randn(2)]),
+            S(lambda a: a**3, [randn(4)]), S(lambda a: a**0.5, [positive(3)]),
+            S(lambda b: 2.0**b, [randn(3)])],
+    "exp": [S(mg.exp, [randn(2, 3)])],
+    "log": [S(mg.log, [positive(2, 3)])],
+    "log1p": [S(mg.log1p, [positive(4)])],
+    "expm1": [S(mg.expm1, [randn(4)])],
+    "sqrt": [S(mg.sqrt, [positive(2, 3)])],
+    "abs": [S(mg.abs, [distinct(2, 3)])],
+    "sign": [S(lambda a: mg.sign(a) * a, [distinct(5)])],
+    "sin": [S(mg.sin, [randn(3)])],
+    "cos": [S(mg.cos, [randn(3)])],
+    "tan": [S(mg.tan, [rng.uniform(-1, 1, (3,))])],
+    "tanh": [S(mg.tanh, [randn(2, 3)])],
+    "sigmoid": [S(mg.sigmoid, [randn(2, 3)])],
+    "relu": [S(mg.relu, [distinct(2, 3)])],
+    "maximum": [S(mg.maximum, [distinct(3, 4), distinct(4) + 0.01])],
+    "minimum": [S(mg.minimum, [distinct(3, 4), distinct(4) + 0.01])],
+    "where": [S(lambda a, b: mg.where(mg.tensor([True, False, True]), a, b),
+                [randn(2, 3), randn(3)])],
+    "clamp": [S(lambda a: mg.clamp(a, -0.5, 0.7), [distinct(2, 4)]),
+              S(lambda a: mg.clamp(a, min=0.1), [distinct(5)])],
+    "to_dtype": [S(lambda a: mg.to_dtype(a, np.float32).double() * 1.0, [randn(3)],
+                   eps=1e-2, atol=1e-3, rtol=1e-3, note="float32 round trip")],
+    "clone": [S(mg.clone, [randn(2, 2)])],
+    # reductions
+    "sum": [S(lambda a: a.sum(), [randn(3, 4)]), S(lambda a: a.sum(1), [randn(2, 3, 4)]),
+            S(lambda a: a.sum((0, 2), keepdim=True), [randn(2, 3, 4)])],
+    "mean": [S(lambda a: a.mean(), [randn(3, 4)]), S(lambda a: a.mean(-1, keepdim=True), [randn(2, 3)])],
+    "prod": [S(lambda a: a.prod(), [positive(5)]), S(lambda a: a.prod(1), [randn(2, 3, 2)]),
+             S(lambda a: a.prod(0), [np.array([[0.0, 2.0], [3.0, 0.5], [1.5, 0.0]])],
+               note="exact with zeros")],
+    "amax": [S(lambda a: a.amax(), [distinct(3, 4)]), S(lambda a: a.amax(0), [distinct(3, 4)]),
+             S(lambda a: mg.max(a, 1, keepdim=True).values, [distinct(2, 3)])],
+    "amin": [S(lambda a: a.amin(-1), [distinct(3, 4)]), S(lambda a: mg.min(a), [distinct(5)])],
+    # shapes
+    "reshape": [S(lambda a: a.reshape(6, 2), [randn(3, 4)]), S(lambda a: a.view(-1), [randn(2, 3)])],
+    "permute": [S(lambda a: a.permute(2, 0, 1), [randn(2, 3, 4)])],
+    "transpose": [S(lambda a: a.transpose(0, 2), [randn(2, 3, 4)]), S(lambda a: a.mT, [randn(2, 3)])],
+    "expand": [S(lambda a: a.expand(3, 4), [randn(1, 4)]), S(lambda a: a.expand(2, 3, 2), [randn(3, 1)])],
+    "squeeze": [S(lambda a: a.squeeze(), [randn(3, 1, 2)]), S(lambda a: a.squeeze(1), [randn(3, 1)])],
+    "unsqueeze": [S(lambda a: a.unsqueeze(1), [randn(3, 2)]), S(lambda a: a.unsqueeze(-1), [randn(3)])],
+    "getitem": [S(lambda a: a[1:, ::2], [randn(3, 4)]), S(lambda a: a[..., 0], [randn(2, 3)]),
+                S(lambda a: a[np.array([0, 2, 0])], [randn(3, 2)], note="repeated integer index"),
+                S(lambda a: a[a > 0], [distinct(3, 3)], note="boolean mask"),
+                S(lambda a: a[[1, 0], [0, 2]], [randn(2, 3)])],
+    "zeros_scatter": [S(lambda a: mg._ops.zeros_scatter(a, (4, 3), np.array([0, 2, 0])),
+                        [randn(3, 3)])],
+    "index_put": [S(lambda a, v: mg.index_put(a, v, (slice(None), 1)), [randn(3, 4), randn(3)]),
+                  S(lambda a, v: mg.index_put(a, v, np.array([True, False, True])),
+                    [randn(3, 2), randn(2)])],
+    "cat": [S(lambda a, b: mg.cat([a, b], 1), [randn(2, 3), randn(2, 2)]),
+            S(lambda a, b: mg.cat([a, b]), [randn(1, 2), randn(3, 2)])],
+    "stack": [S(lambda a, b: mg.stack([a, b], 1), [randn(2, 3), randn(2, 3)])],
+    "diagonal": [S(lambda a: a.diagonal(), [randn(3, 3)]),
+                 S(lambda a: mg.diagonal(a, 1, 0, 2), [randn(3, 2, 4)]),
+                 S(lambda a: mg.diagonal(a, -1, -2, -1), [randn(2, 4, 3)])],
+    "diag_embed": [S(mg.diag_embed, [randn(2, 3)]), S(lambda a: mg.diag_embed(a, 1), [randn(3)])],
+    "tril": [S(mg.tril, [randn(3, 3)]), S(lambda a: mg.tril(a, -1), [randn(2, 3, 4)])],
+    "triu": [S(mg.triu, [randn(3, 4)]), S(lambda a: mg.triu(a, 1), [randn(3, 3)])],
+    "flip": [S(lambda a: a.flip(0), [randn(3, 2)]), S(lambda a: a.flip((0, 1)), [randn(2, 3)])],
+    "roll": [S(lambda a: a.roll(1, 0), [randn(3, 2)]), S(lambda a: a.roll(2), [randn(2, 3)])],
+    "pad": [S(lambda a: mg.pad(a, (1, 2)), [randn(2, 3)]),
+            S(lambda a: mg.pad(a, (0, -1, 1, 0), value=2.0), [randn(3, 3)], note="crop")],
+    # products
+    "mm": [S(lambda a, b: a @ b, [randn(3, 4), randn(4, 2)])],
+    "bmm": [S(mg.bmm, [randn(2, 3, 4), randn(2, 4, 2)])],
+    "matmul": [S(lambda a, b: a @ b, [randn(2, 3, 4), randn(4, 2)]),
+               S(lambda a, b: a @ b, [randn(3, 1, 2, 3), randn(2, 3, 2)]),
+               S(lambda a, b: a @ b, [randn(3), randn(2, 3, 4)])],
+    "mv": [S(lambda a, b: a @ b, [randn(3, 4), randn(4)])],
+    "dot": [S(lambda a, b: a @ b, [randn(4), randn(4)])],
+    "outer": [S(mg.outer, [randn(3), randn(4)])],
+}
