@@ -13,7 +13,7 @@ import numpy as np
 
 from . import _array_fns
 from ._grad_mode import state
-from ._graph import BatchingUnsupported
+from ._graph import NO_EDGE, BatchingUnsupported, InputEdge
 from ._rules import RULES, Rule
 from .tensor import Tensor
 
@@ -41,6 +41,114 @@ def _plan(rule: Rule) -> tuple[tuple[int, Any], ...]:
     return tuple(plan)
 
 
+def _gather_lines(plan: tuple[tuple[int, Any], ...]) -> list[str]:
+    """Source lines that set ``args`` (the values a rule's formulas read) and ``saved`` (the
+    tensors among them with their versions, for the in-place check) from ``inputs``,
+    ``datas``, ``outs`` and ``attrs``."""
+    arg_exprs, saved_lines = [], []
+    for pos, (kind, key) in enumerate(plan):
+        if kind == _INPUT:
+            arg_exprs.append(f"datas[{key}]")
+            saved_lines.append(
+                f"x = inputs[{key}]\n"
+                f"if isinstance(x, Tensor):\n"
+                f"    vc = x._version_counter\n"
+                f"    saved += ({pos}, x, 0 if vc is None else vc[0])"
+            )
+        elif kind == _OUTPUT:
+            arg_exprs.append(f"outs[{key}]._data")
+            saved_lines.append(f"saved += ({pos}, weakref_ref(outs[{key}]), 0)")
+        elif kind == _ATTR:
+            arg_exprs.append(f"attrs[{key!r}]")
+        elif kind == _SHAPE:
+            arg_exprs.append(f"shape_of(inputs[{key}])")
+        elif kind == _NDIM:
+            arg_exprs.append(f"len(shape_of(inputs[{key}]))")
+        elif kind == _DTYPE:
+            arg_exprs.append(f"getattr(inputs[{key}], 'dtype', None)")
+        elif kind == _SHAPES:
+            arg_exprs.append(f"[shape_of(t) for t in inputs[{key}]]")
+        elif kind == _RSHAPE:
+            arg_exprs.append("outs[0]._data.shape")
+        else:
+            arg_exprs.append("outs[0]._data.ndim")
+    body = ["saved = ()", *saved_lines, f"args = ({''.join(e + ', ' for e in arg_exprs)})"]
+    return [part for line in body for part in line.split("\n")]
+
+
+def _compile(name: str, params: str, lines: list[str], rule: Rule, **names: Any) -> Any:
+    source = f"def {name}({params}):\n" + "".join(f"    {line}\n" for line in lines)
+    namespace = {
+        "Tensor": Tensor,
+        "weakref_ref": weakref.ref,
+        "shape_of": _shape_of,
+        "NO_EDGE": NO_EDGE,
+        **names,
+    }
+    exec(compile(source, f"<{name} for {rule.name}>", "exec"), namespace)  # noqa: S102
+    return namespace[name]
+
+
+def _compile_gather(rule: Rule, plan: tuple[tuple[int, Any], ...]) -> Any:
+    """Make ``gather(inputs, datas, outs, attrs) -> (args, saved)`` for one rule. Generated
+    per rule so that recording a node runs no interpretive loop."""
+    lines = [*_gather_lines(plan), "return args, saved"]
+    return _compile("gather", "inputs, datas, outs, attrs", lines, rule)
+
+
+def _compile_record(rule: Rule, node_class: type, plan: tuple[tuple[int, Any], ...]) -> Any:
+    """Make ``record(inputs, datas, outs, attrs)`` for a row without list inputs: it
+    builds the node (edges, input metadata, saved values) and attaches it to the outputs.
+    Generated per row, unrolled over the row's inputs, because this runs for every op."""
+    lines = []
+    for i in range(len(rule.inputs)):
+        lines += [
+            f"x = inputs[{i}]",
+            "if isinstance(x, Tensor):",
+            "    data = x._data",
+            "    dt = data.dtype",
+            "    if dt.kind not in 'fc':",
+            f"        e{i} = NO_EDGE",
+            "    elif x._requires_grad:",
+            "        fn = x.grad_fn",
+            f"        e{i} = ((fn, x._output_nr, data.shape, dt) if fn is not None",
+            f"              else (x._accumulator(), 0, data.shape, dt))",
+            "    else:",
+            f"        e{i} = (None, 0, data.shape, dt)",
+            "else:",
+            f"    e{i} = NO_EDGE",
+        ]
+    n = len(rule.inputs)
+    edges = "(" + "".join(f"e{i}, " for i in range(n)) + ")"
+    lines += [
+        *_gather_lines(plan),
+        f"node = node_class({edges}, args, saved, None, "
+        f"({''.join(f'e{i}[0] is not None, ' for i in range(n))}))",
+        "for i, o in enumerate(outs):",
+        "    if o._data.dtype.kind in 'fc':",
+        "        o.grad_fn = node",
+        "        o._output_nr = i",
+        "        o._requires_grad = True",
+    ]
+    return _compile("record", "inputs, datas, outs, attrs", lines, rule, node_class=node_class)
+
+
+def tensor_edge(x: Any) -> InputEdge:
+    """The input edge a node keeps for ``x`` (see ``_graph.InputEdge``)."""
+    if not isinstance(x, Tensor):
+        return NO_EDGE
+    data = x._data
+    dt = data.dtype
+    if dt.kind not in "fc":
+        return NO_EDGE
+    if not x._requires_grad:
+        return (None, 0, data.shape, dt)
+    fn = x.grad_fn
+    if fn is None:
+        return (x._accumulator(), 0, data.shape, dt)
+    return (fn, x._output_nr, data.shape, dt)
+
+
 def _is_differentiable_dtype(dtype: Any) -> bool:
     return dtype.kind in "fc"
 
@@ -48,109 +156,98 @@ def _is_differentiable_dtype(dtype: Any) -> bool:
 class Op:
     """A callable primitive: ``Op(rule)(*tensor_inputs, **attrs)`` -> Tensor (or tuple)."""
 
-    __slots__ = ("rule", "name", "forward", "node_class", "plan", "has_list", "multi")
+    __slots__ = ("rule", "name", "forward", "node_class", "gather", "record", "has_list", "multi")
 
     def __init__(self, rule: Rule) -> None:
         self.rule = rule
         self.name = rule.name
         self.forward = getattr(_array_fns, rule.name)
         self.node_class = rule.node_class
-        self.plan = _plan(rule)
+        plan = _plan(rule)
+        self.gather = _compile_gather(rule, plan)
         self.has_list = any(rule.input_is_list)
         self.multi = rule.n_outputs > 1
+        self.record = None if self.has_list else _compile_record(rule, rule.node_class, plan)
 
     def __call__(self, *inputs: Any, **attrs: Any) -> Any:
         if self.has_list:
-            flat = [x for group in inputs for x in (group if isinstance(group, list | tuple)
-                                                      else (group,))]
-        else:
-            flat = inputs
-        requires = False
-        tangent = False
-        for x in flat:
+            return self._call_with_lists(inputs, attrs)
+        datas = []
+        requires = tangent = False
+        for x in inputs:
             if isinstance(x, Tensor):
-                if x.requires_grad:
+                datas.append(x._data)
+                if x._requires_grad:
                     requires = True
                 if x._fw_grad is not None:
                     tangent = True
-        if self.has_list:
-            datas = [[x._data if isinstance(x, Tensor) else x for x in group]
-                     if isinstance(group, list | tuple) else
-                     (group._data if isinstance(group, Tensor) else group) for group in inputs]
-        else:
-            datas = [x._data if isinstance(x, Tensor) else x for x in inputs]
+            else:
+                datas.append(x)
         try:
-            out = self.forward(*datas, **attrs)
-        except (ValueError, TypeError, IndexError) as exc:
-            raise _op_error(self.name, flat, exc) from None
-        record = requires and state.enabled
+            out = self.forward(*datas, **attrs) if attrs else self.forward(*datas)
+        except (ValueError, TypeError, IndexError, ArithmeticError) as exc:
+            raise _op_error(self.name, inputs, exc) from None
         if self.multi:
             outs = tuple(Tensor._wrap(o) for o in out)
         else:
-            outs = (Tensor._wrap(out),)
-        if record:
-            self._record(inputs, flat, outs, attrs)
+            if type(out) is not np.ndarray:
+                out = np.asarray(out) if isinstance(out, np.generic) else out
+            result = Tensor.__new__(Tensor)
+            result._data = out
+            result._requires_grad = False
+            result.grad_fn = None
+            result._output_nr = 0
+            result._fw_grad = None
+            outs = (result,)
+        if requires and state.enabled:
+            self.record(inputs, datas, outs, attrs)
         if tangent and state.forward_level:
             self._push_tangent(inputs, outs, attrs)
         return outs if self.multi else outs[0]
 
-    def _record(self, inputs: tuple, flat: Any, outs: tuple[Tensor, ...], attrs: dict) -> None:
-        rule = self.rule
-        edges = []
-        in_meta = []
-        for x in flat:
-            if isinstance(x, Tensor):
-                dt = x._data.dtype
-                in_meta.append((x._data.shape, dt) if _is_differentiable_dtype(dt) else None)
-                if x.requires_grad:
-                    fn = x.grad_fn
-                    edges.append((fn, x._output_nr) if fn is not None else (x._accumulator(), 0))
-                else:
-                    edges.append((None, 0))
-            else:
-                in_meta.append(None)
-                edges.append((None, 0))
-        args = []
-        saved = []
-        for pos, (kind, key) in enumerate(self.plan):
-            if kind == _INPUT:
-                x = inputs[key]
-                if isinstance(x, Tensor):
-                    args.append(x._data)
-                    saved.append((pos, x, x._version_counter[0]))
-                elif isinstance(x, list | tuple):
-                    args.append([t._data if isinstance(t, Tensor) else t for t in x])
-                else:
-                    args.append(x)
-            elif kind == _OUTPUT:
-                o = outs[key]
-                args.append(o._data)
-                saved.append((pos, weakref.ref(o), o._version_counter[0]))
-            elif kind == _ATTR:
-                args.append(attrs[key])
-            elif kind == _SHAPE:
-                args.append(_shape_of(inputs[key]))
-            elif kind == _NDIM:
-                args.append(len(_shape_of(inputs[key])))
-            elif kind == _DTYPE:
-                args.append(getattr(inputs[key], "dtype", None))
-            elif kind == _SHAPES:
-                args.append([_shape_of(t) for t in inputs[key]])
-            elif kind == _RSHAPE:
-                args.append(outs[0]._data.shape)
-            else:
-                args.append(outs[0]._data.ndim)
-        if self.has_list:
-            list_lens = tuple(len(x) if isinstance(x, list | tuple) else 1 for x in inputs)
-        else:
-            list_lens = (1,) * len(inputs)
-        node = self.node_class(tuple(edges), tuple(in_meta), tuple(args), tuple(saved), list_lens)
+    def _call_with_lists(self, inputs: tuple, attrs: dict) -> Any:
+        flat = [
+            x for group in inputs for x in (group if isinstance(group, list | tuple) else (group,))
+        ]
+        requires = any(isinstance(x, Tensor) and x._requires_grad for x in flat)
+        tangent = any(isinstance(x, Tensor) and x._fw_grad is not None for x in flat)
+        datas = [
+            [x._data if isinstance(x, Tensor) else x for x in group]
+            if isinstance(group, list | tuple)
+            else (group._data if isinstance(group, Tensor) else group)
+            for group in inputs
+        ]
+        try:
+            out = self.forward(*datas, **attrs)
+        except (ValueError, TypeError, IndexError, ArithmeticError) as exc:
+            raise _op_error(self.name, flat, exc) from None
+        outs = tuple(Tensor._wrap(o) for o in out) if self.multi else (Tensor._wrap(out),)
+        if requires and state.enabled:
+            lens = tuple(len(x) if isinstance(x, list | tuple) else 1 for x in inputs)
+            self._record(inputs, flat, datas, outs, attrs, lens)
+        if tangent and state.forward_level:
+            self._push_tangent(inputs, outs, attrs)
+        return outs if self.multi else outs[0]
+
+    def _record(
+        self,
+        inputs: tuple,
+        flat: Any,
+        datas: list,
+        outs: tuple[Tensor, ...],
+        attrs: dict,
+        list_lens: tuple[int, ...] | None,
+    ) -> None:
+        edges = [tensor_edge(x) for x in flat]
+        args, saved = self.gather(inputs, datas, outs, attrs)
+        node = self.node_class(
+            tuple(edges), args, saved, list_lens, tuple(e[0] is not None for e in edges)
+        )
         for i, o in enumerate(outs):
-            if _is_differentiable_dtype(o._data.dtype):
+            if o._data.dtype.kind in "fc":
                 o.grad_fn = node
                 o._output_nr = i
-                o.requires_grad = True
-        node._outputs = tuple(weakref.ref(o) for o in outs)
+                o._requires_grad = True
 
     def _push_tangent(self, inputs: tuple, outs: tuple[Tensor, ...], attrs: dict) -> None:
         """Forward mode: the result's tangent from the row's ``result`` formula, evaluated on
@@ -181,8 +278,10 @@ class Op:
         # list inputs with some tangents absent: those elements get zero tangents
         for i, x in enumerate(inputs):
             if isinstance(tangents[i], list):
-                tangents[i] = [t if t is not None else _ops.zeros_like(p)
-                               for t, p in zip(tangents[i], x, strict=True)]
+                tangents[i] = [
+                    t if t is not None else _ops.zeros_like(p)
+                    for t, p in zip(tangents[i], x, strict=True)
+                ]
         if not rule.batched:
             for x, t in zip(inputs, tangents, strict=True):
                 if isinstance(t, Tensor) and t.ndim > _ndim_of(x):
@@ -221,8 +320,7 @@ def _shape_of(x: Any) -> tuple[int, ...]:
 
 def _op_error(name: str, inputs: Any, exc: Exception) -> Exception:
     shapes = ", ".join(
-        f"{tuple(x.shape)} {x.dtype}" if isinstance(x, Tensor) else repr(x)
-        for x in inputs
+        f"{tuple(x.shape)} {x.dtype}" if isinstance(x, Tensor) else repr(x) for x in inputs
     )
     return type(exc)(f"{name}: {exc} (inputs: {shapes})")
 

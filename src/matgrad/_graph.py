@@ -21,32 +21,46 @@ if TYPE_CHECKING:
     from .tensor import Tensor
 
 Edge = tuple["Node | None", int]
+# What a node keeps per input: (node, output_nr, shape, dtype). The node is the input's
+# grad_fn, its leaf's AccumulateGrad, or None when no gradient is needed; shape and dtype (None
+# for non-float or non-tensor inputs) are what the input's gradient is fitted to.
+InputEdge = tuple["Node | None", int, "tuple[int, ...] | None", Any]
+NO_EDGE: InputEdge = (None, 0, None, None)
+
+# Counts in-place changes to any tensor. A node remembers the count when it is made; while it
+# is unchanged, none of its saved tensors can have been modified and the per-tensor version
+# check is skipped (it is the common case, and the check is not free).
+inplace_epoch = [0]
+
+
+def bump_version(tensor: Tensor) -> None:
+    """Record an in-place change of ``tensor`` (its version and the global epoch)."""
+    tensor._shared_counter()[0] += 1
+    inplace_epoch[0] += 1
+
+
+class _Hooks:
+    """The hooks of one node (most nodes have none, so this is made on demand)."""
+
+    __slots__ = ("pre", "post", "tensor_pre")
+
+    def __init__(self) -> None:
+        self.pre: list[Callable] = []
+        self.post: list[Callable] = []
+        self.tensor_pre: dict[int, list[Callable]] = {}
 
 
 class Node:
     """Base of every graph node: ``next_functions``, ``name()``, hooks and calling."""
 
-    __slots__ = (
-        "_next",
-        "_in_meta",
-        "_released",
-        "_pre_hooks",
-        "_post_hooks",
-        "_tensor_pre_hooks",
-        "__weakref__",
-    )
-
-    def __init__(self) -> None:
-        self._next: tuple[Edge, ...] = ()
-        self._in_meta: tuple[Any, ...] = ()
-        self._released = False
-        self._pre_hooks: list[Callable] | None = None
-        self._post_hooks: list[Callable] | None = None
-        self._tensor_pre_hooks: dict[int, list[Callable]] | None = None
-
-    # -- inspection ----------------------------------------------------------------------------
+    __slots__ = ("_next", "_hooks", "__weakref__")
     n_outputs = 1
 
+    def __init__(self) -> None:
+        self._next: tuple[InputEdge, ...] = ()
+        self._hooks: _Hooks | None = None
+
+    # -- inspection ----------------------------------------------------------------------------
     def name(self) -> str:
         return type(self).__name__
 
@@ -54,40 +68,48 @@ class Node:
     def next_functions(self) -> tuple[Edge, ...]:
         """One ``(node, output_index)`` pair per input: the node that made the input, an
         ``AccumulateGrad`` for a leaf that requires grad, ``(None, 0)`` otherwise."""
-        return self._next
+        return tuple((e[0], e[1]) for e in self._next)
 
     def __repr__(self) -> str:
         return f"<{self.name()} object at {id(self):#x}>"
 
     # -- hooks ---------------------------------------------------------------------------------
+    def _get_hooks(self) -> _Hooks:
+        if self._hooks is None:
+            self._hooks = _Hooks()
+        return self._hooks
+
     def register_hook(self, fn: Callable) -> _RemovableHandle:
         """``fn(grad_inputs, grad_outputs)`` runs after this node computed its input
         gradients; a non-None return replaces ``grad_inputs``."""
-        if self._post_hooks is None:
-            self._post_hooks = []
-        self._post_hooks.append(fn)
-        return _RemovableHandle(self._post_hooks, fn)
+        hooks = self._get_hooks().post
+        hooks.append(fn)
+        return _RemovableHandle(hooks, fn)
 
     def register_prehook(self, fn: Callable) -> _RemovableHandle:
         """``fn(grad_outputs)`` runs before this node; a non-None return replaces them."""
-        if self._pre_hooks is None:
-            self._pre_hooks = []
-        self._pre_hooks.append(fn)
-        return _RemovableHandle(self._pre_hooks, fn)
+        hooks = self._get_hooks().pre
+        hooks.append(fn)
+        return _RemovableHandle(hooks, fn)
 
     def _add_tensor_pre_hook(self, output_nr: int, fn: Callable) -> _RemovableHandle:
-        if self._tensor_pre_hooks is None:
-            self._tensor_pre_hooks = {}
-        hooks = self._tensor_pre_hooks.setdefault(output_nr, [])
+        hooks = self._get_hooks().tensor_pre.setdefault(output_nr, [])
         hooks.append(fn)
         return _RemovableHandle(hooks, fn)
 
     # -- evaluation (overridden) ---------------------------------------------------------------
-    def _apply(self, grads: list[Any], create_graph: bool, nbatch: int) -> list[Any]:
+    def _apply(
+        self, grads: list[Any], create_graph: bool, nbatch: int, want_all: bool = False
+    ) -> list[Any]:
         raise NotImplementedError
 
+    def _raw_input_grads(self, grads: list[Any]) -> list[Any]:
+        """Input gradients as raw arrays for one cotangent; the caller fits them to the
+        inputs' shapes and dtypes (a fast path of ``_apply``)."""
+        return self._apply(grads, False, 0)
+
     def _release(self) -> None:
-        self._released = True
+        """Drop saved values after a backward pass without ``retain_graph``."""
 
 
 class BatchingUnsupported(RuntimeError):
@@ -125,49 +147,57 @@ class RuleNode(Node):
     """A node made from a row of the rule table; subclasses are generated per row with the
     class attribute ``rule`` and are named like PyTorch's (``MmBackward0``)."""
 
-    __slots__ = ("_args", "_saved", "_outputs", "_list_lens")
+    __slots__ = ("_args", "_saved", "_list_lens", "_wanted", "_epoch")
     rule: Rule
-
-    @property
-    def n_outputs(self) -> int:  # type: ignore[override]
-        return self.rule.n_outputs
 
     def __init__(
         self,
-        next_edges: tuple[Edge, ...],
-        in_meta: tuple[Any, ...],
+        next_edges: tuple[InputEdge, ...],
         args: tuple[Any, ...],
         saved: tuple[Any, ...],
-        list_lens: tuple[int, ...],
+        list_lens: tuple[int, ...] | None,
+        wanted: tuple[bool, ...],
     ) -> None:
         self._next = next_edges
-        self._in_meta = in_meta
-        self._released = False
-        self._pre_hooks = None
-        self._post_hooks = None
-        self._tensor_pre_hooks = None
-        self._args = args  # raw values in the order of rule.vjp_args
-        self._saved = saved  # per saved tensor: (arg position, tensor or weakref, version)
-        self._outputs: tuple[weakref.ref, ...] = ()
-        self._list_lens = list_lens
+        self._wanted = wanted  # per edge: does that input need a gradient
+        self._epoch = inplace_epoch[0]
+        self._hooks = None
+        self._args: tuple[Any, ...] | None = args  # raw values, in the order of rule.vjp_args
+        # the tensors among the args, flat: (arg position, tensor or weakref, version) * k
+        self._saved = saved
+        self._list_lens = list_lens  # lengths of list inputs (None: the row has none)
+
+    def _release(self) -> None:
+        self._args = None
+        self._saved = ()
+
+    def _raw_input_grads(self, grads: list[Any]) -> list[Any]:
+        if self._list_lens is not None:
+            return self._apply(grads, False, 0)
+        args = self._args
+        if args is None or (self._saved and self._epoch != inplace_epoch[0]):
+            self._check_versions()
+        return self.rule.vjp(_array_fns, self._wanted, *grads, *args)
 
     # -- saved values --------------------------------------------------------------------------
     def _check_versions(self) -> None:
-        if self._released:
+        if self._args is None:
             raise RuntimeError(
                 f"Trying to backward through {self.name()} a second time (or to use its saved "
                 "tensors after they were freed). Saved tensors are freed after a backward pass; "
                 "specify retain_graph=True on the first backward() or autograd.grad() call if "
                 "you need to backward through the graph again."
             )
-        for pos, holder, version in self._saved:
+        saved = self._saved
+        for k in range(0, len(saved), 3):
+            pos, holder, version = saved[k : k + 3]
             tensor = holder() if isinstance(holder, weakref.ref) else holder
-            if tensor is not None and tensor._version_counter[0] != version:
+            if tensor is not None and tensor._version != version:
                 raise RuntimeError(
                     f"one of the variables needed for gradient computation has been modified "
                     f"by an inplace operation: {self.name()} saved "
                     f"'{self.rule.vjp_args[pos]}' (shape {tuple(tensor.shape)}) at version "
-                    f"{version}, and it is now at version {tensor._version_counter[0]}. "
+                    f"{version}, and it is now at version {tensor._version}. "
                     "Use an out-of-place operation or clone() the tensor before modifying it."
                 )
 
@@ -176,7 +206,9 @@ class RuleNode(Node):
         from .tensor import Tensor
 
         args = list(self._args)
-        for pos, holder, _ in self._saved:
+        saved = self._saved
+        for k in range(0, len(saved), 3):
+            pos, holder = saved[k], saved[k + 1]
             if isinstance(holder, weakref.ref):  # an output of this node
                 out_nr = self.rule.outputs.index(self.rule.vjp_args[pos])
                 tensor = holder()
@@ -188,15 +220,14 @@ class RuleNode(Node):
         return args
 
     def _lookup_saved(self, name: str) -> Any:
-        if self._released:
+        if self._args is None:
             raise RuntimeError(
                 f"{self.name()}._saved_{name}: the saved values were freed by a backward pass "
                 "without retain_graph=True."
             )
         pos = self.rule.vjp_args.index(name)
-        for p, holder, _ in self._saved:
-            if p == pos:
-                return self._tensor_args()[pos]
+        if pos in self._saved[::3]:
+            return self._tensor_args()[pos]
         return self._args[pos]
 
     def __getattr__(self, attr: str) -> Any:
@@ -219,18 +250,21 @@ class RuleNode(Node):
         With ``create_graph`` the formulas run on tensors and record a graph; otherwise they
         run on raw arrays. ``want_all`` asks for every tensor input's gradient, not only those
         of inputs that require grad (used by ``node(grad)``)."""
-        self._check_versions()
         rule = self.rule
+        if self._args is None or (self._saved and self._epoch != inplace_epoch[0]):
+            self._check_versions()
         if nbatch and not rule.batched:
             raise BatchingUnsupported(rule.name)
-        in_meta = self._in_meta
-        needs = [False] * len(rule.inputs)
-        k = 0
-        for i, n in enumerate(self._list_lens):
-            for j in range(k, k + n):
-                if self._next[j][0] is not None or (want_all and in_meta[j] is not None):
-                    needs[i] = True
-            k += n
+        edges = self._next
+        wanted = [e[2] is not None for e in edges] if want_all else self._wanted
+        list_lens = self._list_lens
+        if list_lens is None:
+            needs = wanted
+        else:
+            needs, k = [], 0
+            for n in list_lens:
+                needs.append(any(wanted[k : k + n]))
+                k += n
         if create_graph:
             from . import _ops as F
 
@@ -239,17 +273,24 @@ class RuleNode(Node):
             F = _array_fns  # noqa: N806 - the formula namespace
             args = self._args
         per_input = rule.vjp(F, needs, *grads, *args)
-        flat: list[Any] = []
-        for i, n in enumerate(self._list_lens):
-            g = per_input[i]
-            if rule.input_is_list[i]:
-                flat.extend(g if g is not None else [None] * n)
+        if list_lens is not None:
+            flat: list[Any] = []
+            for i, n in enumerate(list_lens):
+                g = per_input[i]
+                if rule.input_is_list[i]:
+                    flat.extend(g if g is not None else [None] * n)
+                else:
+                    flat.append(g)
+            per_input = flat
+        out = []
+        for g, w, e in zip(per_input, wanted, edges, strict=True):
+            if g is None or not w:
+                out.append(None)
+            elif nbatch == 0 and getattr(g, "shape", None) == e[2] and g.dtype == e[3]:
+                out.append(g)  # the common case: nothing to reduce or cast
             else:
-                flat.append(g)
-        for j, g in enumerate(flat):
-            wanted = self._next[j][0] is not None or (want_all and in_meta[j] is not None)
-            flat[j] = fit_gradient(F, g, in_meta[j], nbatch) if g is not None and wanted else None
-        return flat
+                out.append(fit_gradient(F, g, e[2], e[3], nbatch))
+        return out
 
     def __call__(self, *grad_outputs: Any) -> tuple[Any, ...] | Any:
         """Apply this node's vector-Jacobian product to output gradients: returns the gradient
@@ -269,17 +310,17 @@ class RuleNode(Node):
         if record:  # the gradient is itself differentiable: evaluate on tensors
             out = self._apply(grads, True, 0, want_all=True)
         else:
-            out = self._apply([None if g is None else g._data for g in grads], False, 0,
-                              want_all=True)
+            out = self._apply(
+                [None if g is None else g._data for g in grads], False, 0, want_all=True
+            )
         results = tuple(g if g is None or isinstance(g, Tensor) else Tensor._wrap(g) for g in out)
         return results[0] if len(results) == 1 else results
 
 
-def fit_gradient(F: Any, g: Any, meta: tuple[tuple[int, ...], Any], nbatch: int) -> Any:
+def fit_gradient(F: Any, g: Any, shape: tuple[int, ...], dtype: Any, nbatch: int) -> Any:
     """Reduce a gradient to its input's shape and dtype: the one place where broadcasting is
     undone (sum over broadcast axes) and dtypes are matched. ``nbatch`` leading axes are
     batch axes of vectorized cotangents and are kept."""
-    shape, dtype = meta
     gshape = getattr(g, "shape", None)
     if gshape is None:  # a Python scalar from a formula
         g = F.full_like_shape(g, shape, dtype)

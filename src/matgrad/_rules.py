@@ -314,7 +314,9 @@ def _build_rule(row: dict, line: int) -> Rule:
         doc=str(row.get("doc", "")).strip(),
     )
     rule.node_class = type(
-        node_class_name(op_name), (RuleNode,), {"__slots__": (), "rule": rule}
+        node_class_name(op_name),
+        (RuleNode,),
+        {"__slots__": (), "rule": rule, "n_outputs": len(outputs)},
     )
     return rule
 

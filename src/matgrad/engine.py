@@ -12,8 +12,8 @@ from typing import Any
 
 import numpy as np
 
-from . import _grad_mode
-from ._graph import AccumulateGrad, Node
+from . import _array_fns, _grad_mode
+from ._graph import AccumulateGrad, Node, bump_version, fit_gradient
 from .tensor import Tensor, as_tensor
 
 
@@ -68,8 +68,16 @@ def backward(
     for t in input_list:
         if not t.requires_grad:
             raise RuntimeError("backward: one of the 'inputs' does not require grad")
-    _run(tensors, grads, retain_graph, create_graph, input_list or None,
-         accumulate=True, allow_unused=True, nbatch=0)
+    _run(
+        tensors,
+        grads,
+        retain_graph,
+        create_graph,
+        input_list or None,
+        accumulate=True,
+        allow_unused=True,
+        nbatch=0,
+    )
 
 
 def grad(
@@ -108,14 +116,20 @@ def grad(
             )
     gouts = _as_list(grad_outputs) if grad_outputs is not None else [None] * len(outputs_l)
     if len(gouts) != len(outputs_l):
-        raise RuntimeError(
-            f"grad: got {len(gouts)} grad_outputs for {len(outputs_l)} outputs"
-        )
+        raise RuntimeError(f"grad: got {len(gouts)} grad_outputs for {len(outputs_l)} outputs")
     nbatch = 1 if is_grads_batched else 0
     if is_grads_batched and any(g is None for g in gouts):
         raise RuntimeError("grad: is_grads_batched=True needs every grad_output")
-    captured = _run(outputs_l, gouts, retain_graph, create_graph, inputs_l,
-                    accumulate=False, allow_unused=allow_unused, nbatch=nbatch)
+    captured = _run(
+        outputs_l,
+        gouts,
+        retain_graph,
+        create_graph,
+        inputs_l,
+        accumulate=False,
+        allow_unused=allow_unused,
+        nbatch=nbatch,
+    )
     results: list[Tensor | None] = []
     for x, g in zip(inputs_l, captured, strict=True):
         if g is None:
@@ -136,7 +150,8 @@ def _collect(roots: list[Node]) -> dict[Node, int]:
     stack = list(roots)
     while stack:
         node = stack.pop()
-        for nxt, _ in node._next:
+        for edge in node._next:
+            nxt = edge[0]
             if nxt is None:
                 continue
             dependencies[nxt] = dependencies.get(nxt, 0) + 1
@@ -160,12 +175,13 @@ def _needed(roots: list[Node], targets: set[Node]) -> set[Node]:
             continue
         seen.add(node)
         stack.append((node, True))
-        for nxt, _ in node._next:
+        for edge in node._next:
+            nxt = edge[0]
             if nxt is not None and nxt not in seen:
                 stack.append((nxt, False))
     needed: set[Node] = set()
     for node in order:  # children before parents
-        if node in targets or any(n in needed for n, _ in node._next if n is not None):
+        if node in targets or any(e[0] in needed for e in node._next if e[0] is not None):
             needed.add(node)
     return needed
 
@@ -201,7 +217,7 @@ def _run(
         g = _root_gradient(t, g, create_graph, nbatch)
         handed.add(id(g))
         node = t.grad_fn if t.grad_fn is not None else t._accumulator()
-        buf = buffers.setdefault(node, [None] * _n_outputs(node))
+        buf = buffers.setdefault(node, [None] * node.n_outputs)
         buf[t._output_nr] = _add(buf[t._output_nr], g)
         if node not in roots:
             roots.append(node)
@@ -218,58 +234,58 @@ def _run(
     needed = _needed(roots, target_nodes) if inputs is not None else None
     ready = [n for n in roots if dependencies.get(n, 0) == 0]
     grad_mode = _grad_mode.enable_grad() if create_graph else _grad_mode.no_grad()
+    raw = not create_graph and nbatch == 0  # the common case: arrays, one cotangent
     with grad_mode:
         while ready:
             node = ready.pop()
             grads = buffers.pop(node)
-            if node._tensor_pre_hooks:
-                grads = _run_tensor_hooks(node, grads, create_graph)
-            if node._pre_hooks:
-                for hook in node._pre_hooks:
-                    replaced = hook(tuple(_to_tensor(g) for g in grads))
-                    if replaced is not None:
-                        grads = [_from_tensor(g, create_graph) for g in replaced]
+            hooks = node._hooks
+            if hooks is not None:
+                grads = _run_pre_hooks(node, hooks, grads, create_graph)
             if targets:
                 for nr, g in enumerate(grads):
                     if (node, nr) in targets:
                         captured[(node, nr)] = g
-            if isinstance(node, AccumulateGrad):
+            if type(node) is AccumulateGrad:
                 if accumulate and (inputs is None or node in target_nodes):
                     _accumulate(node.variable, grads[0], create_graph, handed)
                 continue
-            if (needed is not None and node not in needed) or all(g is None for g in grads):
+            if (needed is not None and node not in needed) or (
+                grads[0] is None if len(grads) == 1 else _all_none(grads)
+            ):
                 in_grads: list[Any] = [None] * len(node._next)
-                if not retain_graph and not isinstance(node, AccumulateGrad):
-                    node._release()
             else:
-                in_grads = node._apply(grads, create_graph, nbatch)
-                if node._post_hooks:
-                    for hook in node._post_hooks:
+                if raw and hooks is None:
+                    in_grads = node._raw_input_grads(grads)  # fitted in the loop below
+                else:
+                    in_grads = node._apply(grads, create_graph, nbatch)
+                if hooks is not None and hooks.post:
+                    for hook in hooks.post:
                         replaced = hook(
                             tuple(_to_tensor(g) for g in in_grads),
                             tuple(_to_tensor(g) for g in grads),
                         )
                         if replaced is not None:
                             in_grads = [_from_tensor(g, create_graph) for g in replaced]
-                if not retain_graph:
-                    node._release()
-            for (nxt, nr), g in zip(node._next, in_grads, strict=True):
+            if not retain_graph:
+                node._release()
+            for edge, g in zip(node._next, in_grads, strict=True):
+                nxt = edge[0]
                 if nxt is None:
                     continue
+                nr = edge[1]
+                buf = buffers.get(nxt)
+                if buf is None:
+                    buf = buffers[nxt] = [None] * nxt.n_outputs
                 if g is not None:
-                    buf = buffers.get(nxt)
-                    if buf is None:
-                        buf = buffers[nxt] = [None] * _n_outputs(nxt)
-                    buf[nr] = _add(buf[nr], g)
+                    if raw and (getattr(g, "shape", None) != edge[2] or g.dtype != edge[3]):
+                        g = fit_gradient(_array_fns, g, edge[2], edge[3], 0)
+                    old = buf[nr]
+                    buf[nr] = g if old is None else old + g
                 remaining = dependencies[nxt] - 1
                 dependencies[nxt] = remaining
                 if remaining == 0:
-                    if nxt in buffers:
-                        ready.append(nxt)
-                    elif not isinstance(nxt, AccumulateGrad):
-                        # no gradient reached it: still release it and pass on the news
-                        buffers[nxt] = [None] * _n_outputs(nxt)
-                        ready.append(nxt)
+                    ready.append(nxt)
     if inputs is None:
         return []
     if accumulate:  # backward(inputs=[...]): non-leaf inputs get .grad as well
@@ -291,10 +307,6 @@ def _run(
     return results
 
 
-def _n_outputs(node: Node) -> int:
-    return node.n_outputs
-
-
 def _to_tensor(g: Any) -> Any:
     return g if g is None or isinstance(g, Tensor) else Tensor._wrap(g)
 
@@ -305,9 +317,23 @@ def _from_tensor(g: Any, create_graph: bool) -> Any:
     return g._data if isinstance(g, Tensor) else np.asarray(g)
 
 
-def _run_tensor_hooks(node: Node, grads: list[Any], create_graph: bool) -> list[Any]:
+def _all_none(grads: list[Any]) -> bool:
+    return grads[0] is None if len(grads) == 1 else all(g is None for g in grads)
+
+
+def _run_pre_hooks(node: Node, hooks: Any, grads: list[Any], create_graph: bool) -> list[Any]:
+    """Tensor hooks (per output, ``retain_grad`` last), then the node's pre-hooks."""
+    grads = _run_tensor_hooks(hooks, grads, create_graph)
+    for hook in hooks.pre:
+        replaced = hook(tuple(_to_tensor(g) for g in grads))
+        if replaced is not None:
+            grads = [_from_tensor(g, create_graph) for g in replaced]
+    return grads
+
+
+def _run_tensor_hooks(hooks_of: Any, grads: list[Any], create_graph: bool) -> list[Any]:
     grads = list(grads)
-    for nr, hooks in node._tensor_pre_hooks.items():
+    for nr, hooks in hooks_of.tensor_pre.items():
         if grads[nr] is None:
             continue
         for hook in sorted(hooks, key=lambda h: getattr(h, "retain", False)):
@@ -345,6 +371,6 @@ def _accumulate(leaf: Tensor, g: Any, create_graph: bool, handed: set[int]) -> N
         leaf.grad = Tensor._wrap(g)
     elif current.grad_fn is None and not current.requires_grad:
         np.add(current._data, g, out=current._data)
-        current._version_counter[0] += 1
+        bump_version(current)
     else:
         leaf.grad = current + g

@@ -12,7 +12,7 @@ from typing import Any
 import numpy as np
 
 from . import _grad_mode
-from ._graph import AccumulateGrad, Node, _RemovableHandle
+from ._graph import AccumulateGrad, Node, _RemovableHandle, bump_version
 
 _default_dtype = [np.dtype(np.float64)]
 
@@ -37,40 +37,35 @@ class Tensor:
     results of recorded operations carry ``grad_fn``, the graph node that made them.
     """
 
+    __array_priority__ = 1000  # NumPy defers `ndarray op Tensor` to the Tensor's operators
+
+    # The hot fields are slots, set for every tensor; the rest default on the class and go
+    # to a __dict__ made only when one is set (keeps the per-op allocation count low).
     __slots__ = (
         "_data",
         "_requires_grad",
-        "grad",
         "grad_fn",
         "_output_nr",
-        "_version_counter",
         "_fw_grad",
-        "_acc_ref",
-        "_retains_grad",
-        "_leaf_hooks",
+        "__dict__",
         "__weakref__",
     )
-    __array_priority__ = 1000  # NumPy defers `ndarray op Tensor` to the Tensor's operators
+    grad: Tensor | None = None
+    _version_counter: list[int] | None = None  # made on first in-place change or sharing
+    _acc_ref: weakref.ref | None = None
+    _retains_grad = False
+    _leaf_hooks: list[Callable] | None = None
 
     def __init__(self, data: Any, requires_grad: bool = False, dtype: Any = None) -> None:
         if isinstance(data, Tensor):
             data = data._data
-        arr = _to_array(data, dtype)
-        self._init(arr)
-        if requires_grad:
-            self.requires_grad = True
-
-    def _init(self, arr: Any) -> None:
-        self._data = arr
+        self._data = _to_array(data, dtype)
         self._requires_grad = False
-        self.grad = None
         self.grad_fn = None
         self._output_nr = 0
-        self._version_counter = [0]
         self._fw_grad = None
-        self._acc_ref = None
-        self._retains_grad = False
-        self._leaf_hooks = None
+        if requires_grad:
+            self.requires_grad = True
 
     @classmethod
     def _wrap(cls, arr: Any) -> Tensor:
@@ -78,7 +73,11 @@ class Tensor:
         if isinstance(arr, np.generic):
             arr = np.asarray(arr)
         t = cls.__new__(cls)
-        t._init(arr)
+        t._data = arr
+        t._requires_grad = False
+        t.grad_fn = None
+        t._output_nr = 0
+        t._fw_grad = None
         return t
 
     @classmethod
@@ -118,7 +117,14 @@ class Tensor:
 
     @property
     def _version(self) -> int:
-        return self._version_counter[0]
+        """How many times this tensor's memory was changed in place (PyTorch's name)."""
+        vc = self._version_counter
+        return 0 if vc is None else vc[0]
+
+    def _shared_counter(self) -> list[int]:
+        if self._version_counter is None:
+            self._version_counter = [0]
+        return self._version_counter
 
     @property
     def retains_grad(self) -> bool:
@@ -134,7 +140,7 @@ class Tensor:
     def detach(self) -> Tensor:
         """The same data (shared, not copied) without a graph."""
         t = Tensor._wrap(self._data)
-        t._version_counter = self._version_counter
+        t._version_counter = self._shared_counter()
         return t
 
     def detach_(self) -> Tensor:
@@ -283,8 +289,12 @@ class Tensor:
 
     def __repr__(self) -> str:
         body = np.array2string(
-            np.asarray(self._data), separator=", ", prefix="tensor(", precision=4,
-            floatmode="fixed" if self._data.dtype.kind == "f" else "maxprec", threshold=200,
+            np.asarray(self._data),
+            separator=", ",
+            prefix="tensor(",
+            precision=4,
+            floatmode="fixed" if self._data.dtype.kind == "f" else "maxprec",
+            threshold=200,
         )
         extras = []
         if self._data.dtype not in (get_default_dtype(), np.dtype(np.int64), np.dtype(bool)):
@@ -339,25 +349,25 @@ class Tensor:
 
     # -- operators -----------------------------------------------------------------------------
     def __add__(self, other: Any) -> Tensor:
-        return _ops.add(self, other)
+        return _ops.OPS["add"](self, other)
 
     def __radd__(self, other: Any) -> Tensor:
         return _ops.add(other, self)
 
     def __sub__(self, other: Any) -> Tensor:
-        return _ops.sub(self, other)
+        return _ops.OPS["sub"](self, other)
 
     def __rsub__(self, other: Any) -> Tensor:
         return _ops.sub(other, self)
 
     def __mul__(self, other: Any) -> Tensor:
-        return _ops.mul(self, other)
+        return _ops.OPS["mul"](self, other)
 
     def __rmul__(self, other: Any) -> Tensor:
         return _ops.mul(other, self)
 
     def __truediv__(self, other: Any) -> Tensor:
-        return _ops.div(self, other)
+        return _ops.OPS["div"](self, other)
 
     def __rtruediv__(self, other: Any) -> Tensor:
         return _ops.div(other, self)
@@ -430,7 +440,7 @@ class Tensor:
             )
         if recording:
             old = Tensor._wrap(self._data)
-            old._version_counter = self._version_counter
+            old._version_counter = self._shared_counter()
             old.grad_fn, old._output_nr = self.grad_fn, self._output_nr
             old._requires_grad, old._fw_grad = self._requires_grad, self._fw_grad
             new = compute(old)
@@ -450,7 +460,7 @@ class Tensor:
         if not self._data.flags.writeable:
             self._data = np.array(self._data)
         self._data[...] = data
-        self._version_counter[0] += 1
+        bump_version(self)
         if recording and new.grad_fn is not None:
             self.grad_fn, self._output_nr = new.grad_fn, new._output_nr
             self._requires_grad = True
@@ -516,10 +526,10 @@ class Tensor:
 
     # -- methods forwarding to matgrad functions ---------------------------------------------
     def exp(self) -> Tensor:
-        return _ops.exp(self)
+        return _ops.OPS["exp"](self)
 
     def log(self) -> Tensor:
-        return _ops.log(self)
+        return _ops.OPS["log"](self)
 
     def log1p(self) -> Tensor:
         return _ops.log1p(self)
@@ -537,22 +547,22 @@ class Tensor:
         return _ops.sign(self)
 
     def sin(self) -> Tensor:
-        return _ops.sin(self)
+        return _ops.OPS["sin"](self)
 
     def cos(self) -> Tensor:
-        return _ops.cos(self)
+        return _ops.OPS["cos"](self)
 
     def tan(self) -> Tensor:
         return _ops.tan(self)
 
     def tanh(self) -> Tensor:
-        return _ops.tanh(self)
+        return _ops.OPS["tanh"](self)
 
     def sigmoid(self) -> Tensor:
-        return _ops.sigmoid(self)
+        return _ops.OPS["sigmoid"](self)
 
     def relu(self) -> Tensor:
-        return _ops.relu(self)
+        return _ops.OPS["relu"](self)
 
     def neg(self) -> Tensor:
         return _ops.neg(self)

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from .. import _grad_mode
+from .._dispatch import tensor_edge
 from .._graph import Node, fit_gradient
 from ..tensor import Tensor
 
@@ -52,11 +53,10 @@ class FunctionNode(Node):
 
     __slots__ = ("ctx", "fn_cls", "_n_out")
 
-    def __init__(self, ctx: FunctionCtx, fn_cls: type, edges: tuple, in_meta: tuple,
-                 n_out: int) -> None:
+    def __init__(self, ctx: FunctionCtx, fn_cls: type, edges: tuple, n_out: int) -> None:
         super().__init__()
         self.ctx, self.fn_cls, self._n_out = ctx, fn_cls, n_out
-        self._next, self._in_meta = edges, in_meta
+        self._next = edges
 
     @property
     def n_outputs(self) -> int:  # type: ignore[override]
@@ -90,17 +90,17 @@ class FunctionNode(Node):
             )
         F = _ops if create_graph else _array_fns  # noqa: N806
         result: list[Any] = []
-        for g, (nxt, _), meta in zip(out, self._next, self._in_meta, strict=True):
-            if g is None or (nxt is None and not want_all) or meta is None:
+        for g, edge in zip(out, self._next, strict=True):
+            if g is None or (edge[0] is None and not want_all) or edge[2] is None:
                 result.append(None)
                 continue
             g = g if create_graph else (g._data if isinstance(g, Tensor) else g)
             try:
-                result.append(fit_gradient(F, g, meta, 0))
+                result.append(fit_gradient(F, g, edge[2], edge[3], 0))
             except (ValueError, RuntimeError) as exc:
                 raise RuntimeError(
                     f"{self.name()}: backward returned a gradient of shape "
-                    f"{tuple(getattr(g, 'shape', ()))} for an input of shape {meta[0]}"
+                    f"{tuple(getattr(g, 'shape', ()))} for an input of shape {edge[2]}"
                 ) from exc
         return result
 
@@ -131,20 +131,8 @@ class Function:
         outputs = out if isinstance(out, tuple) else (out,)
         outputs = tuple(o if isinstance(o, Tensor) else Tensor(o) for o in outputs)
         if any(ctx.needs_input_grad) and _grad_mode.state.enabled:
-            edges = []
-            in_meta = []
-            for a in args:
-                if isinstance(a, Tensor):
-                    in_meta.append((a._data.shape, a._data.dtype) if a.dtype.kind in "fc" else None)
-                    if a.requires_grad:
-                        edges.append((a.grad_fn, a._output_nr) if a.grad_fn is not None
-                                     else (a._accumulator(), 0))
-                    else:
-                        edges.append((None, 0))
-                else:
-                    in_meta.append(None)
-                    edges.append((None, 0))
-            node = FunctionNode(ctx, cls, tuple(edges), tuple(in_meta), len(outputs))
+            edges = tuple(tensor_edge(a) for a in args)
+            node = FunctionNode(ctx, cls, edges, len(outputs))
             non_diff = getattr(ctx, "_non_differentiable", set())
             fresh = []
             for i, o in enumerate(outputs):
