@@ -122,8 +122,7 @@ def _compile_record(rule: Rule, node_class: type, plan: tuple[tuple[int, Any], .
     edges = "(" + "".join(f"e{i}, " for i in range(n)) + ")"
     lines += [
         *_gather_lines(plan),
-        f"node = node_class({edges}, args, saved, None, "
-        f"({''.join(f'e{i}[0] is not None, ' for i in range(n))}))",
+        f"node = node_class({edges}, args, saved, None)",
         "for i, o in enumerate(outs):",
         "    if o._data.dtype.kind in 'fc':",
         "        o.grad_fn = node",
@@ -149,6 +148,65 @@ def tensor_edge(x: Any) -> InputEdge:
     return (fn, x._output_nr, data.shape, dt)
 
 
+def _compile_call(op: Op) -> Any:
+    """Make the function that runs a row without list inputs, unrolled over its inputs:
+    ``fn(*tensor_inputs, **attrs)`` unwraps tensors, runs the forward on raw arrays, and
+    records a node and pushes tangents only when an input asks for it."""
+    rule = op.rule
+    params = [f"x{i}" for i in range(len(rule.inputs))]
+    kw = [f"{a}={rule.attr_defaults[a]!r}" if a in rule.attr_defaults else a for a in rule.attrs]
+    signature = ", ".join(params + (["*", *kw] if kw else []))
+    lines = ["rq = tg = False"]
+    for i, x in enumerate(params):
+        lines += [
+            f"if isinstance({x}, Tensor):",
+            f"    d{i} = {x}._data",
+            f"    if {x}._requires_grad:",
+            "        rq = True",
+            f"    if {x}._fw_grad is not None:",
+            "        tg = True",
+            "else:",
+            f"    d{i} = {x}",
+        ]
+    datas = "".join(f"d{i}, " for i in range(len(params)))
+    inputs = "".join(f"{x}, " for x in params)
+    attrs = "{" + ", ".join(f"{a!r}: {a}" for a in rule.attrs) + "}"
+    call_args = datas + "".join(f"{a}={a}, " for a in rule.attrs)
+    lines += [
+        "try:",
+        f"    out = forward({call_args})",
+        "except (ValueError, TypeError, IndexError, ArithmeticError) as exc:",
+        f"    raise op_error({rule.name!r}, ({inputs}), exc) from None",
+    ]
+    if op.multi:
+        lines += ["outs = tuple(wrap(o) for o in out)"]
+    else:
+        lines += [
+            "if type(out) is not ndarray and isinstance(out, generic):",
+            "    out = asarray(out)",
+            "result = new(Tensor)",
+            "result._data = out",
+            "result._requires_grad = False",
+            "result.grad_fn = None",
+            "result._output_nr = 0",
+            "result._fw_grad = None",
+        ]
+    outs = "outs" if op.multi else "(result,)"
+    lines += [
+        "if rq and state.enabled:",
+        f"    record(({inputs}), ({datas}), {outs}, {attrs})",
+        "if tg and state.forward_level:",
+        f"    push_tangent(({inputs}), {outs}, {attrs})",
+        f"return {outs if op.multi else 'result'}",
+    ]
+    return _compile(
+        f"call_{rule.name}", signature, lines, rule,
+        forward=op.forward, record=op.record, push_tangent=op._push_tangent, state=state,
+        op_error=_op_error, wrap=Tensor._wrap, new=Tensor.__new__, ndarray=np.ndarray,
+        generic=np.generic, asarray=np.asarray,
+    )
+
+
 def _is_differentiable_dtype(dtype: Any) -> bool:
     return dtype.kind in "fc"
 
@@ -156,7 +214,9 @@ def _is_differentiable_dtype(dtype: Any) -> bool:
 class Op:
     """A callable primitive: ``Op(rule)(*tensor_inputs, **attrs)`` -> Tensor (or tuple)."""
 
-    __slots__ = ("rule", "name", "forward", "node_class", "gather", "record", "has_list", "multi")
+    __slots__ = (
+        "rule", "name", "forward", "node_class", "gather", "record", "has_list", "multi", "fn",
+    )
 
     def __init__(self, rule: Rule) -> None:
         self.rule = rule
@@ -168,44 +228,13 @@ class Op:
         self.has_list = any(rule.input_is_list)
         self.multi = rule.n_outputs > 1
         self.record = None if self.has_list else _compile_record(rule, rule.node_class, plan)
+        # the function the public API calls (generated, unrolled) for rows without lists
+        self.fn = self._call_with_lists if self.has_list else _compile_call(self)
 
     def __call__(self, *inputs: Any, **attrs: Any) -> Any:
-        if self.has_list:
-            return self._call_with_lists(inputs, attrs)
-        datas = []
-        requires = tangent = False
-        for x in inputs:
-            if isinstance(x, Tensor):
-                datas.append(x._data)
-                if x._requires_grad:
-                    requires = True
-                if x._fw_grad is not None:
-                    tangent = True
-            else:
-                datas.append(x)
-        try:
-            out = self.forward(*datas, **attrs) if attrs else self.forward(*datas)
-        except (ValueError, TypeError, IndexError, ArithmeticError) as exc:
-            raise _op_error(self.name, inputs, exc) from None
-        if self.multi:
-            outs = tuple(Tensor._wrap(o) for o in out)
-        else:
-            if type(out) is not np.ndarray:
-                out = np.asarray(out) if isinstance(out, np.generic) else out
-            result = Tensor.__new__(Tensor)
-            result._data = out
-            result._requires_grad = False
-            result.grad_fn = None
-            result._output_nr = 0
-            result._fw_grad = None
-            outs = (result,)
-        if requires and state.enabled:
-            self.record(inputs, datas, outs, attrs)
-        if tangent and state.forward_level:
-            self._push_tangent(inputs, outs, attrs)
-        return outs if self.multi else outs[0]
+        return self.fn(*inputs, **attrs)
 
-    def _call_with_lists(self, inputs: tuple, attrs: dict) -> Any:
+    def _call_with_lists(self, *inputs: Any, **attrs: Any) -> Any:
         flat = [
             x for group in inputs for x in (group if isinstance(group, list | tuple) else (group,))
         ]
@@ -240,9 +269,7 @@ class Op:
     ) -> None:
         edges = [tensor_edge(x) for x in flat]
         args, saved = self.gather(inputs, datas, outs, attrs)
-        node = self.node_class(
-            tuple(edges), args, saved, list_lens, tuple(e[0] is not None for e in edges)
-        )
+        node = self.node_class(tuple(edges), args, saved, list_lens)
         for i, o in enumerate(outs):
             if o._data.dtype.kind in "fc":
                 o.grad_fn = node
@@ -325,4 +352,6 @@ def _op_error(name: str, inputs: Any, exc: Exception) -> Exception:
     return type(exc)(f"{name}: {exc} (inputs: {shapes})")
 
 
-OPS: dict[str, Op] = {name: Op(rule) for name, rule in RULES.items()}
+OP_OBJECTS: dict[str, Op] = {name: Op(rule) for name, rule in RULES.items()}
+# what callers use: each op's generated entry point, ``OPS["mm"](A, B)``
+OPS: dict[str, Any] = {name: op.fn for name, op in OP_OBJECTS.items()}

@@ -26,6 +26,7 @@ Edge = tuple["Node | None", int]
 # for non-float or non-tensor inputs) are what the input's gradient is fitted to.
 InputEdge = tuple["Node | None", int, "tuple[int, ...] | None", Any]
 NO_EDGE: InputEdge = (None, 0, None, None)
+_WANT = (True,)  # stands for an edge whose gradient is wanted (see Rule.vjp's `needs`)
 
 # Counts in-place changes to any tensor. A node remembers the count when it is made; while it
 # is unchanged, none of its saved tensors can have been modified and the per-tensor version
@@ -103,10 +104,14 @@ class Node:
     ) -> list[Any]:
         raise NotImplementedError
 
-    def _raw_input_grads(self, grads: list[Any]) -> list[Any]:
+    def _raw_input_grads(self, grads: list[Any], release: bool) -> list[Any]:
         """Input gradients as raw arrays for one cotangent; the caller fits them to the
-        inputs' shapes and dtypes (a fast path of ``_apply``)."""
-        return self._apply(grads, False, 0)
+        inputs' shapes and dtypes (a fast path of ``_apply``). ``release`` frees the saved
+        values afterwards."""
+        out = self._apply(grads, False, 0)
+        if release:
+            self._release()
+        return out
 
     def _release(self) -> None:
         """Drop saved values after a backward pass without ``retain_graph``."""
@@ -147,8 +152,9 @@ class RuleNode(Node):
     """A node made from a row of the rule table; subclasses are generated per row with the
     class attribute ``rule`` and are named like PyTorch's (``MmBackward0``)."""
 
-    __slots__ = ("_args", "_saved", "_list_lens", "_wanted", "_epoch")
+    __slots__ = ("_args", "_saved", "_list_lens", "_epoch")
     rule: Rule
+    _vjp: Any  # the rule's compiled VJP (a staticmethod of each generated class)
 
     def __init__(
         self,
@@ -156,10 +162,8 @@ class RuleNode(Node):
         args: tuple[Any, ...],
         saved: tuple[Any, ...],
         list_lens: tuple[int, ...] | None,
-        wanted: tuple[bool, ...],
     ) -> None:
         self._next = next_edges
-        self._wanted = wanted  # per edge: does that input need a gradient
         self._epoch = inplace_epoch[0]
         self._hooks = None
         self._args: tuple[Any, ...] | None = args  # raw values, in the order of rule.vjp_args
@@ -171,13 +175,17 @@ class RuleNode(Node):
         self._args = None
         self._saved = ()
 
-    def _raw_input_grads(self, grads: list[Any]) -> list[Any]:
+    def _raw_input_grads(self, grads: list[Any], release: bool) -> list[Any]:
         if self._list_lens is not None:
-            return self._apply(grads, False, 0)
+            return Node._raw_input_grads(self, grads, release)
         args = self._args
         if args is None or (self._saved and self._epoch != inplace_epoch[0]):
             self._check_versions()
-        return self.rule.vjp(_array_fns, self._wanted, *grads, *args)
+        if release:
+            self._args = None
+            self._saved = ()
+        # a rule's `needs` argument takes the edges themselves (edge[0] is None: not needed)
+        return self._vjp(_array_fns, self._next, *grads, *args)
 
     # -- saved values --------------------------------------------------------------------------
     def _check_versions(self) -> None:
@@ -256,14 +264,14 @@ class RuleNode(Node):
         if nbatch and not rule.batched:
             raise BatchingUnsupported(rule.name)
         edges = self._next
-        wanted = [e[2] is not None for e in edges] if want_all else self._wanted
+        wanted = [e[2] is not None if want_all else e[0] is not None for e in edges]
         list_lens = self._list_lens
         if list_lens is None:
-            needs = wanted
+            needs = [_WANT if w else NO_EDGE for w in wanted]
         else:
             needs, k = [], 0
             for n in list_lens:
-                needs.append(any(wanted[k : k + n]))
+                needs.append(_WANT if any(wanted[k : k + n]) else NO_EDGE)
                 k += n
         if create_graph:
             from . import _ops as F

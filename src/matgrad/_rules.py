@@ -284,7 +284,16 @@ def _build_rule(row: dict, line: int) -> Rule:
         if name in vjp_trees:
             returns.append(
                 ast.IfExp(
-                    test=ast.Subscript(ast.Name("_needs", ast.Load()), ast.Constant(i), ast.Load()),
+                    # `_needs[i]` is the input's edge: (node or None, ...); None: no gradient
+                    test=ast.Compare(
+                        ast.Subscript(
+                            ast.Subscript(ast.Name("_needs", ast.Load()), ast.Constant(i), ast.Load()),
+                            ast.Constant(0),
+                            ast.Load(),
+                        ),
+                        [ast.IsNot()],
+                        [ast.Constant(None)],
+                    ),
                     body=vjp_trees[name][0],
                     orelse=ast.Constant(None),
                 )
@@ -316,7 +325,7 @@ def _build_rule(row: dict, line: int) -> Rule:
     rule.node_class = type(
         node_class_name(op_name),
         (RuleNode,),
-        {"__slots__": (), "rule": rule, "n_outputs": len(outputs)},
+        {"__slots__": (), "rule": rule, "n_outputs": len(outputs), "_vjp": staticmethod(vjp)},
     )
     return rule
 

@@ -146,18 +146,19 @@ def grad(
 def _collect(roots: list[Node]) -> dict[Node, int]:
     """Number of incoming gradients per node reachable from ``roots`` (iterative DFS)."""
     dependencies: dict[Node, int] = {}
-    seen = set(roots)
+    root_set = set(roots)
     stack = list(roots)
     while stack:
-        node = stack.pop()
-        for edge in node._next:
+        for edge in stack.pop()._next:
             nxt = edge[0]
             if nxt is None:
                 continue
-            dependencies[nxt] = dependencies.get(nxt, 0) + 1
-            if nxt not in seen:
-                seen.add(nxt)
-                stack.append(nxt)
+            if nxt in dependencies:
+                dependencies[nxt] += 1
+            else:  # first visit
+                dependencies[nxt] = 1
+                if nxt not in root_set:
+                    stack.append(nxt)
     return dependencies
 
 
@@ -254,11 +255,14 @@ def _run(
                 grads[0] is None if len(grads) == 1 else _all_none(grads)
             ):
                 in_grads: list[Any] = [None] * len(node._next)
+                released = False
             else:
-                if raw and hooks is None:
-                    in_grads = node._raw_input_grads(grads)  # fitted in the loop below
+                if raw and hooks is None:  # fitted in the loop below; frees saved values
+                    in_grads = node._raw_input_grads(grads, not retain_graph)
+                    released = True
                 else:
                     in_grads = node._apply(grads, create_graph, nbatch)
+                    released = False
                 if hooks is not None and hooks.post:
                     for hook in hooks.post:
                         replaced = hook(
@@ -267,7 +271,7 @@ def _run(
                         )
                         if replaced is not None:
                             in_grads = [_from_tensor(g, create_graph) for g in replaced]
-            if not retain_graph:
+            if not retain_graph and not released:
                 node._release()
             for edge, g in zip(node._next, in_grads, strict=True):
                 nxt = edge[0]
