@@ -41,23 +41,36 @@ def _plan(rule: Rule) -> tuple[tuple[int, Any], ...]:
     return tuple(plan)
 
 
-def _gather_lines(plan: tuple[tuple[int, Any], ...]) -> list[str]:
+def _gather_lines(rule: Rule, plan: tuple[tuple[int, Any], ...]) -> list[str]:
     """Source lines that set ``args`` (the values a rule's formulas read) and ``saved`` (the
     tensors among them with their versions, for the in-place check) from ``inputs``,
-    ``datas``, ``outs`` and ``attrs``."""
+    ``datas``, ``outs``, ``attrs`` and ``need0, need1, ...`` (does input i need a gradient).
+    A tensor is saved only if the formula of an input that needs a gradient reads it."""
     arg_exprs, saved_lines = [], []
     for pos, (kind, key) in enumerate(plan):
+        users = rule.arg_users[rule.vjp_args[pos]]
+        needed = " or ".join(f"need{i}" for i in users) or "False"
         if kind == _INPUT:
-            arg_exprs.append(f"datas[{key}]")
+            arg_exprs.append(f"a{pos}")
             saved_lines.append(
                 f"x = inputs[{key}]\n"
-                f"if isinstance(x, Tensor):\n"
-                f"    vc = x._version_counter\n"
-                f"    saved += ({pos}, x, 0 if vc is None else vc[0])"
+                f"if {needed}:\n"
+                f"    a{pos} = datas[{key}]\n"
+                f"    if isinstance(x, Tensor):\n"
+                f"        vc = x._version_counter\n"
+                f"        saved += ({pos}, x, 0 if vc is None else vc[0])\n"
+                f"else:\n"
+                f"    a{pos} = None"
             )
         elif kind == _OUTPUT:
-            arg_exprs.append(f"outs[{key}]._data")
-            saved_lines.append(f"saved += ({pos}, weakref_ref(outs[{key}]), 0)")
+            arg_exprs.append(f"a{pos}")
+            saved_lines.append(
+                f"if {needed}:\n"
+                f"    a{pos} = outs[{key}]._data\n"
+                f"    saved += ({pos}, weakref_ref(outs[{key}]), 0)\n"
+                f"else:\n"
+                f"    a{pos} = None"
+            )
         elif kind == _ATTR:
             arg_exprs.append(f"attrs[{key!r}]")
         elif kind == _SHAPE:
@@ -90,10 +103,12 @@ def _compile(name: str, params: str, lines: list[str], rule: Rule, **names: Any)
 
 
 def _compile_gather(rule: Rule, plan: tuple[tuple[int, Any], ...]) -> Any:
-    """Make ``gather(inputs, datas, outs, attrs) -> (args, saved)`` for one rule. Generated
-    per rule so that recording a node runs no interpretive loop."""
-    lines = [*_gather_lines(plan), "return args, saved"]
-    return _compile("gather", "inputs, datas, outs, attrs", lines, rule)
+    """Make ``gather(inputs, datas, outs, attrs, needs) -> (args, saved)`` for one rule
+    (``needs[i]``: input i needs a gradient). Generated per rule so that recording a node
+    runs no interpretive loop."""
+    lines = [f"need{i} = needs[{i}]" for i in range(len(rule.inputs))]
+    lines += [*_gather_lines(rule, plan), "return args, saved"]
+    return _compile("gather", "inputs, datas, outs, attrs, needs", lines, rule)
 
 
 def _compile_record(rule: Rule, node_class: type, plan: tuple[tuple[int, Any], ...]) -> Any:
@@ -120,8 +135,9 @@ def _compile_record(rule: Rule, node_class: type, plan: tuple[tuple[int, Any], .
         ]
     n = len(rule.inputs)
     edges = "(" + "".join(f"e{i}, " for i in range(n)) + ")"
+    lines += [f"need{i} = e{i}[0] is not None" for i in range(n)]
     lines += [
-        *_gather_lines(plan),
+        *_gather_lines(rule, plan),
         f"node = node_class({edges}, args, saved, None)",
         "for i, o in enumerate(outs):",
         "    if o._data.dtype.kind in 'fc':",
@@ -268,7 +284,11 @@ class Op:
         list_lens: tuple[int, ...] | None,
     ) -> None:
         edges = [tensor_edge(x) for x in flat]
-        args, saved = self.gather(inputs, datas, outs, attrs)
+        needs, k = [], 0
+        for n in list_lens:
+            needs.append(any(e[0] is not None for e in edges[k : k + n]))
+            k += n
+        args, saved = self.gather(inputs, datas, outs, attrs, needs)
         node = self.node_class(tuple(edges), args, saved, list_lens)
         for i, o in enumerate(outs):
             if o._data.dtype.kind in "fc":

@@ -63,6 +63,9 @@ class Rule:
     jvp: Any = field(default=None, repr=False)
     jvp_args: tuple[str, ...] = ()
     doc: str = ""
+    # per VJP argument: the indices of the inputs whose formulas read it (a node saves an
+    # argument only when one of those inputs needs a gradient)
+    arg_users: dict[str, tuple[int, ...]] = field(default_factory=dict)
 
     @property
     def n_outputs(self) -> int:
@@ -269,6 +272,7 @@ def _build_rule(row: dict, line: int) -> Rule:
     known = _known_names(inputs, is_list, attrs, outputs, False)
     vjp_trees: dict[str, tuple[ast.expr, ast.expr]] = {}
     used: set[str] = set()
+    users_of: dict[str, set[str]] = {}
     for name in inputs:
         if name not in row:
             continue
@@ -276,6 +280,7 @@ def _build_rule(row: dict, line: int) -> Rule:
         resolver = _Resolver(row, line, known, name)
         tree = resolver.visit(copy.deepcopy(raw_tree))
         used |= resolver.used
+        users_of[name] = resolver.used
         vjp_trees[name] = (tree, raw_tree)
     grad_names = ("grad",) if outputs == ("result",) else tuple(f"grad_{o}" for o in outputs)
     vjp_args = tuple(sorted(used - set(grad_names)))
@@ -321,6 +326,10 @@ def _build_rule(row: dict, line: int) -> Rule:
         jvp=jvp,
         jvp_args=jvp_args,
         doc=str(row.get("doc", "")).strip(),
+        arg_users={
+            arg: tuple(i for i, n in enumerate(inputs) if arg in users_of.get(n, ()))
+            for arg in vjp_args
+        },
     )
     rule.node_class = type(
         node_class_name(op_name),

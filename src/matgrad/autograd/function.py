@@ -66,7 +66,6 @@ class FunctionNode(Node):
         return f"{self.fn_cls.__name__}Backward"
 
     def _release(self) -> None:
-        self._released = True
         self.ctx._released = True
 
     def _apply(self, grads: list[Any], create_graph: bool, nbatch: int,
