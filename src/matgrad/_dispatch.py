@@ -63,11 +63,15 @@ def _gather_lines(rule: Rule, plan: tuple[tuple[int, Any], ...]) -> list[str]:
                 f"    a{pos} = None"
             )
         elif kind == _OUTPUT:
+            # an output is held weakly (no cycle through its grad_fn) and recreated from its
+            # data if freed; under forward AD it is held itself, since a recreated output would
+            # lack the tangent that forward-over-reverse reads in a create_graph backward pass
             arg_exprs.append(f"a{pos}")
             saved_lines.append(
                 f"if {needed}:\n"
                 f"    a{pos} = outs[{key}]._data\n"
-                f"    saved += ({pos}, weakref_ref(outs[{key}]), 0)\n"
+                f"    saved += ({pos}, outs[{key}] if state.forward_level "
+                f"else weakref_ref(outs[{key}]), 0)\n"
                 f"else:\n"
                 f"    a{pos} = None"
             )
@@ -92,6 +96,7 @@ def _gather_lines(rule: Rule, plan: tuple[tuple[int, Any], ...]) -> list[str]:
 def _compile(name: str, params: str, lines: list[str], rule: Rule, **names: Any) -> Any:
     source = f"def {name}({params}):\n" + "".join(f"    {line}\n" for line in lines)
     namespace = {
+        "state": state,
         "Tensor": Tensor,
         "weakref_ref": weakref.ref,
         "shape_of": _shape_of,
@@ -312,7 +317,9 @@ class Op:
         names: dict[str, Any] = dict(zip(rule.inputs, inputs, strict=True))
         names.update(attrs)
         for name, o in zip(rule.outputs, outs, strict=True):
-            names[name] = o.detach()
+            # not detached: a tangent computed with a graph (reverse-over-forward) depends on
+            # the result too (tanh: self_t * (1 - result * result))
+            names[name] = o
         names["result_shape"] = outs[0].shape
         names["result_ndim"] = outs[0].ndim
         for name, x in zip(rule.inputs, inputs, strict=True):
@@ -322,17 +329,32 @@ class Op:
                 names[f"{name}_shape"] = _shape_of(x)
                 names[f"{name}_ndim"] = len(_shape_of(x))
                 names[f"{name}_dtype"] = getattr(x, "dtype", None)
+        # leading batch axes of the tangents (vectorized forward mode)
+        batch_shape: tuple[int, ...] = ()
+        for x, t in zip(inputs, tangents, strict=True):
+            for xi, ti in zip(x, t, strict=True) if isinstance(t, list) else ((x, t),):
+                if isinstance(ti, Tensor) and ti.ndim > _ndim_of(xi):
+                    batch_shape = tuple(ti.shape[: ti.ndim - _ndim_of(xi)])
+        if batch_shape and not rule.batched:
+            raise BatchingUnsupported(rule.name)
         # list inputs with some tangents absent: those elements get zero tangents
         for i, x in enumerate(inputs):
             if isinstance(tangents[i], list):
                 tangents[i] = [
-                    t if t is not None else _ops.zeros_like(p)
+                    t
+                    if t is not None
+                    else _ops.expand(_ops.zeros_like(p.detach()), batch_shape + _shape_of(p))
                     for t, p in zip(tangents[i], x, strict=True)
                 ]
-        if not rule.batched:
-            for x, t in zip(inputs, tangents, strict=True):
-                if isinstance(t, Tensor) and t.ndim > _ndim_of(x):
-                    raise BatchingUnsupported(rule.name)
+        if batch_shape and rule.broadcasts:
+            # NumPy aligns axes from the right: the tangent of a lower-rank (broadcast) input
+            # gets size-1 axes between the batch axes and its own
+            nd = max(_ndim_of(x) for x in inputs if isinstance(x, Tensor))
+            for i, (x, t) in enumerate(zip(inputs, tangents, strict=True)):
+                if isinstance(t, Tensor) and _ndim_of(x) < nd:
+                    tangents[i] = _ops.reshape(
+                        t, batch_shape + (1,) * (nd - _ndim_of(x)) + _shape_of(x)
+                    )
         # tangents are computed once: no tangents of tangents while the formula runs
         level, state.forward_level = state.forward_level, 0
         try:
@@ -341,10 +363,6 @@ class Op:
             state.forward_level = level
         if result_t is None:
             return
-        batch_shape: tuple[int, ...] = ()
-        for x, t in zip(inputs, tangents, strict=True):
-            if isinstance(t, Tensor) and t.ndim > _ndim_of(x):
-                batch_shape = tuple(t.shape[: t.ndim - _ndim_of(x)])
         results_t = result_t if self.multi else (result_t,)
         for o, t in zip(outs, results_t, strict=True):
             if t is not None and _is_differentiable_dtype(o._data.dtype):

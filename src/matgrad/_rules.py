@@ -17,7 +17,8 @@ formula runs with: raw arrays or tensors) or a helper of :mod:`matgrad.formulas`
 ``result: auto_linear`` makes the forward formula the op itself applied to the tangents;
 ``result: auto_element_wise`` reuses the single input's backward formula with ``grad`` replaced
 by the tangent (valid where the Jacobian is diagonal). A row may say ``batched: false`` when its
-formulas cannot take cotangents with extra leading batch axes.
+formulas cannot take cotangents with extra leading batch axes, and ``broadcasts: true`` when its
+inputs broadcast against each other (batched tangents of lower-rank inputs then get size-1 axes).
 """
 
 from __future__ import annotations
@@ -34,7 +35,7 @@ import yaml
 from . import _array_fns, formulas
 from ._graph import RuleNode
 
-RESERVED_KEYS = {"name", "result", "batched", "doc"}
+RESERVED_KEYS = {"name", "result", "batched", "broadcasts", "doc"}
 META_SUFFIXES = ("_shape", "_ndim", "_dtype", "_shapes")
 RESULT_META = ("result_shape", "result_ndim")
 
@@ -63,6 +64,7 @@ class Rule:
     jvp: Any = field(default=None, repr=False)
     jvp_args: tuple[str, ...] = ()
     doc: str = ""
+    broadcasts: bool = False  # the inputs broadcast against each other (NumPy's rules)
     # per VJP argument: the indices of the inputs whose formulas read it (a node saves an
     # argument only when one of those inputs needs a gradient)
     arg_users: dict[str, tuple[int, ...]] = field(default_factory=dict)
@@ -326,6 +328,7 @@ def _build_rule(row: dict, line: int) -> Rule:
         jvp=jvp,
         jvp_args=jvp_args,
         doc=str(row.get("doc", "")).strip(),
+        broadcasts=bool(row.get("broadcasts", False)),
         arg_users={
             arg: tuple(i for i, n in enumerate(inputs) if arg in users_of.get(n, ()))
             for arg in vjp_args
