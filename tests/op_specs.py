@@ -36,7 +36,6 @@ def distinct(*shape: int) -> np.ndarray:
 
 def well_conditioned(*shape: int) -> np.ndarray:
     """Square matrices (batched) with singular values in [1, 3]."""
-    n = shape[-1]
     q1, _ = np.linalg.qr(rng.standard_normal(shape))
     q2, _ = np.linalg.qr(rng.standard_normal(shape))
     s = rng.uniform(1.0, 3.0, shape[:-1])
@@ -65,17 +64,24 @@ class Sample:
 S = Sample
 SPECS: dict[str, list[Sample]] = {
     # arithmetic, with broadcasting both ways and Python scalars
-    "add": [S(lambda a, b: a + b, [randn(3, 4), randn(4)]),
-            S(lambda a, b: a + b, [randn(2, 1, 3), randn(4, 1)]),
-            S(lambda a: 2.0 + a, [randn(3)])],
+    "add": [
+        S(lambda a, b: a + b, [randn(3, 4), randn(4)]),
+        S(lambda a, b: a + b, [randn(2, 1, 3), randn(4, 1)]),
+        S(lambda a: 2.0 + a, [randn(3)]),
+    ],
     "sub": [S(lambda a, b: a - b, [randn(3, 4), randn(3, 1)]), S(lambda a: 1.0 - a, [randn(2, 3)])],
     "mul": [S(lambda a, b: a * b, [randn(3, 4), randn(4)]), S(lambda a: a * 3.0, [randn(2, 2)])],
-    "div": [S(lambda a, b: a / b, [randn(3, 4), positive(3, 1)]),
-            S(lambda a: 2.0 / a, [positive(4)])],
+    "div": [
+        S(lambda a, b: a / b, [randn(3, 4), positive(3, 1)]),
+        S(lambda a: 2.0 / a, [positive(4)]),
+    ],
     "neg": [S(lambda a: -a, [randn(2, 3)])],
-    "pow": [S(lambda a, b: a**b, [positive(3, 2), randn(2)]),
-            S(lambda a: a**3, [randn(4)]), S(lambda a: a**0.5, [positive(3)]),
-            S(lambda b: 2.0**b, [randn(3)])],
+    "pow": [
+        S(lambda a, b: a**b, [positive(3, 2), randn(2)]),
+        S(lambda a: a**3, [randn(4)]),
+        S(lambda a: a**0.5, [positive(3)]),
+        S(lambda b: 2.0**b, [randn(3)]),
+    ],
     "exp": [S(mg.exp, [randn(2, 3)])],
     "log": [S(mg.log, [positive(2, 3)])],
     "log1p": [S(mg.log1p, [positive(4)])],
@@ -91,59 +97,248 @@ SPECS: dict[str, list[Sample]] = {
     "relu": [S(mg.relu, [distinct(2, 3)])],
     "maximum": [S(mg.maximum, [distinct(3, 4), distinct(4) + 0.01])],
     "minimum": [S(mg.minimum, [distinct(3, 4), distinct(4) + 0.01])],
-    "where": [S(lambda a, b: mg.where(mg.tensor([True, False, True]), a, b),
-                [randn(2, 3), randn(3)])],
-    "clamp": [S(lambda a: mg.clamp(a, -0.5, 0.7), [distinct(2, 4)]),
-              S(lambda a: mg.clamp(a, min=0.1), [distinct(5)])],
-    "to_dtype": [S(lambda a: mg.to_dtype(a, np.float32).double() * 1.0, [randn(3)],
-                   eps=1e-2, atol=1e-3, rtol=1e-3, note="float32 round trip")],
+    "where": [
+        S(lambda a, b: mg.where(mg.tensor([True, False, True]), a, b), [randn(2, 3), randn(3)])
+    ],
+    "clamp": [
+        S(lambda a: mg.clamp(a, -0.5, 0.7), [distinct(2, 4)]),
+        S(lambda a: mg.clamp(a, min=0.1), [distinct(5)]),
+    ],
+    "to_dtype": [
+        S(
+            lambda a: mg.to_dtype(a, np.float32).double() * 1.0,
+            [randn(3)],
+            eps=1e-2,
+            atol=1e-3,
+            rtol=1e-3,
+            note="float32 round trip",
+        )
+    ],
     "clone": [S(mg.clone, [randn(2, 2)])],
     # reductions
-    "sum": [S(lambda a: a.sum(), [randn(3, 4)]), S(lambda a: a.sum(1), [randn(2, 3, 4)]),
-            S(lambda a: a.sum((0, 2), keepdim=True), [randn(2, 3, 4)])],
-    "mean": [S(lambda a: a.mean(), [randn(3, 4)]), S(lambda a: a.mean(-1, keepdim=True), [randn(2, 3)])],
-    "prod": [S(lambda a: a.prod(), [positive(5)]), S(lambda a: a.prod(1), [randn(2, 3, 2)]),
-             S(lambda a: a.prod(0), [np.array([[0.0, 2.0], [3.0, 0.5], [1.5, 0.0]])],
-               note="exact with zeros")],
-    "amax": [S(lambda a: a.amax(), [distinct(3, 4)]), S(lambda a: a.amax(0), [distinct(3, 4)]),
-             S(lambda a: mg.max(a, 1, keepdim=True).values, [distinct(2, 3)])],
+    "sum": [
+        S(lambda a: a.sum(), [randn(3, 4)]),
+        S(lambda a: a.sum(1), [randn(2, 3, 4)]),
+        S(lambda a: a.sum((0, 2), keepdim=True), [randn(2, 3, 4)]),
+    ],
+    "mean": [
+        S(lambda a: a.mean(), [randn(3, 4)]),
+        S(lambda a: a.mean(-1, keepdim=True), [randn(2, 3)]),
+    ],
+    "prod": [
+        S(lambda a: a.prod(), [positive(5)]),
+        S(lambda a: a.prod(1), [randn(2, 3, 2)]),
+        S(
+            lambda a: a.prod(0),
+            [np.array([[0.0, 2.0], [3.0, 0.5], [1.5, 0.0]])],
+            note="exact with zeros",
+        ),
+    ],
+    "amax": [
+        S(lambda a: a.amax(), [distinct(3, 4)]),
+        S(lambda a: a.amax(0), [distinct(3, 4)]),
+        S(lambda a: mg.max(a, 1, keepdim=True).values, [distinct(2, 3)]),
+    ],
     "amin": [S(lambda a: a.amin(-1), [distinct(3, 4)]), S(lambda a: mg.min(a), [distinct(5)])],
     # shapes
-    "reshape": [S(lambda a: a.reshape(6, 2), [randn(3, 4)]), S(lambda a: a.view(-1), [randn(2, 3)])],
+    "reshape": [
+        S(lambda a: a.reshape(6, 2), [randn(3, 4)]),
+        S(lambda a: a.view(-1), [randn(2, 3)]),
+    ],
     "permute": [S(lambda a: a.permute(2, 0, 1), [randn(2, 3, 4)])],
-    "transpose": [S(lambda a: a.transpose(0, 2), [randn(2, 3, 4)]), S(lambda a: a.mT, [randn(2, 3)])],
-    "expand": [S(lambda a: a.expand(3, 4), [randn(1, 4)]), S(lambda a: a.expand(2, 3, 2), [randn(3, 1)])],
-    "squeeze": [S(lambda a: a.squeeze(), [randn(3, 1, 2)]), S(lambda a: a.squeeze(1), [randn(3, 1)])],
-    "unsqueeze": [S(lambda a: a.unsqueeze(1), [randn(3, 2)]), S(lambda a: a.unsqueeze(-1), [randn(3)])],
-    "getitem": [S(lambda a: a[1:, ::2], [randn(3, 4)]), S(lambda a: a[..., 0], [randn(2, 3)]),
-                S(lambda a: a[np.array([0, 2, 0])], [randn(3, 2)], note="repeated integer index"),
-                S(lambda a: a[a > 0], [distinct(3, 3)], note="boolean mask"),
-                S(lambda a: a[[1, 0], [0, 2]], [randn(2, 3)])],
-    "zeros_scatter": [S(lambda a: mg._ops.zeros_scatter(a, (4, 3), np.array([0, 2, 0])),
-                        [randn(3, 3)])],
-    "index_put": [S(lambda a, v: mg.index_put(a, v, (slice(None), 1)), [randn(3, 4), randn(3)]),
-                  S(lambda a, v: mg.index_put(a, v, np.array([True, False, True])),
-                    [randn(3, 2), randn(2)])],
-    "cat": [S(lambda a, b: mg.cat([a, b], 1), [randn(2, 3), randn(2, 2)]),
-            S(lambda a, b: mg.cat([a, b]), [randn(1, 2), randn(3, 2)])],
+    "transpose": [
+        S(lambda a: a.transpose(0, 2), [randn(2, 3, 4)]),
+        S(lambda a: a.mT, [randn(2, 3)]),
+    ],
+    "expand": [
+        S(lambda a: a.expand(3, 4), [randn(1, 4)]),
+        S(lambda a: a.expand(2, 3, 2), [randn(3, 1)]),
+    ],
+    "squeeze": [
+        S(lambda a: a.squeeze(), [randn(3, 1, 2)]),
+        S(lambda a: a.squeeze(1), [randn(3, 1)]),
+    ],
+    "unsqueeze": [
+        S(lambda a: a.unsqueeze(1), [randn(3, 2)]),
+        S(lambda a: a.unsqueeze(-1), [randn(3)]),
+    ],
+    "getitem": [
+        S(lambda a: a[1:, ::2], [randn(3, 4)]),
+        S(lambda a: a[..., 0], [randn(2, 3)]),
+        S(lambda a: a[np.array([0, 2, 0])], [randn(3, 2)], note="repeated integer index"),
+        S(lambda a: a[a > 0], [distinct(3, 3)], note="boolean mask"),
+        S(lambda a: a[[1, 0], [0, 2]], [randn(2, 3)]),
+    ],
+    "zeros_scatter": [
+        S(lambda a: mg._ops.zeros_scatter(a, (4, 3), np.array([0, 2, 0])), [randn(3, 3)])
+    ],
+    "index_put": [
+        S(lambda a, v: mg.index_put(a, v, (slice(None), 1)), [randn(3, 4), randn(3)]),
+        S(lambda a, v: mg.index_put(a, v, np.array([True, False, True])), [randn(3, 2), randn(2)]),
+    ],
+    "cat": [
+        S(lambda a, b: mg.cat([a, b], 1), [randn(2, 3), randn(2, 2)]),
+        S(lambda a, b: mg.cat([a, b]), [randn(1, 2), randn(3, 2)]),
+    ],
     "stack": [S(lambda a, b: mg.stack([a, b], 1), [randn(2, 3), randn(2, 3)])],
-    "diagonal": [S(lambda a: a.diagonal(), [randn(3, 3)]),
-                 S(lambda a: mg.diagonal(a, 1, 0, 2), [randn(3, 2, 4)]),
-                 S(lambda a: mg.diagonal(a, -1, -2, -1), [randn(2, 4, 3)])],
+    "diagonal": [
+        S(lambda a: a.diagonal(), [randn(3, 3)]),
+        S(lambda a: mg.diagonal(a, 1, 0, 2), [randn(3, 2, 4)]),
+        S(lambda a: mg.diagonal(a, -1, -2, -1), [randn(2, 4, 3)]),
+    ],
     "diag_embed": [S(mg.diag_embed, [randn(2, 3)]), S(lambda a: mg.diag_embed(a, 1), [randn(3)])],
     "tril": [S(mg.tril, [randn(3, 3)]), S(lambda a: mg.tril(a, -1), [randn(2, 3, 4)])],
     "triu": [S(mg.triu, [randn(3, 4)]), S(lambda a: mg.triu(a, 1), [randn(3, 3)])],
     "flip": [S(lambda a: a.flip(0), [randn(3, 2)]), S(lambda a: a.flip((0, 1)), [randn(2, 3)])],
     "roll": [S(lambda a: a.roll(1, 0), [randn(3, 2)]), S(lambda a: a.roll(2), [randn(2, 3)])],
-    "pad": [S(lambda a: mg.pad(a, (1, 2)), [randn(2, 3)]),
-            S(lambda a: mg.pad(a, (0, -1, 1, 0), value=2.0), [randn(3, 3)], note="crop")],
+    "pad": [
+        S(lambda a: mg.pad(a, (1, 2)), [randn(2, 3)]),
+        S(lambda a: mg.pad(a, (0, -1, 1, 0), value=2.0), [randn(3, 3)], note="crop"),
+    ],
     # products
     "mm": [S(lambda a, b: a @ b, [randn(3, 4), randn(4, 2)])],
     "bmm": [S(mg.bmm, [randn(2, 3, 4), randn(2, 4, 2)])],
-    "matmul": [S(lambda a, b: a @ b, [randn(2, 3, 4), randn(4, 2)]),
-               S(lambda a, b: a @ b, [randn(3, 1, 2, 3), randn(2, 3, 2)]),
-               S(lambda a, b: a @ b, [randn(3), randn(2, 3, 4)])],
+    "matmul": [
+        S(lambda a, b: a @ b, [randn(2, 3, 4), randn(4, 2)]),
+        S(lambda a, b: a @ b, [randn(3, 1, 2, 3), randn(2, 3, 2)]),
+        S(lambda a, b: a @ b, [randn(3), randn(2, 3, 4)]),
+    ],
     "mv": [S(lambda a, b: a @ b, [randn(3, 4), randn(4)])],
     "dot": [S(lambda a, b: a @ b, [randn(4), randn(4)])],
     "outer": [S(mg.outer, [randn(3), randn(4)])],
 }
+
+
+# ---- linear algebra ---------------------------------------------------------------------------
+from matgrad import linalg as la  # noqa: E402
+
+
+def _sym(a):
+    return (a + a.mT) * 0.5
+
+
+def _triangular_input(*shape: int) -> np.ndarray:
+    """Square matrices whose triangles are well conditioned (a strong diagonal)."""
+    n = shape[-1]
+    return 0.4 * rng.standard_normal(shape) + np.diag(rng.uniform(1.5, 2.5, n))
+
+
+def _col_signs(x):
+    """+-1 per column (the sign of its sum): fixes the sign freedom of singular/eigenvectors."""
+    return mg.sign(x.sum(-2, keepdim=True))
+
+
+def _eigh_fixed(a, uplo="L"):
+    L, Q = la.eigh(_sym(a), UPLO=uplo)
+    return L, Q * _col_signs(Q)
+
+
+def _svd_fixed(a):
+    U, S, Vh = la.svd(a, full_matrices=False)
+    s = _col_signs(U)
+    return U * s, S, Vh * s.mT
+
+
+def _svd_full(a):
+    """full_matrices=True: the trailing columns of U (rows of Vh) are an arbitrary basis, so
+    they enter only through the projectors onto their span."""
+    U, S, Vh = la.svd(a, full_matrices=True)
+    k = S.shape[-1]
+    U1, U2, Vh1, Vh2 = U[..., :k], U[..., k:], Vh[..., :k, :], Vh[..., k:, :]
+    s = _col_signs(U1)
+    return U1 * s, U2 @ U2.mT, S, Vh1 * s.mT, Vh2.mT @ Vh2
+
+
+def _qr_fixed(a, mode="reduced"):
+    Q, R = la.qr(a, mode)
+    k = min(a.shape[-2:])
+    d = mg.sign(mg.diagonal(R[..., :k, :k], 0, -2, -1))
+    if mode == "complete" and a.shape[-2] > a.shape[-1]:
+        Q1, Q2 = Q[..., :k], Q[..., k:]
+        return Q1 * d.unsqueeze(-2), Q2 @ Q2.mT, R[..., :k, :] * d.unsqueeze(-1)
+    return Q * d.unsqueeze(-2), R * d.unsqueeze(-1)
+
+
+_B32 = randn(3, 2)
+
+SPECS.update(
+    {
+        "linalg_inv": [
+            S(la.inv, [well_conditioned(3, 3)]),
+            S(lambda a: a.inverse(), [well_conditioned(2, 3, 3)]),
+        ],
+        "linalg_det": [S(la.det, [well_conditioned(3, 3)]), S(la.det, [well_conditioned(2, 3, 3)])],
+        "linalg_slogdet": [
+            S(lambda a: tuple(la.slogdet(a)), [well_conditioned(3, 3)]),
+            S(la.logdet, [spd(2, 3, 3)]),
+        ],
+        "linalg_solve": [
+            S(la.solve, [well_conditioned(3, 3), randn(3, 2)]),
+            S(la.solve, [well_conditioned(2, 3, 3), randn(2, 3)], note="vector rhs"),
+            S(la.solve, [well_conditioned(3, 3), randn(2, 3, 1)], note="broadcast"),
+            S(lambda a, b: la.solve(a, b, left=False), [well_conditioned(3, 3), randn(2, 3)]),
+        ],
+        "linalg_solve_triangular": [
+            S(lambda a, b: la.solve_triangular(a, b, upper=True), [_triangular_input(3, 3), _B32]),
+            S(
+                lambda a, b: la.solve_triangular(a, b, upper=False),
+                [_triangular_input(2, 3, 3), randn(2, 3, 2)],
+            ),
+            S(
+                lambda a, b: la.solve_triangular(a, b, upper=False, unitriangular=True, left=False),
+                [_triangular_input(3, 3), randn(2, 3)],
+            ),
+        ],
+        "linalg_cholesky": [
+            S(lambda a: la.cholesky(_sym(a)), [spd(3, 3)]),
+            S(lambda a: la.cholesky(_sym(a), upper=True), [spd(2, 3, 3)]),
+        ],
+        "linalg_qr": [
+            S(_qr_fixed, [randn(3, 3)]),
+            S(_qr_fixed, [randn(2, 4, 3)], note="tall, batched"),
+            S(_qr_fixed, [randn(2, 2, 3)], note="wide, batched"),
+            S(
+                lambda a: _qr_fixed(a, "complete"),
+                [randn(4, 2)],
+                note="complete, tall: trailing columns of Q through Q2 Q2^T",
+            ),
+        ],
+        "linalg_eigh": [
+            S(_eigh_fixed, [randn(3, 3)]),
+            S(
+                lambda a: _eigh_fixed(a)[::-1],
+                [randn(2, 3, 3)],
+                note="eigenvectors first (batched cotangent test)",
+            ),
+            S(lambda a: _eigh_fixed(a, "U")[0], [randn(3, 3)]),
+            S(lambda a: la.eigvalsh(_sym(a)), [randn(2, 3, 3)]),
+        ],
+        "linalg_svd": [
+            S(_svd_fixed, [randn(3, 3)]),
+            S(lambda a: _svd_fixed(a)[::-1], [randn(2, 4, 3)], note="tall, batched"),
+            S(_svd_fixed, [randn(2, 3)], note="wide"),
+            S(_svd_full, [randn(4, 2)], note="full_matrices, tall"),
+            S(lambda a: _svd_full(a)[::-1], [randn(2, 2, 3)], note="full_matrices, wide"),
+            S(la.svdvals, [randn(2, 3, 4)]),
+        ],
+        "linalg_pinv": [
+            S(la.pinv, [randn(4, 3)]),
+            S(la.pinv, [randn(2, 2, 3)], note="wide, batched"),
+            S(lambda a: la.pinv(_sym(a), hermitian=True), [well_conditioned(3, 3)]),
+        ],
+        "linalg_matrix_exp": [
+            S(la.matrix_exp, [0.5 * randn(3, 3)]),
+            S(la.matrix_exp, [0.5 * randn(2, 2, 2)]),
+        ],
+        "linalg_vector_norm": [
+            S(la.vector_norm, [randn(3, 4)]),
+            S(lambda x: la.vector_norm(x, 1, dim=-1), [distinct(2, 3)]),
+            S(lambda x: la.vector_norm(x, float("inf"), dim=0, keepdim=True), [distinct(3, 2)]),
+            S(lambda x: la.vector_norm(x, -float("inf"), dim=-1), [distinct(2, 3)]),
+            S(lambda x: la.vector_norm(x, 3, dim=(0, 2)), [randn(2, 3, 2)]),
+            S(lambda x: la.vector_norm(x, 0.5, dim=-1), [positive(2, 3)]),
+            S(lambda x: la.vector_norm(x, -1.5, dim=-1), [positive(3)]),
+            S(lambda x: la.matrix_norm(x), [randn(2, 3, 3)], note="Frobenius"),
+        ],
+    }
+)

@@ -9,12 +9,12 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from op_specs import SPECS
 
 import matgrad as mg
 from matgrad._rules import RULES
 from matgrad.autograd import BatchingUnsupported, gradcheck, gradgradcheck
 from matgrad.autograd.gradcheck import analytical_jacobian
-from op_specs import SPECS
 
 CASES = [
     pytest.param(op, i, sample, id=f"{op}-{i}")
@@ -61,8 +61,14 @@ def test_sample_records_its_row(op, i, sample):
 @pytest.mark.parametrize("op,i,sample", CASES)
 def test_first_derivatives_match_finite_differences(op, i, sample):
     inputs = _inputs(sample)
-    assert gradcheck(lambda *xs: sample.fn(*xs, *sample.nondiff), inputs,
-                     eps=sample.eps, atol=sample.atol, rtol=sample.rtol, check_forward_ad=True)
+    assert gradcheck(
+        lambda *xs: sample.fn(*xs, *sample.nondiff),
+        inputs,
+        eps=sample.eps,
+        atol=sample.atol,
+        rtol=sample.rtol,
+        check_forward_ad=True,
+    )
 
 
 @pytest.mark.parametrize("op,i,sample", CASES)
@@ -70,8 +76,13 @@ def test_second_derivatives_match_finite_differences(op, i, sample):
     if not sample.gradgrad:
         pytest.skip(f"{op}: second derivative not defined for this sample ({sample.note})")
     inputs = _inputs(sample)
-    assert gradgradcheck(lambda *xs: sample.fn(*xs, *sample.nondiff), inputs,
-                         eps=sample.eps, atol=sample.atol, rtol=sample.rtol)
+    assert gradgradcheck(
+        lambda *xs: sample.fn(*xs, *sample.nondiff),
+        inputs,
+        eps=sample.eps,
+        atol=sample.atol,
+        rtol=sample.rtol,
+    )
 
 
 @pytest.mark.parametrize("op,i,sample", CASES)

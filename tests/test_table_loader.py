@@ -24,12 +24,19 @@ def test_saved_names_are_derived_from_formulas():
     [
         ("- name: exp(Tensor self)\n  x: grad\n  result: self_t\n", "'x' is not an input"),
         ("- name: exp(Tensor self)\n  self: grad *\n  result: self_t\n", "does not parse"),
-        ("- name: exp(Tensor self)\n  self: grad * bogus\n  result: self_t\n", "unknown name 'bogus'"),
-        ("- name: exp(Tensor self)\n  self: frobnicate(grad)\n  result: self_t\n",
-         "unknown function 'frobnicate'"),
+        (
+            "- name: exp(Tensor self)\n  self: grad * bogus\n  result: self_t\n",
+            "unknown name 'bogus'",
+        ),
+        (
+            "- name: exp(Tensor self)\n  self: frobnicate(grad)\n  result: self_t\n",
+            "unknown function 'frobnicate'",
+        ),
         ("- name: exp(Tensor self)\n  self: grad\n", "missing the forward-mode formula"),
-        ("- name: nosuchop(Tensor self)\n  self: grad\n  result: self_t\n",
-         "no forward implementation"),
+        (
+            "- name: nosuchop(Tensor self)\n  self: grad\n  result: self_t\n",
+            "no forward implementation",
+        ),
         ("- name: exp(Tensor self\n  self: grad\n  result: self_t\n", "signature does not parse"),
     ],
 )

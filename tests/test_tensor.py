@@ -92,9 +92,16 @@ def test_indexing_forms():
 
 def test_inplace_ops_bump_version():
     x = mg.zeros(3)
-    for op in (lambda t: t.add_(1), lambda t: t.mul_(2), lambda t: t.sub_(1),
-               lambda t: t.div_(2), lambda t: t.clamp_(0, 0.25), lambda t: t.fill_(3.0),
-               lambda t: t.copy_(mg.ones(3)), lambda t: t.zero_()):
+    for op in (
+        lambda t: t.add_(1),
+        lambda t: t.mul_(2),
+        lambda t: t.sub_(1),
+        lambda t: t.div_(2),
+        lambda t: t.clamp_(0, 0.25),
+        lambda t: t.fill_(3.0),
+        lambda t: t.copy_(mg.ones(3)),
+        lambda t: t.zero_(),
+    ):
         before = x._version
         op(x)
         assert x._version == before + 1
@@ -147,7 +154,9 @@ def test_broadcast_binary_gradients_match_closed_form(shapes, seed):
 
     ga = g0 * (b0 - 1 / (b0 * b0 + 1))
     gb = g0 * (a0 + a0 * 2 * b0 / (b0 * b0 + 1) ** 2)
-    np.testing.assert_allclose(a.grad.numpy(), reduce_to(np.broadcast_to(ga, out_shape), sa),
-                               rtol=1e-10, atol=1e-12)
-    np.testing.assert_allclose(b.grad.numpy(), reduce_to(np.broadcast_to(gb, out_shape), sb),
-                               rtol=1e-10, atol=1e-12)
+    np.testing.assert_allclose(
+        a.grad.numpy(), reduce_to(np.broadcast_to(ga, out_shape), sa), rtol=1e-10, atol=1e-12
+    )
+    np.testing.assert_allclose(
+        b.grad.numpy(), reduce_to(np.broadcast_to(gb, out_shape), sb), rtol=1e-10, atol=1e-12
+    )

@@ -13,9 +13,11 @@ Operations on tensors record a graph; each node applies a tensor-level derivativ
 
 import numpy as _np
 
-from . import autograd
+from . import autograd, func, linalg, viz
 from ._creation import (
     arange,
+    asarray,
+    compute,
     default_generator,
     empty,
     empty_like,
@@ -136,6 +138,8 @@ from ._ops import (
     where,
     zeros_like,
 )
+from .einsum import einsum
+from .explain import explain
 from .tensor import Size, Tensor, as_tensor, get_default_dtype, set_default_dtype
 
 float32 = _np.dtype("float32")

@@ -16,7 +16,10 @@ import builtins
 from typing import Any
 
 import numpy as np
+import scipy.linalg.blas
 import scipy.special
+
+from . import _backend
 
 Array = Any
 
@@ -173,7 +176,9 @@ def expand(self: Array, shape: tuple[int, ...]) -> Array:
     lead = self.ndim - len(shape)  # extra leading batch axes of self, kept as they are
     if lead > 0:
         shape = self.shape[:lead] + tuple(shape)
-    return np.broadcast_to(self, shape)
+    if isinstance(self, np.ndarray):
+        return np.broadcast_to(self, shape)
+    return _backend.broadcast_to(self, shape)
 
 
 def squeeze(self: Array, dim: tuple[int, ...]) -> Array:
@@ -185,11 +190,23 @@ def unsqueeze(self: Array, dim: int) -> Array:
 
 
 def getitem(self: Array, index: Any) -> Array:
-    return self[index]
+    out = self[index]
+    if not isinstance(out, np.ndarray | np.generic) and any(s != s for s in out.shape):
+        raise _backend.unsupported(
+            "indexing with a lazy boolean mask",
+            self,
+            "the result's size is unknown until computed; compute the mask first",
+        )
+    return out
+
+
+def mT(self: Array) -> Array:  # noqa: N802 - the Array API's name
+    """The matrix transpose (last two axes swapped)."""
+    return self.mT if isinstance(self, np.ndarray) else np.swapaxes(self, -1, -2)
 
 
 def index_put(self: Array, values: Array, index: Any) -> Array:
-    out = np.array(self, copy=True)
+    out = self.copy()
     out[index] = values
     return out
 
@@ -197,9 +214,14 @@ def index_put(self: Array, values: Array, index: Any) -> Array:
 def zeros_scatter(self: Array, shape: tuple[int, ...], index: Any) -> Array:
     """zeros(shape) with ``self`` added at ``index`` (repeated indices accumulate)."""
     lead = self.ndim - _index_result_ndim(shape, index)
-    out = np.zeros(self.shape[:lead] + tuple(shape), dtype=self.dtype)
     full_index = (slice(None),) * lead + _as_tuple(index)
-    np.add.at(out, full_index, self)
+    out = np.zeros_like(self, shape=self.shape[:lead] + tuple(shape))
+    if isinstance(self, np.ndarray):
+        np.add.at(out, full_index, self)
+    elif any(isinstance(i, np.ndarray | list) or _backend.is_array(i) for i in full_index):
+        raise _backend.unsupported("the gradient of advanced indexing", self, "no scatter-add")
+    else:  # basic indices select each element once: assignment is the adjoint
+        out[full_index] = self
     return out
 
 
@@ -216,13 +238,15 @@ def diagonal(self: Array, offset: int = 0, dim1: int = -2, dim2: int = -1) -> Ar
 
 
 def diag_embed(self: Array, offset: int = 0, dim1: int = -2, dim2: int = -1) -> Array:
-    n = self.shape[-1] + abs(offset)
+    n = self.shape[-1] + builtins.abs(offset)
     out_ndim = self.ndim + 1
     d1, d2 = dim1 % out_ndim, dim2 % out_ndim
-    out = np.zeros(self.shape[:-1] + (n, n), dtype=self.dtype)
-    i = np.arange(self.shape[-1])
-    rows, cols = (i, i + offset) if offset >= 0 else (i - offset, i)
-    out[..., rows, cols] = self
+    # the vector padded to length n, times the identity shifted by `offset`: out[i, i+offset]
+    padded = np.pad(
+        self, [(0, 0)] * (self.ndim - 1) + [(builtins.max(-offset, 0), builtins.max(offset, 0))]
+    )
+    eye = _backend.namespace(self).eye(n, n, k=offset, dtype=self.dtype)
+    out = padded[..., :, None] * eye
     # the new pair of axes sits last; move it to (dim1, dim2)
     return np.moveaxis(out, (-2, -1), (d1, d2))
 
@@ -296,8 +320,527 @@ def full_like_shape(value: Any, shape: tuple[int, ...], dtype: Any) -> Array:
 
 
 def eye_like(self: Array, n: int) -> Array:
-    return np.eye(n, dtype=self.dtype)
+    return _backend.namespace(self).eye(n, dtype=self.dtype)
 
 
 def clone(self: Array) -> Array:
-    return np.array(self, copy=True)
+    return self.copy()
+
+
+# -- linear algebra ----------------------------------------------------------------------------
+# Forward computations of the ``linalg_*`` rows and the array twins of the functions their
+# formulas call. LU factorizations are of A^T: LAPACK is column-major, so the transpose of a
+# row-major A is handed over without a transposing copy, and getri on that factorization gives
+# A^-T, which is what the gradients of det and slogdet need. Batches are looped over in Python.
+import math as _math  # noqa: E402
+import warnings as _warnings  # noqa: E402
+
+from scipy.linalg import lapack as _lapack  # noqa: E402
+
+
+class DegenerateGradientWarning(RuntimeWarning):
+    """At a repeated eigen-/singular value the loss has no gradient, or one that a first-order
+    (reverse-mode) rule cannot see; the coupling of the repeated values was dropped."""
+
+
+class BasisDependentGradientWarning(DegenerateGradientWarning):
+    """The loss depends on the choice of basis of a repeated eigen-/singular space, so its
+    gradient is not defined; the basis-dependent part was dropped."""
+
+
+class SingularMatrixGradientWarning(RuntimeWarning):
+    """A gradient was asked at a singular matrix where it is infinite; a documented finite
+    substitute was returned."""
+
+
+def _numpy_only(op: str, *arrays: Any) -> None:
+    """The factorizations call LAPACK through SciPy on NumPy arrays; other array libraries
+    (Dask, CuPy) get a clear NotImplementedError instead of a partial or eager computation."""
+    for a in arrays:
+        if not isinstance(a, np.ndarray | np.generic):
+            raise NotImplementedError(
+                f"{op}: not implemented for {type(a).__module__.partition('.')[0]} arrays "
+                "(matgrad.linalg runs LAPACK on NumPy arrays); move the tensor with .to('numpy')"
+            )
+
+
+def _batch_indices(batch: tuple[int, ...]) -> Any:
+    return np.ndindex(*batch) if batch else [()]
+
+
+def _linalg_error(op: str, what: str, shape: tuple[int, ...], index: Any = None) -> Exception:
+    where = f" at batch index {tuple(int(i) for i in index)}" if index else ""
+    return np.linalg.LinAlgError(f"{op}: {what}{where}, input of shape {tuple(shape)}")
+
+
+_LAPACK_CACHE: dict[tuple[str, str], Any] = {}
+
+
+def _lapack_fn(name: str, dtype: Any) -> Any:
+    """A LAPACK routine for ``dtype`` (looked up once: get_lapack_funcs costs microseconds)."""
+    key = (name, np.dtype(dtype).char)
+    fn = _LAPACK_CACHE.get(key)
+    if fn is None:
+        (fn,) = _lapack.get_lapack_funcs((name,), (np.empty((1, 1), dtype=dtype),))
+        _LAPACK_CACHE[key] = fn
+    return fn
+
+
+def _getri_lwork(dtype: Any, n: int) -> int:
+    key = ("lwork", f"{np.dtype(dtype).char}{n}")
+    lwork = _LAPACK_CACHE.get(key)
+    if lwork is None:
+        lwork = _LAPACK_CACHE[key] = builtins.max(int(_lapack_fn("getri_lwork", dtype)(n)[0]), 1)
+    return lwork
+
+
+def _lu_t(A: Array) -> tuple[Array, Array, Array]:
+    """The LU factorization of A^T for each matrix of A: (LU, pivots, info); info > 0 where
+    a pivot is exactly zero (A singular)."""
+    getrf = _lapack_fn("getrf", A.dtype)
+    if A.ndim == 2:
+        lu, piv, info = getrf(A.T)  # A.T of a C-ordered A is Fortran-ordered: a plain copy
+        return lu, piv, np.asarray(info)
+    batch = A.shape[:-2]
+    LU = np.empty(A.shape, dtype=getrf.dtype)
+    piv = np.empty(batch + A.shape[-1:], dtype=np.int32)
+    info = np.zeros(batch, dtype=np.int64)
+    for idx in _batch_indices(batch):
+        LU[idx], piv[idx], info[idx] = getrf(A[idx].T)
+    return LU, piv, info
+
+
+def _lu_sign_logabs(LU: Array, piv: Array) -> tuple[Array, Array]:
+    """(the sign of the row permutation, diag(U)) of an LU factorization."""
+    diag = np.diagonal(LU, axis1=-2, axis2=-1)
+    n = piv.shape[-1]
+    key = ("arange", f"{n}")
+    steps = _LAPACK_CACHE.get(key)
+    if steps is None:
+        steps = _LAPACK_CACHE[key] = np.arange(n, dtype=piv.dtype)
+    swaps = np.count_nonzero(piv != steps, axis=-1)
+    if piv.ndim == 1:
+        return LU.dtype.type(-1.0 if swaps % 2 else 1.0), diag
+    return np.where(swaps % 2 == 1, -1, 1).astype(LU.dtype), diag
+
+
+def _blas_fn(name: str, dtype: Any) -> Any:
+    key = ("blas " + name, np.dtype(dtype).char)
+    fn = _LAPACK_CACHE.get(key)
+    if fn is None:
+        fn = _LAPACK_CACHE[key] = scipy.linalg.blas.get_blas_funcs(
+            name, (np.empty((1, 1), dtype=dtype),)
+        )
+    return fn
+
+
+def _upper_inverse_into(U: Array, out: Array, trtri: Any, trmm: Any) -> bool:
+    """inv(U) of an upper triangular U (the upper triangle of an F-ordered view) written into
+    ``out`` (zeros below the diagonal), recursively: inv([[U11, U12], [0, U22]]) has the
+    blocks inv(U11), inv(U22) and -inv(U11) U12 inv(U22) (two trmm, BLAS-3), which runs faster
+    than LAPACK's trtri here. False if U has a zero on its diagonal."""
+    n = U.shape[0]
+    if n <= 64:
+        inv, info = trtri(U, lower=0)
+        out[...] = np.triu(inv)
+        return info == 0
+    h = n // 2
+    if not (
+        _upper_inverse_into(U[:h, :h], out[:h, :h], trtri, trmm)
+        and _upper_inverse_into(U[h:, h:], out[h:, h:], trtri, trmm)
+    ):
+        return False
+    X = trmm(-1.0, np.asfortranarray(out[:h, :h]), U[:h, h:])
+    out[:h, h:] = trmm(1.0, np.asfortranarray(out[h:, h:]), X, side=1)
+    return True
+
+
+def _inv_from_lu_large(LU: Array, piv: Array) -> Array | None:
+    """inv(M) from M = P L U (getrf's output for one large matrix): W = inv(U) recursively,
+    then X with X L = W (one trsm, solved as L^T X^T = W^T on the transposed layout), then the
+    columns of X permuted by P^T. The same 4n^3/3 flops as getri, about 10-20% faster with
+    OpenBLAS at n = 200. None if U is singular."""
+    n = LU.shape[-1]
+    W = np.zeros((n, n), dtype=LU.dtype)  # C order: W.T is the Fortran-ordered W^T
+    if not _upper_inverse_into(LU, W, _lapack_fn("trtri", LU.dtype), _blas_fn("trmm", LU.dtype)):
+        return None
+    trsm = _blas_fn("trsm", LU.dtype)
+    Xt = trsm(1.0, LU, W.T, lower=1, trans_a=1, diag=1, overwrite_b=1)  # L^T X^T = W^T
+    # X P^T: the interchanges applied to the columns of X (rows of X^T) in reverse order
+    Xt = _lapack_fn("laswp", LU.dtype)(Xt, piv, inc=-1, overwrite_a=1)
+    return Xt.T
+
+
+def _inv_t_from_lu(LU: Array, piv: Array) -> tuple[Array, Array]:
+    """A^-T from the LU of A^T (4n^3/3 flops, no solve with the identity: getri, or the
+    blocked variant above for one large matrix); also a mask of the matrices where that
+    inverse exists (False for a zero pivot: left as NaN)."""
+    if LU.ndim == 2 and LU.shape[-1] >= 128 and LU.dtype.char in "fd":
+        inv = _inv_from_lu_large(LU, piv)
+        if inv is None:
+            return np.full(LU.shape, np.nan, dtype=LU.dtype), np.asarray(False)
+        return inv, np.asarray(True)
+    getri = _lapack_fn("getri", LU.dtype)
+    lwork = _getri_lwork(LU.dtype, LU.shape[-1])
+    if LU.ndim == 2:
+        inv, info = getri(LU, piv, lwork=lwork)
+        if info != 0:
+            inv = np.full(LU.shape, np.nan, dtype=LU.dtype)
+        return inv, np.asarray(info == 0)
+    out = np.empty(LU.shape, dtype=LU.dtype)
+    ok = np.ones(LU.shape[:-2], dtype=bool)
+    for idx in _batch_indices(LU.shape[:-2]):
+        inv, info = getri(LU[idx], piv[idx], lwork=lwork)
+        if info != 0:
+            out[idx] = np.nan
+            ok[idx] = False
+        else:
+            out[idx] = inv
+    return out, ok
+
+
+def _adjugate_t_svd(A: Array) -> Array:
+    """adj(A)^T = det(U) det(V) U diag(prod_{j != i} s_j) V^T from A = U S V^T: finite and
+    accurate at singular A (rank n-1: rank one; rank <= n-2: zero)."""
+    U, s, Vh = np.linalg.svd(A)
+    ones = np.ones(s.shape[:-1] + (1,), dtype=s.dtype)
+    before = np.cumprod(np.concatenate([ones, s[..., :-1]], -1), -1)  # prod_{j < i} s_j
+    after = np.cumprod(np.concatenate([ones, s[..., :0:-1]], -1), -1)[..., ::-1]  # j > i
+    d = np.linalg.det(U) * np.linalg.det(Vh)
+    return d[..., None, None] * ((U * (before * after)[..., None, :]) @ Vh)
+
+
+def _ill_conditioned(A: Array, inv: Array, ok: Array) -> Array:
+    """Where the LU route to the adjugate loses more than half the digits: cond_F(A) =
+    ||A||_F ||A^-1||_F above 1/sqrt(eps), or no inverse at all."""
+    limit = 1.0 / _math.sqrt(np.finfo(A.dtype).eps)
+    if A.ndim == 2:
+        return np.asarray(not (ok and np.linalg.norm(A) * np.linalg.norm(inv) <= limit))
+    with np.errstate(invalid="ignore", over="ignore"):
+        cond = np.linalg.norm(A, axis=(-2, -1)) * np.linalg.norm(inv, axis=(-2, -1))
+    return ~ok | ~(cond <= limit)
+
+
+def linalg_inv(A: Array) -> Array:
+    """A^-1. One matrix: getrf + getri (4n^3/3 flops after the LU, against 2n^3 for a solve
+    with the identity, as numpy.linalg.inv does); batches: numpy.linalg.inv."""
+    _numpy_only("linalg.inv", A)
+    if A.ndim == 2 and A.shape[0] > 16 and A.dtype.char in "fd":
+        LU, piv, info = _lu_t(A)
+        if info == 0:
+            inv_t, ok = _inv_t_from_lu(LU, piv)
+            if ok:
+                return inv_t.T  # inv(A^T)^T = inv(A), C-ordered: no copy
+        raise _linalg_error("linalg.inv", "the matrix is singular (not invertible)", A.shape)
+    try:
+        return np.linalg.inv(A)
+    except np.linalg.LinAlgError:
+        bad = np.argwhere(np.linalg.matrix_rank(A) < A.shape[-1]) if A.ndim > 2 else None
+        index = tuple(bad[0]) if bad is not None and len(bad) else None
+        raise _linalg_error(
+            "linalg.inv", "the matrix is singular (not invertible)", A.shape, index
+        ) from None
+
+
+def linalg_det(A: Array) -> tuple[Array, Array, Array]:
+    """det(A) from one LU factorization (of A^T), returned with it for the backward pass."""
+    _numpy_only("linalg.det", A)
+    LU, piv, _ = _lu_t(A)
+    parity, diag = _lu_sign_logabs(LU, piv)
+    return parity * np.prod(diag, -1), LU, piv
+
+
+def linalg_slogdet(A: Array) -> tuple[Array, Array, Array, Array]:
+    """(sign, log|det A|) from one LU factorization, returned with it; a zero pivot gives
+    (0, -inf), as NumPy does."""
+    _numpy_only("linalg.slogdet", A)
+    LU, piv, _ = _lu_t(A)
+    parity, diag = _lu_sign_logabs(LU, piv)
+    with np.errstate(divide="ignore"):
+        logabs = np.sum(np.log(np.abs(diag)), -1)
+    return parity * np.prod(np.sign(diag), -1) + 0.0, logabs, LU, piv  # + 0.0: no -0.0
+
+
+def _scale(M: Array, grad: Array) -> Array:
+    """grad[..., None, None] * M, in place in M (a fresh array) when the shapes allow."""
+    g = np.asarray(grad)
+    if g.ndim == 0:
+        return M if g == 1 else np.multiply(M, g, out=M)
+    return g[..., None, None] * M
+
+
+def linalg_det_vjp(grad: Array, A: Array, det: Array, LU: Array, pivots: Array) -> Array:
+    """grad * adj(A)^T = grad det(A) A^-T, with A^-T from the forward's LU (getri); where A is
+    singular or nearly so, adj(A)^T from the SVD instead (finite, correct)."""
+    inv_t, ok = _inv_t_from_lu(LU, pivots)
+    bad = _ill_conditioned(A, inv_t, ok)
+    if inv_t.ndim == 2:
+        if bad:
+            return _scale(_adjugate_t_svd(A), grad)
+        return _scale(inv_t, np.asarray(grad) * det)
+    out = np.multiply(inv_t, det[..., None, None], out=inv_t)
+    if bad.any():
+        out[bad] = _adjugate_t_svd(np.broadcast_to(A, out.shape)[bad])
+    return _scale(out, grad)
+
+
+def _warn_singular_slogdet() -> None:
+    _warnings.warn(
+        "linalg.slogdet/logdet: the matrix is singular, so log|det A| = -inf and its gradient "
+        "A^-T is infinite; returning pinv(A)^T instead, the gradient of the log "
+        "pseudo-determinant (the sum of the logs of the nonzero singular values), which equals "
+        "A^-T wherever A is invertible",
+        SingularMatrixGradientWarning,
+        stacklevel=3,
+    )
+
+
+def _singular_slogdet_grad(A: Array) -> Array:
+    _warn_singular_slogdet()
+    return np.swapaxes(np.linalg.pinv(A), -1, -2)
+
+
+def linalg_slogdet_vjp(grad: Array, A: Array, sign: Array, LU: Array, pivots: Array) -> Array:
+    """grad * A^-T (d log|det A| = tr(A^-1 dA)), A^-T from the forward's LU (getri). At a
+    singular A (sign 0, value -inf) the gradient is infinite: pinv(A)^T is used instead, with
+    a warning."""
+    inv_t, ok = _inv_t_from_lu(LU, pivots)
+    bad = ~ok | (sign == 0)
+    if bad.any():
+        if inv_t.ndim == 2:
+            return _scale(_singular_slogdet_grad(A), grad)
+        inv_t[bad] = _singular_slogdet_grad(np.broadcast_to(A, inv_t.shape)[bad])
+    return _scale(inv_t, grad)
+
+
+def _getrs(LU: Array, piv: Array, B: Array, trans: int) -> Array:
+    getrs = _lapack_fn("getrs", np.result_type(LU, B))
+    bshape = np.broadcast_shapes(LU.shape[:-2], B.shape[:-2])
+    if not bshape:
+        x, _ = getrs(LU, piv, B, trans=trans)
+        return x
+    LUb = np.broadcast_to(LU, bshape + LU.shape[-2:])
+    pivb = np.broadcast_to(piv, bshape + piv.shape[-1:])
+    Bb = np.broadcast_to(B, bshape + B.shape[-2:])
+    out = np.empty(Bb.shape, dtype=np.result_type(LU, B))
+    for idx in _batch_indices(bshape):
+        out[idx], _ = getrs(LUb[idx], pivb[idx], Bb[idx], trans=trans)
+    return out
+
+
+def linalg_lu_solve(LU: Array, pivots: Array, A: Array, B: Array, adjoint: bool) -> Array:
+    """A^-1 B (or A^-T B with ``adjoint``) from the forward's LU of A^T: O(n^2 k)."""
+    return _getrs(LU, pivots, B, 0 if adjoint else 1)
+
+
+def linalg_solve(A: Array, B: Array) -> tuple[Array, Array, Array]:
+    """X = A^-1 B (B a batch of matrices; batch axes broadcast), with the LU for backward."""
+    _numpy_only("linalg.solve", A, B)
+    batch = np.broadcast_shapes(A.shape[:-2], B.shape[:-2])
+    LU, piv, info = _lu_t(np.broadcast_to(A, batch + A.shape[-2:]))
+    if np.any(info > 0):
+        index = tuple(np.argwhere(info > 0)[0]) if batch else None
+        raise _linalg_error(
+            "linalg.solve", "the matrix A is singular (not invertible)", A.shape, index
+        )
+    return _getrs(LU, piv, B, 1), LU, piv
+
+
+def linalg_solve_triangular(A: Array, B: Array, upper: bool, unitriangular: bool = False) -> Array:
+    _numpy_only("linalg.solve_triangular", A, B)
+    try:
+        return scipy.linalg.solve_triangular(
+            A, B, lower=not upper, unit_diagonal=unitriangular, check_finite=False
+        )
+    except np.linalg.LinAlgError as exc:
+        raise _linalg_error(
+            "linalg.solve_triangular", f"the matrix is singular ({exc})", A.shape
+        ) from None
+
+
+def linalg_cholesky(A: Array) -> Array:
+    _numpy_only("linalg.cholesky", A)
+    try:
+        return np.linalg.cholesky(A)
+    except np.linalg.LinAlgError:
+        raise _linalg_error(
+            "linalg.cholesky", "the matrix is not positive definite", A.shape
+        ) from None
+
+
+def linalg_qr(A: Array, mode: str = "reduced") -> tuple[Array, Array]:
+    _numpy_only("linalg.qr", A)
+    Q, R = np.linalg.qr(A, mode=mode)
+    return Q, R
+
+
+def linalg_eigh(A: Array, UPLO: str = "L") -> tuple[Array, Array]:  # noqa: N803
+    _numpy_only("linalg.eigh", A)
+    L, Q = np.linalg.eigh(A, UPLO=UPLO)
+    return L, Q
+
+
+def linalg_svd(A: Array, full_matrices: bool = False) -> tuple[Array, Array, Array]:
+    _numpy_only("linalg.svd", A)
+    U, S, Vh = np.linalg.svd(A, full_matrices=full_matrices)
+    return U, S, Vh
+
+
+def linalg_matrix_exp(A: Array) -> Array:
+    _numpy_only("linalg.matrix_exp", A)
+    return scipy.linalg.expm(A)
+
+
+def linalg_vector_norm(
+    self: Array,
+    ord: float = 2,
+    dim: tuple[int, ...] | None = None,
+    keepdim: bool = False,  # noqa: A002
+) -> Array:
+    with np.errstate(divide="ignore"):  # negative ord with a zero entry: the norm is 0
+        return np.linalg.vector_norm(self, ord=ord, axis=dim, keepdims=keepdim)
+
+
+def spectral_tolerance(values: Array, size: int) -> float:
+    """The gap below which two eigen-/singular values count as equal (and a singular value as
+    zero): 100 * size * eps * max|value| (computed gaps of exactly repeated values stay below
+    size * eps * max|value|)."""
+    if values.size == 0:
+        return 0.0
+    return float(100 * size * np.finfo(values.dtype).eps * np.max(np.abs(values)))
+
+
+def inverse_gaps(values: Array, tol: float, plus: bool, scale: float) -> Array:
+    """G_ij = scale / (v_j - v_i) (``plus``: scale / (v_j + v_i)) where that denominator
+    exceeds ``tol`` in size, 0 elsewhere (the diagonal and repeated values: no 1/0)."""
+    v_j, v_i = values[..., None, :], values[..., :, None]
+    gaps = v_j + v_i if plus else v_j - v_i
+    out = np.zeros(gaps.shape, dtype=gaps.dtype)
+    return np.divide(scale, gaps, out=out, where=np.abs(gaps) > tol)
+
+
+def gap_quotient(K: Array, values: Array, tol: float, plus: bool, scale: float) -> Array:
+    """K * inverse_gaps(values, tol, plus, scale) in one division (no 1/gap matrix). Sorted
+    values without repeats (checked in O(k)) skip the masking: only the diagonal of
+    v_j - v_i is zero there, where K (skew) is zero too."""
+    v_j, v_i = values[..., None, :], values[..., :, None]
+    gaps = v_j + v_i if plus else v_j - v_i
+    repeated = values.ndim != 1 or _degenerate(values, tol, "sum" if plus else "diff") is not None
+    mask = np.abs(gaps) > tol if repeated else None
+    if scale != 1:
+        gaps = np.multiply(gaps, 1.0 / scale, out=gaps)  # K * scale / gaps
+    if mask is None:
+        if not plus:
+            np.fill_diagonal(gaps, np.inf)
+        return np.divide(K, gaps)
+    out = np.zeros(np.broadcast_shapes(K.shape, gaps.shape), dtype=np.result_type(K, gaps))
+    return np.divide(K, gaps, out=out, where=mask)
+
+
+def with_diagonal(M: Array, d: Array) -> Array:
+    """M with its diagonal set to d (d broadcasts against M's batch axes). M must be a fresh
+    temporary: its diagonal is written in place."""
+    i = np.arange(M.shape[-1])
+    M[..., i, i] = d
+    return M
+
+
+def _degenerate(values: Array, tol: float, kind: str) -> Array | None:
+    """The mask of the entries of a (..., k, k) coefficient matrix that meet a zero gap of the
+    sorted ``values``, or None when there are none (decided in O(k) first)."""
+    if kind == "all":
+        return np.ones((1, 1), dtype=bool)
+    if kind == "diff":
+        if values.shape[-1] < 2 or not np.any(np.abs(np.diff(values, axis=-1)) <= tol):
+            return None
+        mask = np.abs(values[..., None, :] - values[..., :, None]) <= tol
+        mask &= ~np.eye(values.shape[-1], dtype=bool)
+        return mask
+    small = np.abs(values) <= tol
+    if not np.any(small):
+        return None
+    if kind == "sum":
+        return np.abs(values[..., None, :] + values[..., :, None]) <= tol
+    if kind == "zero columns":
+        return small[..., None, :]
+    return small[..., :, None]  # "zero rows"
+
+
+def warn_if_basis_dependent(
+    values: Array, spectrum: Any, tol: float, cotangents: Any, op: str, what: str, kind: str
+) -> None:
+    """Warn when the coefficients ``values`` that a spectral gradient divides by a gap of the
+    sorted ``spectrum`` are not negligible where that gap is zero: the loss then depends on the
+    arbitrary basis of a repeated eigen-/singular space, and its gradient does not exist.
+    ``kind``: "diff" (gaps s_j - s_i), "sum" (s_j + s_i), "zero columns"/"zero rows" (s_j),
+    "all" (every entry is arbitrary). Negligible: below sqrt(eps) times the largest entry of
+    the incoming ``cotangents``."""
+    degenerate = _degenerate(spectrum, tol, kind)
+    if degenerate is None:
+        return
+    size = np.max(np.abs(np.where(degenerate, values, 0)), initial=0.0)
+    scale = builtins.max(
+        [float(np.max(np.abs(c), initial=0.0)) for c in cotangents if c is not None], default=0.0
+    )
+    finfo = np.finfo(values.dtype)
+    if size > _math.sqrt(finfo.eps) * builtins.max(scale, float(finfo.tiny)):
+        _warnings.warn(
+            f"{op} backward: the loss depends on {what}, which is only defined up to a "
+            "rotation within a repeated eigen-/singular space, so its gradient does not exist; "
+            "the basis-dependent part was dropped. Make the loss depend on whole eigenspaces "
+            "(e.g. projectors Q_k Q_k^T) or on the values alone.",
+            BasisDependentGradientWarning,
+            stacklevel=2,
+        )
+
+
+def warn_if_split_dependent(
+    grad_values: Array, values: Array, tol: float, op: str, what: str
+) -> None:
+    """Warn when the loss's derivatives with respect to the members of a repeated value (sorted
+    ``values``, equal within ``tol``) differ: then the loss is not symmetric in them, so at this
+    point it is either not differentiable (weights on sorted eigenvalues) or its gradient
+    depends on second derivatives the backward pass does not have (reconstructions such as
+    Q f(L) Q^T or U f(S) V^T); losses symmetric in them (norms, traces, projectors onto whole
+    eigenspaces) are exact."""
+    if values.shape[-1] < 2:
+        return
+    tied = np.abs(np.diff(values, axis=-1)) <= tol
+    if not np.any(tied):
+        return
+    spread = np.max(np.abs(np.where(tied, np.diff(grad_values, axis=-1), 0)), initial=0.0)
+    finfo = np.finfo(values.dtype)
+    scale = float(np.max(np.abs(grad_values), initial=0.0))
+    if spread > _math.sqrt(finfo.eps) * builtins.max(scale, float(finfo.tiny)):
+        _warnings.warn(
+            f"{op} backward: the loss weighs the members of a repeated {what} differently (its "
+            f"derivatives with respect to them differ), so at this point it is not "
+            "differentiable, or its gradient needs second-order information the backward pass "
+            "does not have (e.g. a reconstruction Q f(L) Q^T or U f(S) V^T: write such losses "
+            "in the matrix itself); the coupling of the repeated values was dropped.",
+            DegenerateGradientWarning,
+            stacklevel=2,
+        )
+
+
+def _pinv_cutoff(s: Array, shape: tuple[int, ...], atol: Any, rtol: Any) -> Array:
+    """max(atol, rtol * s_max) per matrix; rtol defaults to eps * max(m, n) when atol is
+    None or 0 (PyTorch's rule)."""
+    if rtol is None:
+        rtol = np.finfo(s.dtype).eps * builtins.max(shape[-2:]) if not atol else 0.0
+    smax = np.max(s, axis=-1, keepdims=True, initial=0.0)
+    return np.maximum(0.0 if atol is None else atol, rtol * smax)
+
+
+def linalg_pinv(A: Array, atol: Any = None, rtol: Any = None, hermitian: bool = False) -> Array:
+    """V diag(1/s) U^T over the singular values above the cutoff (eigh for ``hermitian``)."""
+    _numpy_only("linalg.pinv", A)
+    if hermitian:
+        w, Q = np.linalg.eigh(A)
+        keep = np.abs(w) > _pinv_cutoff(np.abs(w), A.shape, atol, rtol)
+        inv_w = np.divide(1.0, w, out=np.zeros_like(w), where=keep)
+        return (Q * inv_w[..., None, :]) @ np.swapaxes(Q, -1, -2)
+    U, s, Vh = np.linalg.svd(A, full_matrices=False)
+    keep = s > _pinv_cutoff(s, A.shape, atol, rtol)
+    inv_s = np.divide(1.0, s, out=np.zeros_like(s), where=keep)
+    return np.swapaxes(Vh, -1, -2) @ (inv_s[..., :, None] * np.swapaxes(U, -1, -2))

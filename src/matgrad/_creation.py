@@ -60,10 +60,13 @@ def empty(*size: Any, dtype: Any = None, requires_grad: bool = False) -> Tensor:
     return zeros(*size, dtype=dtype, requires_grad=requires_grad)
 
 
-def full(size: Sequence[int], fill_value: Any, dtype: Any = None,
-         requires_grad: bool = False) -> Tensor:
+def full(
+    size: Sequence[int], fill_value: Any, dtype: Any = None, requires_grad: bool = False
+) -> Tensor:
     if dtype is None:
-        dtype = _float_dtype(None) if isinstance(fill_value, float) else np.asarray(fill_value).dtype
+        dtype = (
+            _float_dtype(None) if isinstance(fill_value, float) else np.asarray(fill_value).dtype
+        )
     return Tensor(np.full(tuple(size), fill_value, dtype=dtype), requires_grad=requires_grad)
 
 
@@ -71,8 +74,13 @@ def eye(n: int, m: int | None = None, dtype: Any = None, requires_grad: bool = F
     return Tensor(np.eye(n, m, dtype=_float_dtype(dtype)), requires_grad=requires_grad)
 
 
-def arange(start: float, end: float | None = None, step: float = 1, dtype: Any = None,
-           requires_grad: bool = False) -> Tensor:
+def arange(
+    start: float,
+    end: float | None = None,
+    step: float = 1,
+    dtype: Any = None,
+    requires_grad: bool = False,
+) -> Tensor:
     """Values from ``start`` up to (not including) ``end``; integers unless a bound is float."""
     if end is None:
         start, end = 0, start
@@ -84,30 +92,45 @@ def arange(start: float, end: float | None = None, step: float = 1, dtype: Any =
     return Tensor(arr, requires_grad=requires_grad)
 
 
-def linspace(start: float, end: float, steps: int, dtype: Any = None,
-             requires_grad: bool = False) -> Tensor:
-    return Tensor(np.linspace(start, end, steps, dtype=_float_dtype(dtype)),
-                  requires_grad=requires_grad)
+def linspace(
+    start: float, end: float, steps: int, dtype: Any = None, requires_grad: bool = False
+) -> Tensor:
+    return Tensor(
+        np.linspace(start, end, steps, dtype=_float_dtype(dtype)), requires_grad=requires_grad
+    )
 
 
-def rand(*size: Any, dtype: Any = None, requires_grad: bool = False,
-         generator: np.random.Generator | None = None) -> Tensor:
+def rand(
+    *size: Any,
+    dtype: Any = None,
+    requires_grad: bool = False,
+    generator: np.random.Generator | None = None,
+) -> Tensor:
     """Uniform samples on [0, 1)."""
     rng = generator or _rng[0]
     arr = rng.random(_size(size)).astype(_float_dtype(dtype), copy=False)
     return Tensor(arr, requires_grad=requires_grad)
 
 
-def randn(*size: Any, dtype: Any = None, requires_grad: bool = False,
-          generator: np.random.Generator | None = None) -> Tensor:
+def randn(
+    *size: Any,
+    dtype: Any = None,
+    requires_grad: bool = False,
+    generator: np.random.Generator | None = None,
+) -> Tensor:
     """Standard normal samples."""
     rng = generator or _rng[0]
     arr = rng.standard_normal(_size(size)).astype(_float_dtype(dtype), copy=False)
     return Tensor(arr, requires_grad=requires_grad)
 
 
-def randint(low: int, high: int | None = None, size: Sequence[int] = (), dtype: Any = None,
-            generator: np.random.Generator | None = None) -> Tensor:
+def randint(
+    low: int,
+    high: int | None = None,
+    size: Sequence[int] = (),
+    dtype: Any = None,
+    generator: np.random.Generator | None = None,
+) -> Tensor:
     rng = generator or _rng[0]
     if high is None:
         low, high = 0, low
@@ -132,3 +155,29 @@ def randn_like(input: Any, dtype: Any = None, requires_grad: bool = False) -> Te
 def empty_like(input: Any, dtype: Any = None, requires_grad: bool = False) -> Tensor:
     shape, dt = _like(input, dtype)
     return Tensor(np.zeros(shape, dtype=dt), requires_grad=requires_grad)
+
+
+def asarray(obj: Any, dtype: Any = None, requires_grad: bool = False) -> Tensor:
+    """A tensor over ``obj`` that keeps its array library: a Dask array stays lazy and
+    chunked, a CuPy array stays on its GPU, NumPy arrays are shared, not copied."""
+    if isinstance(obj, Tensor):
+        out = obj if dtype is None else obj.to(dtype)
+    else:
+        out = Tensor(obj, dtype=dtype)
+    if requires_grad:
+        out.requires_grad_()
+    return out
+
+
+def compute(*tensors: Tensor) -> tuple[Tensor, ...]:
+    """Compute several (Dask-backed) tensors in one pass over their task graphs, so work they
+    share runs once; returns NumPy-backed tensors without graphs, in order."""
+    lazy = [i for i, t in enumerate(tensors) if t.backend == "dask"]
+    results = [t.detach() for t in tensors]
+    if lazy:
+        import dask
+
+        values = dask.compute(*(tensors[i]._data for i in lazy))
+        for i, value in zip(lazy, values, strict=True):
+            results[i] = Tensor._wrap(np.asarray(value))
+    return tuple(results)

@@ -11,7 +11,7 @@ from typing import Any
 
 import numpy as np
 
-from . import _array_fns
+from . import _array_fns, _backend
 from ._grad_mode import state
 from ._graph import NO_EDGE, BatchingUnsupported, InputEdge
 from ._rules import RULES, Rule
@@ -132,7 +132,7 @@ def _compile_record(rule: Rule, node_class: type, plan: tuple[tuple[int, Any], .
             "    elif x._requires_grad:",
             "        fn = x.grad_fn",
             f"        e{i} = ((fn, x._output_nr, data.shape, dt) if fn is not None",
-            f"              else (x._accumulator(), 0, data.shape, dt))",
+            "              else (x._accumulator(), 0, data.shape, dt))",
             "    else:",
             f"        e{i} = (None, 0, data.shape, dt)",
             "else:",
@@ -177,11 +177,13 @@ def _compile_call(op: Op) -> Any:
     params = [f"x{i}" for i in range(len(rule.inputs))]
     kw = [f"{a}={rule.attr_defaults[a]!r}" if a in rule.attr_defaults else a for a in rule.attrs]
     signature = ", ".join(params + (["*", *kw] if kw else []))
-    lines = ["rq = tg = False"]
+    lines = ["rq = tg = foreign = False"]
     for i, x in enumerate(params):
         lines += [
             f"if isinstance({x}, Tensor):",
             f"    d{i} = {x}._data",
+            f"    if type(d{i}) is not ndarray:",
+            "        foreign = True",
             f"    if {x}._requires_grad:",
             "        rq = True",
             f"    if {x}._fw_grad is not None:",
@@ -196,15 +198,20 @@ def _compile_call(op: Op) -> Any:
     lines += [
         "try:",
         f"    out = forward({call_args})",
-        "except (ValueError, TypeError, IndexError, ArithmeticError) as exc:",
+        "except (ValueError, TypeError, IndexError, ArithmeticError, NotImplementedError) as exc:",
         f"    raise op_error({rule.name!r}, ({inputs}), exc) from None",
     ]
     if op.multi:
         lines += ["outs = tuple(wrap(o) for o in out)"]
     else:
         lines += [
-            "if type(out) is not ndarray and isinstance(out, generic):",
-            "    out = asarray(out)",
+            "if type(out) is not ndarray:",
+            "    if isinstance(out, generic):",
+            "        out = asarray(out)",
+            "    else:  # another array library: all tensor inputs must live in it",
+            "        foreign = True",
+            "if foreign:  # and the output too (no silent conversion to NumPy)",
+            f"    check_backends({rule.name!r}, ({inputs}), out)",
             "result = new(Tensor)",
             "result._data = out",
             "result._requires_grad = False",
@@ -221,11 +228,27 @@ def _compile_call(op: Op) -> Any:
         f"return {outs if op.multi else 'result'}",
     ]
     return _compile(
-        f"call_{rule.name}", signature, lines, rule,
-        forward=op.forward, record=op.record, push_tangent=op._push_tangent, state=state,
-        op_error=_op_error, wrap=Tensor._wrap, new=Tensor.__new__, ndarray=np.ndarray,
-        generic=np.generic, asarray=np.asarray,
+        f"call_{rule.name}",
+        signature,
+        lines,
+        rule,
+        forward=op.forward,
+        record=op.record,
+        push_tangent=op._push_tangent,
+        state=state,
+        op_error=_op_error,
+        wrap=Tensor._wrap,
+        new=Tensor.__new__,
+        ndarray=np.ndarray,
+        generic=np.generic,
+        asarray=np.asarray,
+        check_backends=_check_backends,
     )
+
+
+def _check_backends(op: str, inputs: tuple, out: Any) -> None:
+    arrays = [x._data for x in inputs if isinstance(x, Tensor)]
+    _backend.check_same_backend(op, [*arrays, out])
 
 
 def _is_differentiable_dtype(dtype: Any) -> bool:
@@ -236,7 +259,15 @@ class Op:
     """A callable primitive: ``Op(rule)(*tensor_inputs, **attrs)`` -> Tensor (or tuple)."""
 
     __slots__ = (
-        "rule", "name", "forward", "node_class", "gather", "record", "has_list", "multi", "fn",
+        "rule",
+        "name",
+        "forward",
+        "node_class",
+        "gather",
+        "record",
+        "has_list",
+        "multi",
+        "fn",
     )
 
     def __init__(self, rule: Rule) -> None:
@@ -269,7 +300,7 @@ class Op:
         ]
         try:
             out = self.forward(*datas, **attrs)
-        except (ValueError, TypeError, IndexError, ArithmeticError) as exc:
+        except (ValueError, TypeError, IndexError, ArithmeticError, NotImplementedError) as exc:
             raise _op_error(self.name, flat, exc) from None
         outs = tuple(Tensor._wrap(o) for o in out) if self.multi else (Tensor._wrap(out),)
         if requires and state.enabled:
@@ -380,13 +411,20 @@ def _ndim_of(x: Any) -> int:
 
 
 def _shape_of(x: Any) -> tuple[int, ...]:
-    return tuple(np.shape(x._data if isinstance(x, Tensor) else x))
+    data = x._data if isinstance(x, Tensor) else x
+    if type(data) is np.ndarray:
+        return data.shape
+    return _backend.shape_of(data)
 
 
 def _op_error(name: str, inputs: Any, exc: Exception) -> Exception:
-    shapes = ", ".join(
-        f"{tuple(x.shape)} {x.dtype}" if isinstance(x, Tensor) else repr(x) for x in inputs
-    )
+    def describe(x: Any) -> str:
+        if not isinstance(x, Tensor):
+            return repr(x)
+        where = "" if x.backend == "numpy" else f" {x.backend}"
+        return f"{tuple(x.shape)} {x.dtype}{where}"
+
+    shapes = ", ".join(describe(x) for x in inputs)
     return type(exc)(f"{name}: {exc} (inputs: {shapes})")
 
 

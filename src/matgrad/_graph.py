@@ -220,8 +220,13 @@ class RuleNode(Node):
             if isinstance(holder, weakref.ref):  # an output of this node
                 out_nr = self.rule.outputs.index(self.rule.vjp_args[pos])
                 tensor = holder()
-                if tensor is None:
-                    tensor = Tensor._make_result(args[pos], self, out_nr)
+                if tensor is None:  # freed: recreate it (integer outputs get no graph)
+                    data = args[pos]
+                    tensor = (
+                        Tensor._make_result(data, self, out_nr)
+                        if data.dtype.kind in "fc"
+                        else Tensor._wrap(data)
+                    )
                 args[pos] = tensor
             else:
                 args[pos] = holder

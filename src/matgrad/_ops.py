@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 
 from ._dispatch import OPS
-from .tensor import Tensor, as_tensor, get_default_dtype
+from .tensor import Tensor, as_tensor
 
 Dims = int | Sequence[int] | None
 
@@ -263,9 +263,12 @@ def ones_like(input: Any, dtype: Any = None, requires_grad: bool = False) -> Ten
     return Tensor(np.ones_like(np.asarray(input), dtype=dtype), requires_grad=requires_grad)
 
 
-def full_like(input: Any, fill_value: Any, dtype: Any = None, requires_grad: bool = False) -> Tensor:
-    return Tensor(np.full_like(np.asarray(input), fill_value, dtype=dtype),
-                  requires_grad=requires_grad)
+def full_like(
+    input: Any, fill_value: Any, dtype: Any = None, requires_grad: bool = False
+) -> Tensor:
+    return Tensor(
+        np.full_like(np.asarray(input), fill_value, dtype=dtype), requires_grad=requires_grad
+    )
 
 
 def full_like_shape(value: Any, shape: tuple[int, ...], dtype: Any) -> Tensor:
@@ -404,8 +407,11 @@ def permute(input: Tensor, *dims: Any) -> Tensor:
 
 def transpose(input: Tensor, dim0: int, dim1: int) -> Tensor:
     input = _tensor(input)
-    return OPS["transpose"](input, dim0=_norm_dim("transpose", dim0, input.ndim),
-                            dim1=_norm_dim("transpose", dim1, input.ndim))
+    return OPS["transpose"](
+        input,
+        dim0=_norm_dim("transpose", dim0, input.ndim),
+        dim1=_norm_dim("transpose", dim1, input.ndim),
+    )
 
 
 swapaxes = transpose
@@ -475,6 +481,11 @@ def unflatten(input: Tensor, dim: int, sizes: Sequence[int]) -> Tensor:
     return reshape(input, tuple(input.shape[:d]) + tuple(sizes) + tuple(input.shape[d + 1 :]))
 
 
+def mT(input: Tensor) -> Tensor:  # noqa: N802 - the Array API's name
+    """The matrix transpose (last two axes swapped)."""
+    return transpose(input, -2, -1)
+
+
 def raw_index(index: Any) -> Any:
     """An index with tensors replaced by their arrays (validated: integer or boolean)."""
     if isinstance(index, tuple):
@@ -515,8 +526,8 @@ def cat(tensors: Sequence[Tensor], dim: int = 0) -> Tensor:
     nd = tensors[0].ndim
     d = _norm_dim("cat", dim, nd)
     for x in tensors:
-        if x.ndim != nd or x.shape[:d + nd] + (x.shape[d + 1 :] if d != -1 else ()) != (
-            tensors[0].shape[:d + nd] + (tensors[0].shape[d + 1 :] if d != -1 else ())
+        if x.ndim != nd or x.shape[: d + nd] + (x.shape[d + 1 :] if d != -1 else ()) != (
+            tensors[0].shape[: d + nd] + (tensors[0].shape[d + 1 :] if d != -1 else ())
         ):
             raise RuntimeError(
                 f"cat: sizes of tensors must match except in dimension {dim}; got shapes "
@@ -567,8 +578,9 @@ def chunk(input: Tensor, chunks: int, dim: int = 0) -> tuple[Tensor, ...]:
 
 def unbind(input: Tensor, dim: int = 0) -> tuple[Tensor, ...]:
     d = _norm_dim("unbind", dim, input.ndim)
-    return tuple(getitem(input, (Ellipsis, i) + (slice(None),) * (-d - 1))
-                 for i in range(input.shape[d]))
+    return tuple(
+        getitem(input, (Ellipsis, i) + (slice(None),) * (-d - 1)) for i in range(input.shape[d])
+    )
 
 
 def diagonal(input: Tensor, offset: int = 0, dim1: int = 0, dim2: int = 1) -> Tensor:
@@ -623,8 +635,11 @@ def roll(input: Tensor, shifts: Any, dims: Any = None) -> Tensor:
     dims_t = (dims,) if isinstance(dims, int) else tuple(dims)
     if len(shifts_t) != len(dims_t):
         raise RuntimeError(f"roll: shifts {shifts_t} and dims {dims_t} must have the same length")
-    return OPS["roll"](input, shifts=tuple(int(s) for s in shifts_t),
-                       dims=tuple(_norm_dim("roll", d, input.ndim) for d in dims_t))
+    return OPS["roll"](
+        input,
+        shifts=tuple(int(s) for s in shifts_t),
+        dims=tuple(_norm_dim("roll", d, input.ndim) for d in dims_t),
+    )
 
 
 def pad(input: Tensor, pad: Sequence[int], mode: str = "constant", value: float = 0.0) -> Tensor:
@@ -698,7 +713,9 @@ def bmm(input: Tensor, mat2: Tensor) -> Tensor:
 
 def mv(input: Tensor, vec: Tensor) -> Tensor:
     if input.ndim != 2 or vec.ndim != 1:
-        raise RuntimeError(f"mv: expected a 2-D and a 1-D tensor, got {input.ndim}-D and {vec.ndim}-D")
+        raise RuntimeError(
+            f"mv: expected a 2-D and a 1-D tensor, got {input.ndim}-D and {vec.ndim}-D"
+        )
     _check_matmul("mv", input, vec)
     return OPS["mv"](input, vec)
 
@@ -721,3 +738,165 @@ ger = outer
 
 def inner(input: Tensor, other: Tensor) -> Tensor:
     return sum(input * other, -1)
+
+
+# -- linear algebra primitives -----------------------------------------------------------------
+# The tensor twins of the ``linalg_*`` rows (the public functions are in matgrad.linalg) and of
+# the array functions their formulas call. Those read the forward's factorization (LU,
+# pivots) when nothing has to be differentiated, and are differentiable composites otherwise
+# (create_graph=True), so second derivatives come for free.
+from . import _array_fns as _af  # noqa: E402
+
+
+def _raw(x: Any) -> Any:
+    return x._data if isinstance(x, Tensor) else x
+
+
+def _differentiable(*xs: Any) -> bool:
+    return builtins.any(isinstance(x, Tensor) and x.requires_grad for x in xs)
+
+
+def linalg_inv(A: Tensor) -> Tensor:
+    return OPS["linalg_inv"](A)
+
+
+def linalg_det(A: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+    return OPS["linalg_det"](A)
+
+
+def linalg_slogdet(A: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    return OPS["linalg_slogdet"](A)
+
+
+def linalg_solve(A: Tensor, B: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+    return OPS["linalg_solve"](A, B)
+
+
+def linalg_solve_triangular(
+    A: Tensor, B: Tensor, upper: bool, unitriangular: bool = False
+) -> Tensor:
+    return OPS["linalg_solve_triangular"](
+        A, B, upper=bool(upper), unitriangular=bool(unitriangular)
+    )
+
+
+def linalg_cholesky(A: Tensor) -> Tensor:
+    return OPS["linalg_cholesky"](A)
+
+
+def linalg_qr(A: Tensor, mode: str = "reduced") -> tuple[Tensor, Tensor]:
+    return OPS["linalg_qr"](A, mode=mode)
+
+
+def linalg_eigh(A: Tensor, UPLO: str = "L") -> tuple[Tensor, Tensor]:  # noqa: N803
+    return OPS["linalg_eigh"](A, UPLO=UPLO)
+
+
+def linalg_svd(A: Tensor, full_matrices: bool = False) -> tuple[Tensor, Tensor, Tensor]:
+    return OPS["linalg_svd"](A, full_matrices=bool(full_matrices))
+
+
+def linalg_pinv(A: Tensor, atol: Any = None, rtol: Any = None, hermitian: bool = False) -> Tensor:
+    return OPS["linalg_pinv"](A, atol=atol, rtol=rtol, hermitian=bool(hermitian))
+
+
+def linalg_matrix_exp(A: Tensor) -> Tensor:
+    return OPS["linalg_matrix_exp"](A)
+
+
+def linalg_vector_norm(
+    self: Tensor,
+    ord: float = 2,
+    dim: Dims = None,
+    keepdim: bool = False,  # noqa: A002
+) -> Tensor:
+    self = _tensor(self)
+    return OPS["linalg_vector_norm"](
+        self, ord=float(ord), dim=_norm_dims("vector_norm", dim, self.ndim), keepdim=bool(keepdim)
+    )
+
+
+def _adjugate_t(A: Tensor) -> Tensor:
+    """adj(A)^T = det(U) det(V) U diag(prod_{j != i} s_j) V^T, differentiably (via svd)."""
+    U, S, Vh = linalg_svd(A, False)
+    n = S.shape[-1]
+    others = where(Tensor._wrap(np.eye(n, dtype=bool)), 1.0, unsqueeze(S, -2))
+    p = prod(others, -1)
+    d = np.linalg.det(U._data) * np.linalg.det(Vh._data)
+    return (U * unsqueeze(p, -2)) @ Vh * Tensor._wrap(np.asarray(d)[..., None, None])
+
+
+def _per_matrix(x: Any) -> Tensor:
+    return unsqueeze(unsqueeze(_tensor(x), -1), -1)
+
+
+def linalg_det_vjp(grad: Any, A: Tensor, det: Tensor, LU: Tensor, pivots: Tensor) -> Tensor:
+    """grad * adj(A)^T (see ``_array_fns.linalg_det_vjp``); differentiable when grad, A or
+    det is (then grad det(A) inv(A)^T, or the SVD adjugate at a singular A)."""
+    if not _differentiable(grad, A, det):
+        return Tensor._wrap(
+            _af.linalg_det_vjp(_raw(grad), _raw(A), _raw(det), _raw(LU), _raw(pivots))
+        )
+    inv_t, ok = _af._inv_t_from_lu(_raw(LU), _raw(pivots))
+    if np.any(_af._ill_conditioned(_raw(A), inv_t, ok)):
+        return _per_matrix(grad) * _adjugate_t(A)
+    return _per_matrix(grad * det) * linalg_inv(A).mT
+
+
+def linalg_slogdet_vjp(grad: Any, A: Tensor, sign: Tensor, LU: Tensor, pivots: Tensor) -> Tensor:
+    """grad * A^-T, or grad * pinv(A)^T at a singular A (see ``_array_fns``)."""
+    if not _differentiable(grad, A):
+        return Tensor._wrap(
+            _af.linalg_slogdet_vjp(_raw(grad), _raw(A), _raw(sign), _raw(LU), _raw(pivots))
+        )
+    if np.any(_raw(sign) == 0):
+        from . import linalg
+
+        _af._warn_singular_slogdet()
+        return _per_matrix(grad) * linalg.pinv(A).mT
+    return _per_matrix(grad) * linalg_inv(A).mT
+
+
+def linalg_lu_solve(LU: Tensor, pivots: Tensor, A: Tensor, B: Tensor, adjoint: bool) -> Tensor:
+    """A^-1 B (A^-T B with ``adjoint``): from the saved LU when nothing is differentiated,
+    else a differentiable solve."""
+    if not _differentiable(A, B):
+        return Tensor._wrap(_af.linalg_lu_solve(_raw(LU), _raw(pivots), _raw(A), _raw(B), adjoint))
+    return linalg_solve(A.mT if adjoint else A, B)[0]
+
+
+def spectral_tolerance(values: Tensor, size: int) -> float:
+    return _af.spectral_tolerance(_raw(values), size)
+
+
+def inverse_gaps(values: Tensor, tol: float, plus: bool, scale: float) -> Tensor:
+    """Differentiable twin of ``_array_fns.inverse_gaps``."""
+    v_j, v_i = unsqueeze(values, -2), unsqueeze(values, -1)
+    gaps = v_j + v_i if plus else v_j - v_i
+    ok = abs(gaps) > tol
+    return where(ok, scale / where(ok, gaps, 1.0), 0.0)
+
+
+def gap_quotient(K: Tensor, values: Tensor, tol: float, plus: bool, scale: float) -> Tensor:
+    """Differentiable twin of ``_array_fns.gap_quotient``."""
+    return K * inverse_gaps(values, tol, plus, scale)
+
+
+def with_diagonal(M: Tensor, d: Tensor) -> Tensor:
+    """M with its diagonal replaced by d (out of place, differentiable)."""
+    eye = Tensor._wrap(np.eye(M.shape[-1], dtype=bool))
+    return where(eye, unsqueeze(d, -2), M)
+
+
+def warn_if_basis_dependent(
+    values: Tensor, spectrum: Any, tol: float, cotangents: Any, op: str, what: str, kind: str
+) -> None:
+    _af.warn_if_basis_dependent(
+        _raw(values), _raw(spectrum), tol, [_raw(c) for c in cotangents], op, what, kind
+    )
+
+
+def warn_if_split_dependent(
+    grad_values: Tensor, values: Tensor, tol: float, op: str, what: str
+) -> None:
+    _af.warn_if_split_dependent(_raw(grad_values), _raw(values), tol, op, what)

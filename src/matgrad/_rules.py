@@ -75,7 +75,9 @@ class Rule:
 
     @property
     def grad_names(self) -> tuple[str, ...]:
-        return ("grad",) if self.outputs == ("result",) else tuple(f"grad_{o}" for o in self.outputs)
+        return (
+            ("grad",) if self.outputs == ("result",) else tuple(f"grad_{o}" for o in self.outputs)
+        )
 
 
 def node_class_name(op_name: str) -> str:
@@ -129,7 +131,9 @@ def _parse_formula(row: dict, line: int, key: str, text: Any) -> ast.expr:
     try:
         return ast.parse(text.strip(), mode="eval").body
     except SyntaxError as exc:
-        raise _fail(row, line, f"formula for '{key}' does not parse: {text!r} ({exc.msg})") from None
+        raise _fail(
+            row, line, f"formula for '{key}' does not parse: {text!r} ({exc.msg})"
+        ) from None
 
 
 class _Resolver(ast.NodeTransformer):
@@ -152,16 +156,29 @@ class _Resolver(ast.NodeTransformer):
             elif fname in ("tuple", "len", "list", "range", "int", "float"):
                 pass
             else:
-                raise _fail(self.row, self.line, f"formula for '{self.key}' calls unknown "
-                            f"function '{fname}' (neither an op nor a helper in formulas.py)")
+                raise _fail(
+                    self.row,
+                    self.line,
+                    f"formula for '{self.key}' calls unknown "
+                    f"function '{fname}' (neither an op nor a helper in formulas.py)",
+                )
         else:
             node.func = self.visit(node.func)
         return node
 
+    def visit_Attribute(self, node: ast.Attribute) -> ast.AST:
+        node.value = self.visit(node.value)
+        if node.attr == "mT":  # not every array library has .mT: go through F
+            return ast.Call(
+                ast.Attribute(ast.Name("F", ast.Load()), "mT", ast.Load()), [node.value], []
+            )
+        return node
+
     def visit_Name(self, node: ast.Name) -> ast.AST:
         if node.id not in self.known and node.id not in ("None", "True", "False"):
-            raise _fail(self.row, self.line, f"formula for '{self.key}' uses unknown name "
-                        f"'{node.id}'")
+            raise _fail(
+                self.row, self.line, f"formula for '{self.key}' uses unknown name '{node.id}'"
+            )
         self.used.add(node.id)
         return node
 
@@ -181,8 +198,13 @@ def _compile_function(name: str, params: list[str], body: list[ast.stmt], line: 
     fn = ast.FunctionDef(
         name=name,
         args=ast.arguments(
-            posonlyargs=[], args=[ast.arg(p) for p in params], kwonlyargs=[], kw_defaults=[],
-            defaults=[], vararg=None, kwarg=None,
+            posonlyargs=[],
+            args=[ast.arg(p) for p in params],
+            kwonlyargs=[],
+            kw_defaults=[],
+            defaults=[],
+            vararg=None,
+            kwarg=None,
         ),
         body=body,
         decorator_list=[],
@@ -235,9 +257,7 @@ def _build_jvp(row, line, op_name, inputs, is_list, attrs, outputs, vjp_trees) -
     params += primal_args
     terms = _split_terms(tree)
     body: list[ast.stmt]
-    if terms is not None and all(
-        len(_names_in(t) & set(tangents)) == 1 for _, t in terms
-    ):
+    if terms is not None and all(len(_names_in(t) & set(tangents)) == 1 for _, t in terms):
         # a sum of terms, each linear in one tangent: skip the terms whose tangent is absent
         src = ["_acc = None"]
         for k, (sign, term) in enumerate(terms):
@@ -294,7 +314,9 @@ def _build_rule(row: dict, line: int) -> Rule:
                     # `_needs[i]` is the input's edge: (node or None, ...); None: no gradient
                     test=ast.Compare(
                         ast.Subscript(
-                            ast.Subscript(ast.Name("_needs", ast.Load()), ast.Constant(i), ast.Load()),
+                            ast.Subscript(
+                                ast.Name("_needs", ast.Load()), ast.Constant(i), ast.Load()
+                            ),
                             ast.Constant(0),
                             ast.Load(),
                         ),

@@ -363,6 +363,15 @@ def _accumulate(leaf: Tensor, g: Any, create_graph: bool, handed: set[int]) -> N
     if isinstance(g, Tensor):
         g = g._data
     current = leaf.grad
+    if not isinstance(g, np.ndarray | np.generic):  # Dask (immutable) or CuPy data
+        if current is None:
+            if id(g) in handed and hasattr(g, "copy"):
+                g = g.copy()
+            handed.add(id(g))
+            leaf.grad = Tensor._wrap(g)
+        else:
+            leaf.grad = Tensor._wrap(current._data + g)
+        return
     if current is None:
         if (
             id(g) in handed
@@ -373,7 +382,11 @@ def _accumulate(leaf: Tensor, g: Any, create_graph: bool, handed: set[int]) -> N
             g = np.array(g, copy=True)  # never share memory with another gradient or input
         handed.add(id(g))
         leaf.grad = Tensor._wrap(g)
-    elif current.grad_fn is None and not current.requires_grad:
+    elif (
+        current.grad_fn is None
+        and not current.requires_grad
+        and isinstance(current._data, np.ndarray)
+    ):
         np.add(current._data, g, out=current._data)
         bump_version(current)
     else:

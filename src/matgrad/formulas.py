@@ -31,6 +31,8 @@ def pow_self_grad(F: Any, grad: T, self: T, exponent: Any) -> T:
     if isinstance(exponent, int | float):
         if exponent == 0:
             return grad * 0.0
+        if exponent == 2:  # the common square: skip the power
+            return grad * (2.0 * self)
         return grad * (exponent * self ** (exponent - 1))
     return F.where(exponent == 0, 0.0, grad * (exponent * self ** (exponent - 1)))
 
@@ -57,12 +59,15 @@ def clamp_mask(F: Any, self: T, min: Any, max: Any) -> T:  # noqa: A002
 
 
 # -- reductions --------------------------------------------------------------------------------
-def expand_reduced(F: Any, grad: T, shape: tuple[int, ...], dim: tuple[int, ...], keepdim: bool) -> T:
+def expand_reduced(
+    F: Any, grad: T, shape: tuple[int, ...], dim: tuple[int, ...], keepdim: bool
+) -> T:
     """Broadcast a reduction's output gradient back over the reduced axes."""
     if not keepdim:
         for d in sorted(dim, reverse=True):  # negative axes: innermost first
             grad = F.unsqueeze(grad, d)
-    return F.expand(grad, shape)
+    lead = grad.ndim - len(shape)  # leading batch axes of a vectorized cotangent
+    return F.expand(grad, tuple(grad.shape[:lead]) + tuple(shape) if lead else shape)
 
 
 def reduced_count(F: Any, shape: tuple[int, ...], dim: tuple[int, ...]) -> int:
@@ -96,6 +101,23 @@ def amax_jvp(F: Any, self_t: T, self: T, result: T, dim: tuple[int, ...], keepdi
 def reshape_tail(F: Any, x: T, n: int, shape: tuple[int, ...]) -> T:
     """Reshape the last ``n`` axes of ``x`` to ``shape``, keeping leading (batch) axes."""
     return F.reshape(x, tuple(x.shape[: x.ndim - n]) + tuple(shape))
+
+
+def expand_tail(F: Any, x: T, n: int, shape: tuple[int, ...]) -> T:
+    """``expand`` of the last ``n`` axes of ``x`` to ``shape``, keeping leading (batch) axes."""
+    lead = tuple(x.shape[: x.ndim - n])
+    if lead:
+        x = F.reshape(x, lead + (1,) * (len(shape) - n) + tuple(x.shape[x.ndim - n :]))
+    return F.expand(x, lead + tuple(shape))
+
+
+def getitem_tail(F: Any, x: T, n: int, index: Any) -> T:
+    """``index`` applied to the last ``n`` axes of ``x``, keeping leading (batch) axes in front
+    (except, as in NumPy, when non-adjacent advanced indices move their axes first)."""
+    lead = x.ndim - n
+    if lead == 0:
+        return F.getitem(x, index)
+    return F.getitem(x, (slice(None),) * lead + (index if isinstance(index, tuple) else (index,)))
 
 
 def invert_permutation(F: Any, dims: tuple[int, ...]) -> tuple[int, ...]:
@@ -138,3 +160,427 @@ def diagonal_backward(
         order[dst] = src - nd
     order[dim1], order[dim2] = -2, -1
     return F.permute(full, tuple(order))
+
+
+# -- linear algebra ----------------------------------------------------------------------------
+# Matrix-form rules. References: M. B. Giles, "An extended collection of matrix derivative
+# results for forward and reverse mode algorithmic differentiation" (2008); M. Seeger et al.,
+# "Auto-differentiating linear algebra" (2017); J. Townsend, "Differentiating the singular value
+# decomposition" (2016); I. Murray, "Differentiation of the Cholesky decomposition" (2016);
+# H.-J. Liao et al., "Differentiable programming tensor networks" (2019) and M. Walter and
+# A. Lehmann, "Algorithmic differentiation of linear algebra functions with application in
+# optimum experimental design" (2018) for QR; N. J. Higham, "Functions of Matrices" (2008),
+# Thm. 3.6, for the Frechet derivative of expm. Matrices are the last two axes; every helper
+# takes cotangents/tangents with extra leading batch axes.
+
+
+def _cols(F: Any, x: T, start: int, stop: int | None) -> T:
+    return F.getitem(x, (Ellipsis, slice(None), slice(start, stop)))
+
+
+def _rows(F: Any, x: T, start: int, stop: int | None) -> T:
+    return F.getitem(x, (Ellipsis, slice(start, stop), slice(None)))
+
+
+def _inverse_gaps(F: Any, gaps: T, tol: float) -> T:
+    """1/gaps where |gaps| > tol, 0 elsewhere (a repeated value contributes no 1/0)."""
+    ok = F.abs(gaps) > tol
+    return F.where(ok, 1.0 / F.where(ok, gaps, 1.0), 0.0)
+
+
+def _sym(F: Any, x: T) -> T:
+    return (x + x.mT) * 0.5
+
+
+def det_backward(F: Any, grad: T, A: T, det: T, LU: T, pivots: T) -> T:
+    """VJP of det: grad * adj(A)^T, = grad det(A) A^-T for invertible A (Giles 2008, 2.2.4:
+    d det A = det A tr(A^-1 dA)). A^-T comes from the forward's LU; at a singular A the
+    adjugate comes from the SVD (finite: rank one at rank n-1, zero below)."""
+    if grad is None:
+        return None
+    return F.linalg_det_vjp(grad, A, det, LU, pivots)
+
+
+def slogdet_backward(F: Any, grad: T, A: T, sign: T, LU: T, pivots: T) -> T:
+    """VJP of log|det A|: grad * A^-T (d log|det A| = tr(A^-1 dA)); sign has zero derivative.
+    At a singular A (value -inf) pinv(A)^T replaces the infinite A^-T, with a warning."""
+    if grad is None:
+        return None
+    return F.linalg_slogdet_vjp(grad, A, sign, LU, pivots)
+
+
+def lift(F: Any, t: T, ndim: int, target_ndim: int) -> T:
+    """A tangent of an ``ndim``-d input (with any extra leading tangent-batch axes) with size-1
+    axes inserted after those, so that it broadcasts like its input against a
+    ``target_ndim``-d result (inputs whose batch axes broadcast)."""
+    k = target_ndim - ndim
+    if k <= 0:
+        return t
+    lead = t.ndim - ndim
+    return F.reshape(t, tuple(t.shape[:lead]) + (1,) * k + tuple(t.shape[lead:]))
+
+
+def solve_jvp(
+    F: Any, A_t: T, B_t: T, A: T, X: T, LU: T, pivots: T, A_ndim: int, B_ndim: int
+) -> tuple[T, None, None]:
+    """dX = A^-1 (dB - dA X), the solve reusing the forward's LU."""
+    rhs = lift(F, B_t, B_ndim, X.ndim) - lift(F, A_t, A_ndim, X.ndim) @ X
+    return F.linalg_lu_solve(LU, pivots, A, rhs, False), None, None
+
+
+def triangle(F: Any, x: T, upper: bool, unitriangular: bool) -> T:
+    """The part of ``x`` a triangular solve reads: upper or lower, without the diagonal for a
+    unit triangular matrix."""
+    if upper:
+        return F.triu(x, 1 if unitriangular else 0)
+    return F.tril(x, -1 if unitriangular else 0)
+
+
+# -- Cholesky ------------------------------------------------------------------------------
+def _phi(F: Any, x: T) -> T:
+    """Phi(X): the lower triangle of X with its diagonal halved."""
+    return F.tril(x, 0) - F.diag_embed(F.diagonal(x, 0, -2, -1), 0, -2, -1) * 0.5
+
+
+def cholesky_backward(F: Any, grad: T, L: T) -> T:
+    """A = L L^T. VJP (Murray 2016, eq. 10, symmetrised): Abar = sym(L^-T Phi(L^T Lbar) L^-1),
+    two triangular solves; the gradient is symmetric (A is taken to be symmetric)."""
+    P = _phi(F, L.mT @ grad)
+    S = F.linalg_solve_triangular(L.mT, P, True, False)  # L^-T P
+    S = F.linalg_solve_triangular(L.mT, S.mT, True, False).mT  # (L^-T P) L^-1
+    return _sym(F, S)
+
+
+def cholesky_jvp(F: Any, A_t: T, L: T) -> T:
+    """dL = L Phi(L^-1 dA L^-T) with dA symmetrised (Murray 2016, eq. 7)."""
+    X = F.linalg_solve_triangular(L, _sym(F, A_t), False, False)  # L^-1 dA
+    X = F.linalg_solve_triangular(L, X.mT, False, False).mT  # L^-1 dA L^-T
+    return L @ _phi(F, X)
+
+
+# -- QR ------------------------------------------------------------------------------------
+def _right_solve_r(F: Any, B: T, R: T, transposed: bool) -> T:
+    """B R^-1, or B R^-T with ``transposed`` (R upper triangular)."""
+    if transposed:
+        return F.linalg_solve_triangular(R, B.mT, True, False).mT
+    return F.linalg_solve_triangular(R.mT, B.mT, False, False).mT
+
+
+def _qr_backward_tall(F: Any, gQ: T, gR: T, Q: T, R: T) -> T:
+    """A = QR with m >= n, Q^T Q = I. With M = Rbar R^T - Q^T Qbar and copyltu(M) =
+    triu(M) + triu(M, 1)^T: Abar = (Qbar + Q copyltu(M)) R^-T (Walter & Lehmann 2018; Liao et
+    al. 2019, eq. 11). Derivation: C = Q^T dA R^-1 = Q^T dQ + dR R^-1 splits into a skew and an
+    upper triangular part."""
+    M = None
+    if gR is not None:
+        M = gR @ R.mT
+    if gQ is not None:
+        QtgQ = Q.mT @ gQ
+        M = -QtgQ if M is None else M - QtgQ
+    N = F.triu(M, 0) + F.triu(M, 1).mT
+    B = Q @ N if gQ is None else gQ + Q @ N
+    return _right_solve_r(F, B, R, True)
+
+
+def _fold_complement(F: Any, g: T, U: T, k: int, op: str) -> T:
+    """The gradient of the first k columns U1 of a square orthogonal U = [U1 U2] when the loss
+    also reads U2, an arbitrary orthonormal basis of span(U1)'s complement. From Q^T Q = I:
+    dU2 = -U1 dU1^T U2 + U2 W with W skew (the arbitrary part), so gU1 += -U2 gU2^T U1; the
+    loss must not depend on W (skew(U2^T gU2) = 0), else a warning."""
+    U1, U2 = _cols(F, U, 0, k), _cols(F, U, k, None)
+    g1, g2 = _cols(F, g, 0, k), _cols(F, g, k, None)
+    X = U2.mT @ g2
+    F.warn_if_basis_dependent(
+        X - X.mT,
+        None,
+        0.0,
+        [g2],
+        op,
+        "the trailing columns of a square orthogonal factor (a basis of the orthogonal complement)",
+        "all",
+    )
+    return g1 - U2 @ (g2.mT @ U1)
+
+
+def qr_backward(F: Any, grad_Q: T, grad_R: T, Q: T, R: T, mode: str) -> T:
+    """VJP of the QR decomposition: tall/square case above; wide (m < n): A = [X Y] with
+    X = Q R1, R2 = Q^T Y, so Ybar = Q R2bar and X gets (Qbar + Y R2bar^T, R1bar); complete mode
+    with m > n: the trailing columns of Q are folded into the leading ones."""
+    if grad_Q is None and grad_R is None:
+        return None
+    m, n = Q.shape[-2], R.shape[-1]
+    if m > n and mode == "complete":
+        if grad_Q is not None:
+            grad_Q = _fold_complement(F, grad_Q, Q, n, "linalg.qr")
+        if grad_R is not None:
+            grad_R = _rows(F, grad_R, 0, n)
+        return _qr_backward_tall(F, grad_Q, grad_R, _cols(F, Q, 0, n), _rows(F, R, 0, n))
+    if m >= n:
+        return _qr_backward_tall(F, grad_Q, grad_R, Q, R)
+    R1, R2 = _cols(F, R, 0, m), _cols(F, R, m, None)
+    gR1 = None if grad_R is None else _cols(F, grad_R, 0, m)
+    gQ = grad_Q
+    if grad_R is not None:
+        gR2 = _cols(F, grad_R, m, None)
+        gY = Q @ gR2
+        extra = (Q @ R2) @ gR2.mT  # Y R2bar^T with Y = Q R2
+        gQ = extra if gQ is None else gQ + extra
+    gX = _qr_backward_tall(F, gQ, gR1, Q, R1)
+    if grad_R is None:
+        gY = F.expand(F.zeros_like(R2), tuple(gX.shape[:-1]) + tuple(R2.shape[-1:]))
+    return F.cat([gX, gY], -1)
+
+
+def _qr_jvp_tall(F: Any, dA: T, Q: T, R: T) -> tuple[T, T]:
+    """C = Q^T dA R^-1; dR = (triu(C) + tril(C, -1)^T) R; dQ = dA R^-1 - Q (triu(C) +
+    tril(C, -1)^T)."""
+    C = _right_solve_r(F, Q.mT @ dA, R, False)
+    T_ = F.triu(C, 0) + F.tril(C, -1).mT
+    return _right_solve_r(F, dA, R, False) - Q @ T_, T_ @ R
+
+
+def qr_jvp(F: Any, A_t: T, Q: T, R: T, mode: str) -> tuple[T, T]:
+    m, n = Q.shape[-2], R.shape[-1]
+    if m > n and mode == "complete":
+        Q1, Q2 = _cols(F, Q, 0, n), _cols(F, Q, n, None)
+        dQ1, dR1 = _qr_jvp_tall(F, A_t, Q1, _rows(F, R, 0, n))
+        dQ = F.cat([dQ1, -(Q1 @ (dQ1.mT @ Q2))], -1)
+        return dQ, F.cat([dR1, F.zeros_like(_rows(F, A_t, n, None))], -2)
+    if m >= n:
+        return _qr_jvp_tall(F, A_t, Q, R)
+    R2 = _cols(F, R, m, None)
+    dQ, dR1 = _qr_jvp_tall(F, _cols(F, A_t, 0, m), Q, _cols(F, R, 0, m))
+    dR2 = dQ.mT @ (Q @ R2) + Q.mT @ _cols(F, A_t, m, None)
+    return dQ, F.cat([dR1, dR2], -1)
+
+
+# -- symmetric eigendecomposition ----------------------------------------------------------
+def eigh_backward(F: Any, grad_L: T, grad_Q: T, L: T, Q: T) -> T:
+    """A = Q diag(L) Q^T. VJP (Giles 2008, 3.1; Seeger et al. 2017):
+    Abar = Q (diag(Lbar) + F o skew(Q^T Qbar)) Q^T, F_ij = 1/(l_j - l_i) for i != j. F is 0
+    for equal eigenvalues; if the loss gives such a pair a nonzero skew(Q^T Qbar) it depends on
+    the arbitrary basis of that eigenspace: warned. Symmetric (A is taken to be symmetric)."""
+    if grad_Q is None and grad_L is None:
+        return None
+    tol = F.spectral_tolerance(L, L.shape[-1])
+    if grad_L is not None:
+        F.warn_if_split_dependent(grad_L, L, tol, "linalg.eigh", "eigenvalue")
+    if grad_Q is None:
+        return (Q * F.unsqueeze(grad_L, -2)) @ Q.mT
+    X = Q.mT @ grad_Q
+    K = X - X.mT  # 2 skew(Q^T Qbar); the 1/2 goes into the gaps
+    F.warn_if_basis_dependent(
+        K, L, tol, [grad_Q], "linalg.eigh", "the eigenvectors of a repeated eigenvalue", "diff"
+    )
+    inner = F.gap_quotient(K, L, tol, False, 0.5)  # K_ij / (2 (l_j - l_i))
+    if grad_L is not None:
+        inner = F.with_diagonal(inner, grad_L)
+    return Q @ inner @ Q.mT
+
+
+def eigh_jvp(F: Any, A_t: T, L: T, Q: T) -> tuple[T, T]:
+    """dL = diag(Q^T dA Q), dQ = Q (F o (Q^T dA Q)) (Giles 2008, 3.1), dA symmetrised;
+    within a repeated eigenvalue the (arbitrary) rotation is taken as zero."""
+    P = Q.mT @ _sym(F, A_t) @ Q
+    tol = F.spectral_tolerance(L, L.shape[-1])
+    return F.diagonal(P, 0, -2, -1), Q @ (P * F.inverse_gaps(L, tol, False, 1.0))
+
+
+# -- singular value decomposition ----------------------------------------------------------
+def svd_backward(
+    F: Any, grad_U: T, grad_S: T, grad_Vh: T, U: T, S: T, Vh: T, full_matrices: bool
+) -> T:
+    """A = U diag(S) V^T (reduced: k = min(m, n) columns). VJP (Townsend 2016, eq. 36):
+    Abar = U [(F o (J_U - J_U^T)) S + diag(Sbar) + S (F o (J_V - J_V^T))] V^T
+           + (I - U U^T) Ubar S^-1 V^T + U S^-1 Vbar^T (I - V V^T),
+    J_U = U^T Ubar, J_V = V^T Vbar, F_ij = 1/(s_j^2 - s_i^2). Written as
+    (K_U + K_V)_ij / (2 (s_j - s_i)) + (K_U - K_V)_ij / (2 (s_j + s_i)) so each 1/gap meets
+    the only coefficient that must vanish when that gap does: repeated singular values (and
+    pairs of zero ones) get no 1/0, and a loss that gives them a nonzero coefficient depends on
+    the arbitrary basis: warned. Full matrices: trailing columns folded in (_fold_complement)."""
+    k = S.shape[-1]
+    m, n = U.shape[-2], Vh.shape[-1]
+    gU, gVh = grad_U, grad_Vh
+    if full_matrices and m > k:
+        if gU is not None:
+            gU = _fold_complement(F, gU, U, k, "linalg.svd")
+        U = _cols(F, U, 0, k)
+    if full_matrices and n > k:
+        if gVh is not None:
+            gVh = _fold_complement(F, gVh.mT, Vh.mT, k, "linalg.svd").mT
+        Vh = _rows(F, Vh, 0, k)
+    if gU is None and gVh is None and grad_S is None:
+        return None
+    tol = F.spectral_tolerance(S, max(m, n))
+    if grad_S is not None:
+        F.warn_if_split_dependent(grad_S, S, tol, "linalg.svd", "singular value")
+    if gU is None and gVh is None:
+        return (U * F.unsqueeze(grad_S, -2)) @ Vh  # U diag(Sbar) V^T
+    JU = None if gU is None else U.mT @ gU
+    JV = None if gVh is None else Vh @ gVh.mT
+    KU = None if JU is None else JU - JU.mT
+    KV = None if JV is None else JV - JV.mT
+    if KU is None:
+        k_plus, k_minus = KV, -KV
+    elif KV is None:
+        k_plus, k_minus = KU, KU
+    else:
+        k_plus, k_minus = KU + KV, KU - KV
+    cot = [gU, gVh]
+    F.warn_if_basis_dependent(
+        k_plus,
+        S,
+        tol,
+        cot,
+        "linalg.svd",
+        "the singular vectors of a repeated singular value",
+        "diff",
+    )
+    F.warn_if_basis_dependent(
+        k_minus,
+        S,
+        tol,
+        cot,
+        "linalg.svd",
+        "the singular vectors of a repeated zero singular value",
+        "sum",
+    )
+    inner = F.gap_quotient(k_plus, S, tol, False, 0.5) + F.gap_quotient(k_minus, S, tol, True, 0.5)
+    if grad_S is not None:
+        inner = F.with_diagonal(inner, grad_S)
+    gA = U @ inner @ Vh
+    s_inv = _inverse_gaps(F, S, tol)
+    if m > k and gU is not None:
+        rest = gU - U @ JU  # (I - U U^T) Ubar
+        F.warn_if_basis_dependent(
+            rest,
+            S,
+            tol,
+            [gU],
+            "linalg.svd",
+            "the left singular vectors of a zero singular value",
+            "zero columns",
+        )
+        gA = gA + (rest * F.unsqueeze(s_inv, -2)) @ Vh
+    if n > k and gVh is not None:
+        rest = gVh - JV.mT @ Vh  # Vbar^T (I - V V^T)
+        F.warn_if_basis_dependent(
+            rest,
+            S,
+            tol,
+            [gVh],
+            "linalg.svd",
+            "the right singular vectors of a zero singular value",
+            "zero rows",
+        )
+        gA = gA + (U * F.unsqueeze(s_inv, -2)) @ rest
+    return gA
+
+
+def svd_jvp(F: Any, A_t: T, U: T, S: T, Vh: T, full_matrices: bool) -> tuple[T, T, T]:
+    """dP = U^T dA V, dS = diag(dP),
+    dU = U (F o (dP S + S dP^T)) + (I - U U^T) dA V S^-1,
+    dV = V (F o (S dP + dP^T S)) + (I - V V^T) dA^T U S^-1   (Townsend 2016),
+    with F o (.) split into sym(dP)/(s_j - s_i) and skew(dP)/(s_j + s_i) terms (see
+    svd_backward); full matrices: dU2 = -U1 dU1^T U2 (the arbitrary rotation taken as 0)."""
+    k = S.shape[-1]
+    m, n = U.shape[-2], Vh.shape[-1]
+    U1 = _cols(F, U, 0, k) if full_matrices and m > k else U
+    Vh1 = _rows(F, Vh, 0, k) if full_matrices and n > k else Vh
+    tol = F.spectral_tolerance(S, max(m, n))
+    dP = U1.mT @ A_t @ Vh1.mT
+    a = (dP + dP.mT) * F.inverse_gaps(S, tol, False, 0.5)  # sym(dP) / (s_j - s_i)
+    b = (dP - dP.mT) * F.inverse_gaps(S, tol, True, 0.5)  # skew(dP) / (s_j + s_i)
+    dU = U1 @ (a + b)
+    dVh = (a - b).mT @ Vh1
+    s_inv = _inverse_gaps(F, S, tol)
+    if m > k:
+        dU = dU + (A_t @ Vh1.mT - U1 @ dP) * F.unsqueeze(s_inv, -2)
+    if n > k:
+        dVh = dVh + F.unsqueeze(s_inv, -1) * (U1.mT @ A_t - dP @ Vh1)
+    if full_matrices and m > k:
+        dU = F.cat([dU, -(U1 @ (dU.mT @ _cols(F, U, k, None)))], -1)
+    if full_matrices and n > k:
+        dVh = F.cat([dVh, -((_rows(F, Vh, k, None) @ dVh.mT) @ Vh1)], -2)
+    return dU, F.diagonal(dP, 0, -2, -1), dVh
+
+
+# -- pseudo-inverse -------------------------------------------------------------------------
+def pinv_jvp(F: Any, A_t: T, A: T, X: T) -> T:
+    """X = A^+: dX = -X dA X + X X^T dA^T (I - A X) + (I - X A) dA^T X^T X (Golub & Pereyra
+    1973, Thm. 4.3), valid where the rank is locally constant."""
+    dAt = A_t.mT
+    XXt_dAt = (X @ X.mT) @ dAt
+    dAt_XtX = dAt @ (X.mT @ X)
+    return -(X @ A_t @ X) + XXt_dAt - (XXt_dAt @ A) @ X + dAt_XtX - X @ (A @ dAt_XtX)
+
+
+def pinv_backward(F: Any, grad: T, A: T, X: T) -> T:
+    """The adjoint of pinv_jvp: Abar = -X^T G X^T + (I - A X) G^T X X^T + X^T X G^T (I - X A),
+    with the projectors applied as products (no m x m or n x n identity is formed)."""
+    Gt = grad.mT
+    term2 = Gt @ (X @ X.mT)
+    term3 = (X.mT @ X) @ Gt
+    return -(X.mT @ grad @ X.mT) + term2 - A @ (X @ term2) + term3 - (term3 @ X) @ A
+
+
+# -- matrix exponential --------------------------------------------------------------------
+def matrix_exp_frechet(F: Any, A: T, E: T) -> T:
+    """The Frechet derivative L(A, E) of expm at A in direction E: the upper right block of
+    expm([[A, E], [0, A]]) (Higham 2008, Thm. 3.6). The JVP is L(A, dA); the VJP is
+    L(A^T, grad) (expm commutes with transposition). A is broadcast to E's batch axes."""
+    n = A.shape[-1]
+    A = F.expand(A, tuple(E.shape))
+    top = F.cat([A, E], -1)
+    bottom = F.cat([F.zeros_like(E), A], -1)
+    return _cols(F, _rows(F, F.linalg_matrix_exp(F.cat([top, bottom], -2)), 0, n), n, None)
+
+
+# -- norms ---------------------------------------------------------------------------------
+def _norm_direction(F: Any, x: T, r: T, ord: float, dim: tuple[int, ...]) -> T:  # noqa: A002
+    """d ||x||_p / dx with the norm ``r`` broadcast to x's shape: sign(x) |x|^(p-1) /
+    r^(p-1) (x / r for p = 2; sign(x) for p = 1; the extremal entries, ties split, for +-inf;
+    0 for p = 0). Where that is undefined (r = 0, or x_i = 0 with p < 1) it is 0: a
+    subgradient at 0, never NaN."""
+    zero = r == 0
+    if ord == 2:
+        return F.where(zero, 0.0, x / F.where(zero, 1.0, r))
+    if ord == 1:
+        return F.sign(x)
+    if ord == 0:
+        return x * 0.0
+    if ord in (math.inf, -math.inf):
+        mask = F.to_dtype(F.abs(x) == r, x.dtype)
+        count = expand_reduced(F, F.sum(mask, dim, True), x.shape, dim, True)
+        return F.sign(x) * mask / count
+    ax = F.abs(x)
+    ratio = F.where(ax == 0, 1.0, ax) / F.where(zero, 1.0, r)
+    return F.where(zero, 0.0, F.sign(x) * ratio ** (ord - 1))
+
+
+def vector_norm_backward(
+    F: Any,
+    grad: T,
+    x: T,
+    result: T,
+    ord: float,
+    dim: tuple[int, ...],
+    keepdim: bool,  # noqa: A002
+) -> T:
+    """VJP of ||x||_p over ``dim``: grad * d||x||_p/dx (see _norm_direction)."""
+    g = expand_reduced(F, grad, x.shape, dim, keepdim)
+    r = expand_reduced(F, result, x.shape, dim, keepdim)
+    return g * _norm_direction(F, x, r, ord, dim)
+
+
+def vector_norm_jvp(
+    F: Any,
+    x_t: T,
+    x: T,
+    result: T,
+    ord: float,
+    dim: tuple[int, ...],
+    keepdim: bool,  # noqa: A002
+) -> T:
+    r = expand_reduced(F, result, x.shape, dim, keepdim)
+    return F.sum(_norm_direction(F, x, r, ord, dim) * x_t, dim, keepdim)

@@ -11,7 +11,7 @@ from typing import Any
 
 import numpy as np
 
-from . import _grad_mode
+from . import _backend, _grad_mode
 from ._graph import AccumulateGrad, Node, _RemovableHandle, bump_version
 
 _default_dtype = [np.dtype(np.float64)]
@@ -212,8 +212,16 @@ class Tensor:
         return self._data.ndim
 
     @property
+    def backend(self) -> str:
+        """The array library holding the data: 'numpy', 'dask' or 'cupy'."""
+        return _backend.backend_of(self._data)
+
+    @property
     def device(self) -> str:
-        return "cpu"
+        """'cpu' for NumPy and Dask data (Dask may spread it over a cluster), the GPU for
+        CuPy data."""
+        dev = getattr(self._data, "device", "cpu")
+        return "cpu" if self.backend in ("numpy", "dask") else str(dev)
 
     def dim(self) -> int:
         return self._data.ndim
@@ -234,13 +242,22 @@ class Tensor:
         return self._data.dtype.kind == "f"
 
     def numpy(self, force: bool = False) -> np.ndarray:
-        """The underlying array (shared, not copied). Raises if the tensor requires grad,
-        as PyTorch does: use ``.detach().numpy()``."""
+        """The data as a NumPy array (shared, not copied, for NumPy data; computed for Dask
+        data, copied from the GPU for CuPy data). Raises if the tensor requires grad, as
+        PyTorch does: use ``.detach().numpy()``."""
         if self._requires_grad and not force:
             raise RuntimeError(
                 "Can't call numpy() on a Tensor that requires grad. Use tensor.detach().numpy()"
             )
-        return self._data
+        return _backend.to_backend(self._data, "numpy")
+
+    def compute(self) -> Tensor:
+        """The values, computed: a NumPy-backed tensor without a graph. For Dask data this
+        runs the task graph (use ``matgrad.compute(a, b, ...)`` to share work between
+        several results); other data is returned as a detached tensor."""
+        if self.backend != "dask":
+            return self.detach()
+        return Tensor._wrap(np.asarray(self._data.compute()))
 
     def item(self) -> Any:
         if self._data.size != 1:
@@ -288,14 +305,17 @@ class Tensor:
         return id(self)
 
     def __repr__(self) -> str:
-        body = np.array2string(
-            np.asarray(self._data),
-            separator=", ",
-            prefix="tensor(",
-            precision=4,
-            floatmode="fixed" if self._data.dtype.kind == "f" else "maxprec",
-            threshold=200,
-        )
+        if self.backend == "numpy":
+            body = np.array2string(
+                self._data,
+                separator=", ",
+                prefix="tensor(",
+                precision=4,
+                floatmode="fixed" if self._data.dtype.kind == "f" else "maxprec",
+                threshold=200,
+            )
+        else:  # never compute lazy data just to print it
+            body = repr(self._data)
         extras = []
         if self._data.dtype not in (get_default_dtype(), np.dtype(np.int64), np.dtype(bool)):
             extras.append(f"dtype={_dtype_name(self._data.dtype)}")
@@ -305,19 +325,28 @@ class Tensor:
             extras.append("requires_grad=True")
         if self._fw_grad is not None:
             extras.append("tangent=...")
+        if self.backend != "numpy":
+            extras.append(f"backend={self.backend}")
         return "tensor(" + body + "".join(", " + e for e in extras) + ")"
 
     # -- conversions ---------------------------------------------------------------------------
-    def to(self, dtype: Any = None, *args: Any, **kwargs: Any) -> Tensor:
-        """``to(dtype)`` converts (a recorded, differentiable cast); device strings other
-        than 'cpu' are refused for the NumPy backend."""
-        if isinstance(dtype, str) and dtype in ("cpu",):
+    def to(self, target: Any = None, *args: Any, **kwargs: Any) -> Tensor:
+        """Convert the dtype (``to(matgrad.float32)``, recorded and differentiable) or move the
+        data to another array library (``to('dask', chunks=...)``, ``to('numpy')``,
+        ``to('cupy')``; 'cpu' means NumPy). Moving keeps no graph: it is a new leaf."""
+        if target is None:
+            target = kwargs.pop("dtype", None)
+        if target is None:
             return self
-        if dtype is None:
-            dtype = kwargs.get("dtype")
-        if dtype is None:
-            return self
-        return _ops.to_dtype(self, np.dtype(dtype))
+        if isinstance(target, str) and target in (*_backend.BACKENDS, "cpu", "cuda"):
+            name = {"cpu": "numpy", "cuda": "cupy"}.get(target, target)
+            if name == self.backend:
+                return self
+            moved = Tensor(_backend.to_backend(self._data, name, **kwargs))
+            return (
+                moved.requires_grad_() if self._requires_grad and moved.dtype.kind == "f" else moved
+            )
+        return _ops.to_dtype(self, np.dtype(target))
 
     def type(self, dtype: Any) -> Tensor:
         return self.to(dtype)
@@ -457,7 +486,7 @@ class Tensor:
                 f"{name}: result type {data.dtype} can't be cast to the tensor's dtype "
                 f"{self._data.dtype} in place"
             )
-        if not self._data.flags.writeable:
+        if isinstance(self._data, np.ndarray) and not self._data.flags.writeable:
             self._data = np.array(self._data)
         self._data[...] = data
         bump_version(self)
@@ -824,15 +853,24 @@ def _dtype_name(dtype: np.dtype) -> str:
     return f"matgrad.{dtype.name}"
 
 
-def _to_array(data: Any, dtype: Any) -> np.ndarray:
+def _to_array(data: Any, dtype: Any) -> Any:
     if isinstance(data, Tensor):
         data = data._data
+    if not isinstance(data, np.ndarray | np.generic) and _backend.is_array(data):
+        # a Dask or CuPy array stays in its library (converting would compute or copy it)
+        if dtype is not None and data.dtype != np.dtype(dtype):
+            data = data.astype(np.dtype(dtype))
+        return data
     if isinstance(data, list | tuple) and any(isinstance(x, Tensor) for x in _flatten(data)):
         data = _nested_to_arrays(data)
     arr = np.asarray(data, dtype=None if dtype is None else np.dtype(dtype))
-    if dtype is None and arr.dtype.kind == "f" and arr.dtype != get_default_dtype():
-        if not isinstance(data, np.ndarray | np.generic):
-            arr = arr.astype(get_default_dtype())
+    if (
+        dtype is None
+        and arr.dtype.kind == "f"
+        and arr.dtype != get_default_dtype()
+        and not isinstance(data, np.ndarray | np.generic)
+    ):
+        arr = arr.astype(get_default_dtype())
     if arr.dtype.kind not in "fciub":
         raise TypeError(f"cannot make a tensor of dtype {arr.dtype} from {type(data).__name__}")
     return arr

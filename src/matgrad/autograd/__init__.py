@@ -3,7 +3,7 @@
 from .._grad_mode import enable_grad, inference_mode, no_grad, set_grad_enabled
 from .._graph import AccumulateGrad, BatchingUnsupported, Node
 from ..engine import backward, grad
-from . import forward_ad
+from . import forward_ad, functional
 from .function import Function, FunctionCtx
 from .gradcheck import GradcheckError, gradcheck, gradgradcheck
 
@@ -17,6 +17,7 @@ __all__ = [
     "backward",
     "enable_grad",
     "forward_ad",
+    "functional",
     "grad",
     "gradcheck",
     "gradgradcheck",

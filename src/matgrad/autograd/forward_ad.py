@@ -50,8 +50,9 @@ def exit_dual_level() -> None:
     state.forward_level -= 1
 
 
-def make_dual(tensor: Tensor, tangent: Any, *, level: int | None = None,
-              batched: bool = False) -> Tensor:
+def make_dual(
+    tensor: Tensor, tangent: Any, *, level: int | None = None, batched: bool = False
+) -> Tensor:
     """A tensor with the values of ``tensor`` carrying the tangent ``tangent`` (same shape
     and dtype; with ``batched=True`` the tangent has one extra leading axis of directions).
     The result keeps ``tensor``'s graph, so reverse mode can run through forward mode."""

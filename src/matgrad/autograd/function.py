@@ -68,17 +68,16 @@ class FunctionNode(Node):
     def _release(self) -> None:
         self.ctx._released = True
 
-    def _apply(self, grads: list[Any], create_graph: bool, nbatch: int,
-               want_all: bool = False) -> list[Any]:
+    def _apply(
+        self, grads: list[Any], create_graph: bool, nbatch: int, want_all: bool = False
+    ) -> list[Any]:
         from .. import _array_fns, _ops
 
         if nbatch:
             from .._graph import BatchingUnsupported
 
             raise BatchingUnsupported(self.name())
-        tensors = [
-            g if isinstance(g, Tensor) or g is None else Tensor._wrap(g) for g in grads
-        ]
+        tensors = [g if isinstance(g, Tensor) or g is None else Tensor._wrap(g) for g in grads]
         with _grad_mode.set_grad_enabled(create_graph):
             out = self.fn_cls.backward(self.ctx, *tensors)
         out = out if isinstance(out, tuple) else (out,)

@@ -1,0 +1,8 @@
+"""``python -m matgrad explain EXPR``: the same as the ``matgrad`` command."""
+
+import sys
+
+from .cli import main
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,518 @@
+"""``matgrad.linalg``: linear algebra with matrix-form derivative rules (PyTorch's names).
+
+Every function takes batches of matrices (the last two axes; leading axes are batch axes) in
+float32 or float64. The primitives (``inv``, ``det``, ``slogdet``, ``solve``,
+``solve_triangular``, ``cholesky``, ``qr``, ``eigh``, ``svd``, ``matrix_exp``, ``vector_norm``)
+have one row each in ``derivatives.yaml`` with a reverse-mode and a forward-mode rule written
+in matrix form; everything else here is a composite of those and of core ops, so the graph
+shows what was computed.
+
+Gradients at the hard places:
+
+* ``det`` of a singular matrix: the gradient is the adjugate transposed, adj(A)^T (rank one at
+  rank n-1, zero below), computed from the SVD; never NaN.
+* ``slogdet``/``logdet`` of a singular matrix: the value is -inf; the true gradient A^-T is
+  infinite, so the gradient of the log pseudo-determinant, pinv(A)^T, is returned (the finite
+  part, exact for perturbations that keep the rank) with a ``SingularMatrixGradientWarning``.
+* ``eigh``/``svd`` with repeated eigen-/singular values: the rules never divide by a zero gap
+  (1/(l_j - l_i) is used only where the gap exceeds 100 n eps max|l|). Losses that depend on a
+  repeated space only through the space itself and symmetric functions of its values (sums
+  and norms of the values, projectors Q_k Q_k^T onto whole eigenspaces, the polar factor
+  U V^T) get finite, exact gradients. A loss that depends on the arbitrary basis inside the
+  space (e.g. ``U.sum()``) has no gradient: a ``BasisDependentGradientWarning`` says so and
+  the basis-dependent part is dropped. A loss that weighs the repeated values differently is
+  either not differentiable there (weights on sorted eigenvalues) or has a gradient that
+  depends on second derivatives no reverse-mode rule sees (reconstructions Q f(L) Q^T,
+  U f(S) V^T: two such losses can have identical cotangents and different gradients): a
+  ``DegenerateGradientWarning`` says so (write those losses in the matrix itself).
+* ``vector_norm``/``matrix_norm`` at zero: subgradient 0.
+* ``inv``/``solve``/``cholesky`` of a singular (non positive definite) matrix:
+  ``numpy.linalg.LinAlgError`` naming the function and the shape.
+"""
+
+from __future__ import annotations
+
+import builtins
+import math
+from collections import namedtuple
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+from . import _array_fns as _af
+from . import _ops
+from ._array_fns import (
+    BasisDependentGradientWarning,
+    DegenerateGradientWarning,
+    SingularMatrixGradientWarning,
+)
+from ._dispatch import OPS
+from ._grad_mode import state
+from .tensor import Tensor, as_tensor
+
+__all__ = [
+    "BasisDependentGradientWarning",
+    "DegenerateGradientWarning",
+    "SingularMatrixGradientWarning",
+    "LinAlgError",
+    "cholesky",
+    "cross",
+    "det",
+    "eigh",
+    "eigvalsh",
+    "inv",
+    "kron",
+    "logdet",
+    "lstsq",
+    "matrix_exp",
+    "matrix_norm",
+    "matrix_power",
+    "multi_dot",
+    "norm",
+    "pinv",
+    "qr",
+    "slogdet",
+    "solve",
+    "solve_triangular",
+    "svd",
+    "svdvals",
+    "tensordot",
+    "trace",
+    "vecdot",
+    "vector_norm",
+]
+
+LinAlgError = np.linalg.LinAlgError
+
+SlogdetResult = namedtuple("SlogdetResult", ["sign", "logabsdet"])
+EighResult = namedtuple("EighResult", ["eigenvalues", "eigenvectors"])
+QRResult = namedtuple("QRResult", ["Q", "R"])
+SVDResult = namedtuple("SVDResult", ["U", "S", "Vh"])
+LstsqResult = namedtuple("LstsqResult", ["solution", "residuals", "rank", "singular_values"])
+
+
+# -- argument checks ---------------------------------------------------------------------------
+def _float_tensor(op: str, A: Any) -> Tensor:
+    A = as_tensor(A)
+    if A.dtype.kind != "f":
+        raise TypeError(f"linalg.{op}: expected a floating point tensor, got dtype {A.dtype}")
+    return A
+
+
+def _matrix(op: str, A: Any, square: bool = False) -> Tensor:
+    A = _float_tensor(op, A)
+    if A.ndim < 2:
+        raise RuntimeError(
+            f"linalg.{op}: expected a matrix or a batch of matrices (at least 2 dimensions), "
+            f"got shape {tuple(A.shape)}"
+        )
+    if square and A.shape[-1] != A.shape[-2]:
+        raise RuntimeError(f"linalg.{op}: expected square matrices, got shape {tuple(A.shape)}")
+    return A
+
+
+def _tracked(A: Tensor) -> bool:
+    """Whether A must go through the differentiable path (reverse or forward mode)."""
+    return (A.requires_grad and state.enabled) or (
+        A._fw_grad is not None and state.forward_level > 0
+    )
+
+
+# -- inverses, determinants, solves ------------------------------------------------------------
+def inv(A: Any) -> Tensor:
+    """A^-1. VJP -A^-T grad A^-T (two matmuls with the saved result)."""
+    return OPS["linalg_inv"](_matrix("inv", A, square=True))
+
+
+def det(A: Any) -> Tensor:
+    """det(A) from one LU factorization, reused by the backward pass (grad det(A) A^-T);
+    the adjugate at singular A."""
+    return OPS["linalg_det"](_matrix("det", A, square=True))[0]
+
+
+def slogdet(A: Any) -> SlogdetResult:
+    """(sign, log|det A|) from one LU factorization, reused by the backward pass (A^-T)."""
+    sign, logabsdet, _, _ = OPS["linalg_slogdet"](_matrix("slogdet", A, square=True))
+    return SlogdetResult(sign, logabsdet)
+
+
+def logdet(A: Any) -> Tensor:
+    """log det A: NaN where det A < 0, -inf where A is singular (PyTorch's convention)."""
+    sign, logabsdet = slogdet(A)
+    if not np.any(sign._data < 0):
+        return logabsdet
+    return _ops.where(sign < 0, math.nan, logabsdet)
+
+
+def _is_vector_rhs(A: Tensor, B: Tensor) -> bool:
+    return B.ndim == 1 or (B.ndim == A.ndim - 1 and tuple(B.shape) == tuple(A.shape[:-1]))
+
+
+def solve(A: Any, B: Any, *, left: bool = True) -> Tensor:
+    """X with A X = B (or X A = B with ``left=False``). B is a (batch of) matrix, or a (batch
+    of) vector; batch axes broadcast. One LU factorization, reused by the backward pass."""
+    A = _matrix("solve", A, square=True)
+    B = _float_tensor("solve", B)
+    if not left:
+        return solve(A.mT, B.mT).mT
+    if _is_vector_rhs(A, B):
+        return _ops.squeeze(solve(A, _ops.unsqueeze(B, -1)), -1)
+    if B.shape[-2] != A.shape[-1]:
+        raise RuntimeError(
+            f"linalg.solve: A of shape {tuple(A.shape)} and B of shape {tuple(B.shape)} do "
+            "not match (A.shape[-1] != B.shape[-2])"
+        )
+    return OPS["linalg_solve"](A, B)[0]
+
+
+def solve_triangular(
+    A: Any, B: Any, *, upper: bool, left: bool = True, unitriangular: bool = False
+) -> Tensor:
+    """X with A X = B (X A = B with ``left=False``) for triangular A; only A's triangle (and
+    not its diagonal, with ``unitriangular``) is read, and only it gets a gradient."""
+    A = _matrix("solve_triangular", A, square=True)
+    B = _matrix("solve_triangular", B)
+    if not left:
+        return solve_triangular(A.mT, B.mT, upper=not upper, unitriangular=unitriangular).mT
+    return OPS["linalg_solve_triangular"](
+        A, B, upper=bool(upper), unitriangular=bool(unitriangular)
+    )
+
+
+def cholesky(A: Any, *, upper: bool = False) -> Tensor:
+    """L with A = L L^T (U = L^T with ``upper``). A is taken to be symmetric (its lower
+    triangle is read) and gets a symmetric gradient."""
+    L = OPS["linalg_cholesky"](_matrix("cholesky", A, square=True))
+    return L.mT if upper else L
+
+
+def qr(A: Any, mode: str = "reduced") -> QRResult:
+    """A = QR. ``mode``: 'reduced' (Q m x k), 'complete' (Q m x m; the trailing columns of Q
+    are an arbitrary basis, so a loss may use them only through basis-independent quantities
+    such as Q2 Q2^T) or 'r' (Q empty)."""
+    A = _matrix("qr", A)
+    if mode not in ("reduced", "complete", "r"):
+        raise ValueError(f"linalg.qr: mode must be 'reduced', 'complete' or 'r', got {mode!r}")
+    Q, R = OPS["linalg_qr"](A, mode="complete" if mode == "complete" else "reduced")
+    if mode == "r":
+        return QRResult(Tensor._wrap(np.empty((0,), dtype=A.dtype)), R)
+    return QRResult(Q, R)
+
+
+def eigh(A: Any, UPLO: str = "L") -> EighResult:  # noqa: N803
+    """Eigenvalues (ascending) and orthonormal eigenvectors of symmetric A (the ``UPLO``
+    triangle is read; the gradient is symmetric). See the module docstring for repeated
+    eigenvalues."""
+    A = _matrix("eigh", A, square=True)
+    if UPLO not in ("L", "U"):
+        raise ValueError(f"linalg.eigh: UPLO must be 'L' or 'U', got {UPLO!r}")
+    L, Q = OPS["linalg_eigh"](A, UPLO=UPLO)
+    return EighResult(L, Q)
+
+
+def eigvalsh(A: Any, UPLO: str = "L") -> Tensor:  # noqa: N803
+    """Eigenvalues of symmetric A; gradient Q diag(grad) Q^T."""
+    A = _matrix("eigvalsh", A, square=True)
+    if not _tracked(A):
+        return Tensor._wrap(np.linalg.eigvalsh(A._data, UPLO=UPLO))
+    return eigh(A, UPLO)[0]
+
+
+def svd(A: Any, full_matrices: bool = True) -> SVDResult:
+    """A = U diag(S) Vh, singular values descending. With ``full_matrices`` (PyTorch's default)
+    U and Vh are square; their trailing rows/columns are an arbitrary basis (use them only
+    through basis-independent quantities). See the module docstring for repeated values."""
+    A = _matrix("svd", A)
+    U, S, Vh = OPS["linalg_svd"](A, full_matrices=bool(full_matrices))
+    return SVDResult(U, S, Vh)
+
+
+def svdvals(A: Any) -> Tensor:
+    """Singular values, descending; gradient U diag(grad) V^T."""
+    A = _matrix("svdvals", A)
+    if not _tracked(A):
+        return Tensor._wrap(np.linalg.svd(A._data, compute_uv=False))
+    return svd(A, full_matrices=False)[1]
+
+
+def pinv(A: Any, *, atol: Any = None, rtol: Any = None, hermitian: bool = False) -> Tensor:
+    """The Moore-Penrose pseudo-inverse V diag(1/s) U^T, singular values at or below
+    max(atol, rtol * s_max) treated as zero (rtol defaults to eps * max(m, n)). Its own row:
+    the gradient is Golub & Pereyra's (exact at repeated singular values, e.g. orthogonal A)."""
+    A = _matrix("pinv", A)
+    atol = None if atol is None else float(_ops._raw(atol))
+    rtol = None if rtol is None else float(_ops._raw(rtol))
+    return OPS["linalg_pinv"](A, atol=atol, rtol=rtol, hermitian=bool(hermitian))
+
+
+def lstsq(A: Any, B: Any, rcond: float | None = None, *, driver: str | None = None) -> LstsqResult:
+    """The least-squares solution X = pinv(A) B (minimum norm); residuals
+    ||A X - B||^2 per column when A is tall with full rank (else empty), the numerical rank,
+    and the singular values. ``driver`` is accepted for PyTorch compatibility."""
+    A = _matrix("lstsq", A)
+    B = _float_tensor("lstsq", B)
+    vector = B.ndim == A.ndim - 1
+    if vector:
+        B = _ops.unsqueeze(B, -1)
+    X = pinv(A, rtol=rcond) @ B
+    S = svdvals(A)
+    cut = _af._pinv_cutoff(S._data, tuple(A.shape), None, rcond)
+    rank = Tensor._wrap(np.sum(S._data > cut, axis=-1))
+    m, n = A.shape[-2:]
+    if m > n and np.all(rank._data == n):
+        residuals = _ops.sum((A @ X - B) ** 2, -2)
+        if vector:
+            residuals = _ops.squeeze(residuals, -1)
+    else:
+        residuals = Tensor._wrap(np.empty((0,), dtype=A.dtype))
+    if vector:
+        X = _ops.squeeze(X, -1)
+    return LstsqResult(X, residuals, rank, S)
+
+
+# -- norms -------------------------------------------------------------------------------------
+def vector_norm(
+    x: Any,
+    ord: float = 2,  # noqa: A002
+    dim: Any = None,
+    keepdim: bool = False,
+    *,
+    dtype: Any = None,
+) -> Tensor:
+    """(sum |x_i|^ord)^(1/ord) over ``dim`` (all axes when None); ord may be any real or
+    +-inf, 0 counts nonzeros. The gradient at 0 is 0 (a subgradient), never NaN."""
+    x = _float_tensor("vector_norm", x)
+    if dtype is not None:
+        x = _ops.to_dtype(x, dtype)
+    if isinstance(ord, str):
+        raise ValueError(f"linalg.vector_norm: ord must be a number, got {ord!r}")
+    return _ops.linalg_vector_norm(x, float(ord), dim, keepdim)
+
+
+def _move_to_end(A: Tensor, dim: tuple[int, int]) -> tuple[Tensor, tuple[int, int]]:
+    nd = A.ndim
+    d0, d1 = (_ops._norm_dim("matrix_norm", d, nd) for d in dim)
+    if d0 == d1:
+        raise RuntimeError(f"linalg.matrix_norm: dim {dim} names the same axis twice")
+    if (d0, d1) == (-2, -1):
+        return A, (d0, d1)
+    rest = [d for d in range(-nd, 0) if d not in (d0, d1)]
+    return _ops.permute(A, tuple(rest) + (d0, d1)), (d0, d1)
+
+
+def matrix_norm(
+    A: Any,
+    ord: Any = "fro",  # noqa: A002
+    dim: tuple[int, int] = (-2, -1),
+    keepdim: bool = False,
+    *,
+    dtype: Any = None,
+) -> Tensor:
+    """Matrix norms over the axes ``dim``: 'fro', 'nuc' (sum of singular values), 2 / -2
+    (largest / smallest singular value), 1 / -1 (max / min column abs sum), inf / -inf
+    (max / min row abs sum)."""
+    A = _float_tensor("matrix_norm", A)
+    if dtype is not None:
+        A = _ops.to_dtype(A, dtype)
+    if A.ndim < 2:
+        raise RuntimeError(f"linalg.matrix_norm: expected at least 2 dimensions, got {A.ndim}")
+    dim = tuple(dim)
+    if ord == "fro":
+        return vector_norm(A, 2, dim, keepdim)
+    moved, (d0, d1) = _move_to_end(A, dim)
+    if ord in ("nuc", 2, -2):
+        s = svdvals(moved)
+        # at the zero matrix every U V^T-like matrix is a subgradient: take 0 (as vector_norm)
+        zero = np.all(s._data == 0, axis=-1, keepdims=True)
+        if zero.any():
+            s = _ops.where(Tensor._wrap(zero), 0.0, s)
+        out = (
+            _ops.sum(s, -1)
+            if ord == "nuc"
+            else (_ops.amax(s, -1) if ord == 2 else _ops.amin(s, -1))
+        )
+    elif ord in (1, -1, math.inf, -math.inf):
+        col_sums = abs(ord) == 1
+        sums = _ops.sum(_ops.abs(moved), -2 if col_sums else -1)
+        out = _ops.amax(sums, -1) if ord > 0 else _ops.amin(sums, -1)
+    else:
+        raise ValueError(f"linalg.matrix_norm: unsupported ord {ord!r}")
+    if keepdim:
+        for d in sorted((d0 + A.ndim, d1 + A.ndim)):
+            out = _ops.unsqueeze(out, d)
+    return out
+
+
+def norm(
+    A: Any,
+    ord: Any = None,  # noqa: A002
+    dim: Any = None,
+    keepdim: bool = False,
+    *,
+    dtype: Any = None,
+) -> Tensor:
+    """PyTorch's ``linalg.norm``: a vector norm when ``dim`` is an int (or ``A`` is 1-D), a
+    matrix norm when ``dim`` is a pair (or ``A`` is 2-D and ``ord`` is given); with ``ord`` and
+    ``dim`` both None, the 2-norm of all elements."""
+    A = _float_tensor("norm", A)
+    if isinstance(dim, int):
+        dim = (dim,)
+    if dim is not None and len(dim) == 1:
+        return vector_norm(A, 2 if ord is None else ord, dim, keepdim, dtype=dtype)
+    if dim is not None and len(dim) == 2:
+        return matrix_norm(A, "fro" if ord is None else ord, dim, keepdim, dtype=dtype)
+    if dim is not None:
+        raise RuntimeError(f"linalg.norm: dim must be an int or a pair, got {dim!r}")
+    if ord is None or (ord == "fro" and A.ndim != 2):
+        return vector_norm(A, 2, None, keepdim, dtype=dtype)
+    if A.ndim == 1:
+        return vector_norm(A, ord, None, keepdim, dtype=dtype)
+    if A.ndim == 2:
+        return matrix_norm(A, ord, (-2, -1), keepdim, dtype=dtype)
+    raise RuntimeError(
+        f"linalg.norm: with ord={ord!r} and dim=None the input must be 1-D or 2-D, got "
+        f"{A.ndim}-D (pass dim)"
+    )
+
+
+# -- products and powers -----------------------------------------------------------------------
+def matrix_power(A: Any, n: int) -> Tensor:
+    """A^n by repeated squaring (matmuls); n = 0 gives the identity, n < 0 powers of inv(A)."""
+    A = _matrix("matrix_power", A, square=True)
+    n = int(n)
+    if n == 0:
+        eye = np.broadcast_to(np.eye(A.shape[-1], dtype=A.dtype), A.shape)
+        return Tensor._wrap(np.array(eye))
+    if n < 0:
+        A, n = inv(A), -n
+    result = None
+    base = A
+    while True:
+        if n & 1:
+            result = base if result is None else result @ base
+        n >>= 1
+        if not n:
+            return result
+        base = base @ base
+
+
+def matrix_exp(A: Any) -> Tensor:
+    """expm(A) (SciPy's scaling and squaring); derivatives by the block-matrix Frechet rule."""
+    return OPS["linalg_matrix_exp"](_matrix("matrix_exp", A, square=True))
+
+
+def _chain_order(shapes: list[tuple[int, int]]) -> list[list[int]]:
+    """The optimal parenthesisation of a matrix chain (the classic O(n^3) dynamic program)."""
+    n = len(shapes)
+    dims = [shapes[0][0]] + [s[1] for s in shapes]
+    cost = [[0] * n for _ in range(n)]
+    split = [[0] * n for _ in range(n)]
+    for length in range(1, n):
+        for i in range(n - length):
+            j = i + length
+            cost[i][j] = math.inf
+            for k in range(i, j):
+                c = cost[i][k] + cost[k + 1][j] + dims[i] * dims[k + 1] * dims[j + 1]
+                if c < cost[i][j]:
+                    cost[i][j], split[i][j] = c, k
+    return split
+
+
+def multi_dot(tensors: Sequence[Any]) -> Tensor:
+    """A chain of matrix products in the cheapest order. The first and last may be 1-D (a row
+    and a column vector); the rest must be 2-D."""
+    ts = [_float_tensor("multi_dot", t) for t in tensors]
+    if len(ts) < 2:
+        raise RuntimeError("linalg.multi_dot: expected at least two tensors")
+    first_vec, last_vec = ts[0].ndim == 1, ts[-1].ndim == 1
+    if first_vec:
+        ts[0] = _ops.unsqueeze(ts[0], 0)
+    if last_vec:
+        ts[-1] = _ops.unsqueeze(ts[-1], -1)
+    for i, t in enumerate(ts):
+        if t.ndim != 2:
+            raise RuntimeError(
+                f"linalg.multi_dot: tensor {i} must be 2-D, got shape {tuple(t.shape)}"
+            )
+    split = _chain_order([tuple(t.shape) for t in ts])
+
+    def product(i: int, j: int) -> Tensor:
+        if i == j:
+            return ts[i]
+        k = split[i][j]
+        return _ops.matmul(product(i, k), product(k + 1, j))
+
+    out = product(0, len(ts) - 1)
+    if first_vec:
+        out = _ops.squeeze(out, 0)
+    if last_vec:
+        out = _ops.squeeze(out, -1)
+    return out
+
+
+def cross(input: Any, other: Any, *, dim: int = -1) -> Tensor:  # noqa: A002
+    """The cross product of 3-vectors along ``dim`` (inputs broadcast):
+    a x b = roll(a, -1) roll(b, -2) - roll(a, -2) roll(b, -1)."""
+    a, b = _float_tensor("cross", input), _float_tensor("cross", other)
+    if a.shape[dim] != 3 or b.shape[dim] != 3:
+        raise RuntimeError(
+            f"linalg.cross: dimension {dim} must have size 3, got shapes {tuple(a.shape)} and "
+            f"{tuple(b.shape)}"
+        )
+    nd = builtins.max(a.ndim, b.ndim)
+    d = dim if dim < 0 else dim - nd
+    return _ops.roll(a, -1, d) * _ops.roll(b, -2, d) - _ops.roll(a, -2, d) * _ops.roll(b, -1, d)
+
+
+def vecdot(x: Any, y: Any, *, dim: int = -1) -> Tensor:
+    """sum(x * y, dim) (inputs broadcast)."""
+    return _ops.sum(_ops.mul(x, y), dim)
+
+
+def tensordot(a: Any, b: Any, dims: Any = 2) -> Tensor:
+    """Contract the axes ``dims`` of ``a`` and ``b`` (an int n: the last n of a with the
+    first n of b; or two lists of axes), as one permute + reshape + matmul each side."""
+    a, b = as_tensor(a), as_tensor(b)
+    if isinstance(dims, int):
+        axes_a = list(range(a.ndim - dims, a.ndim))
+        axes_b = list(range(dims))
+    else:
+        axes_a, axes_b = ([d] if isinstance(d, int) else list(d) for d in dims)
+    axes_a = [d % a.ndim for d in axes_a]
+    axes_b = [d % b.ndim for d in axes_b]
+    if len(axes_a) != len(axes_b) or any(
+        a.shape[i] != b.shape[j] for i, j in zip(axes_a, axes_b, strict=False)
+    ):
+        raise RuntimeError(
+            f"linalg.tensordot: contracted axes {axes_a} of {tuple(a.shape)} and {axes_b} of "
+            f"{tuple(b.shape)} do not match"
+        )
+    free_a = [d for d in range(a.ndim) if d not in axes_a]
+    free_b = [d for d in range(b.ndim) if d not in axes_b]
+    k = math.prod(a.shape[d] for d in axes_a)
+    pa = _ops.permute(a, tuple(free_a + axes_a)) if free_a + axes_a != list(range(a.ndim)) else a
+    pb = _ops.permute(b, tuple(axes_b + free_b)) if axes_b + free_b != list(range(b.ndim)) else b
+    fa = [a.shape[d] for d in free_a]
+    fb = [b.shape[d] for d in free_b]
+    out = _ops.matmul(_ops.reshape(pa, (math.prod(fa), k)), _ops.reshape(pb, (k, math.prod(fb))))
+    return _ops.reshape(out, tuple(fa + fb))
+
+
+def trace(A: Any, offset: int = 0) -> Tensor:
+    """The sum of the (offset) diagonal of each matrix (the last two axes)."""
+    A = _matrix("trace", A)
+    return _ops.sum(_ops.diagonal(A, offset, -2, -1), -1)
+
+
+def kron(a: Any, b: Any) -> Tensor:
+    """The Kronecker product (NumPy's ``kron`` for any number of axes): out[i*p + k, j*q + l]
+    = a[i, j] b[k, l]; one broadcast multiply and a reshape."""
+    a, b = as_tensor(a), as_tensor(b)
+    nd = builtins.max(a.ndim, b.ndim)
+    sa = (1,) * (nd - a.ndim) + tuple(a.shape)
+    sb = (1,) * (nd - b.ndim) + tuple(b.shape)
+    ia = tuple(x for s in sa for x in (s, 1))
+    ib = tuple(x for s in sb for x in (1, s))
+    out = _ops.reshape(a, ia) * _ops.reshape(b, ib)
+    return _ops.reshape(out, tuple(x * y for x, y in zip(sa, sb, strict=True)))

@@ -1,0 +1,129 @@
+"""Array backends: the rule table on Dask arrays (lazy, chunked) gives NumPy's results, a real
+dask.distributed LocalCluster on 127.0.0.1 runs a gradient, mixing libraries is refused, and
+the CuPy suite is skipped with its reason where no GPU is present."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from op_specs import SPECS
+
+import matgrad as mg
+
+da = pytest.importorskip("dask.array", reason="Dask is an optional backend: pip install dask")
+
+CASES = [
+    pytest.param(op, i, sample, id=f"{op}-{i}")
+    for op, samples in sorted(SPECS.items())
+    for i, sample in enumerate(samples)
+]
+
+
+def _chunked(x: np.ndarray):
+    chunks = tuple(max(1, s // 2) for s in x.shape)  # several chunks along every axis
+    return da.from_array(x, chunks=chunks)
+
+
+def _outputs(sample, inputs):
+    out = sample.fn(*inputs, *sample.nondiff)
+    return [o for o in (out if isinstance(out, tuple) else (out,)) if o.dtype.kind == "f"]
+
+
+@pytest.mark.parametrize("op,i,sample", CASES)
+def test_table_on_dask_matches_numpy(op, i, sample):
+    ref_inputs = [mg.tensor(x, requires_grad=True) for x in sample.inputs]
+    ref_outs = _outputs(sample, ref_inputs)
+    rng = np.random.default_rng(0)
+    cotangents = [rng.standard_normal(o.shape) for o in ref_outs]
+    sum(((o * c).sum() for o, c in zip(ref_outs, cotangents, strict=True)), start=0.0).backward()
+
+    inputs = [mg.asarray(_chunked(x), requires_grad=True) for x in sample.inputs]
+    try:
+        outs = _outputs(sample, inputs)
+        loss = sum(
+            ((o * mg.asarray(_chunked(c))).sum() for o, c in zip(outs, cotangents, strict=True)),
+            start=0.0,
+        )
+        loss.backward()
+    except (NotImplementedError, TypeError) as exc:
+        # ops Dask lacks must say so, naming the op or the backend
+        assert "dask" in str(exc) or op in str(exc), f"unclear error for {op} on dask: {exc}"
+        pytest.skip(f"{op} on Dask: {exc}")
+    for o, r in zip(outs, ref_outs, strict=True):
+        assert o.backend == "dask", "the forward pass must stay lazy"
+        np.testing.assert_allclose(o.compute().numpy(), r.detach().numpy(), rtol=1e-10, atol=1e-12)
+    grads = mg.compute(*[x.grad for x in inputs if x.grad is not None])
+    expected = [x.grad for x in ref_inputs if x.grad is not None]
+    for g, r in zip(grads, expected, strict=True):
+        np.testing.assert_allclose(g.numpy(), r.numpy(), rtol=1e-9, atol=1e-12)
+
+
+def test_backward_on_dask_is_lazy_until_computed():
+    X = mg.asarray(da.random.random((400, 3), chunks=(100, 3)))
+    w = mg.asarray(da.ones(3, chunks=3), requires_grad=True)
+    loss = ((X @ w) ** 2).mean()
+    loss.backward()
+    assert loss.backend == "dask" and w.grad.backend == "dask"
+    value, grad = mg.compute(loss, w.grad)
+    x = X.compute().numpy()
+    np.testing.assert_allclose(value.item(), np.mean((x @ np.ones(3)) ** 2))
+    np.testing.assert_allclose(grad.numpy(), 2 * x.T @ (x @ np.ones(3)) / 400)
+
+
+def test_mixing_libraries_is_refused():
+    a = mg.asarray(da.ones(3, chunks=3))
+    with pytest.raises(
+        TypeError, match=r"add: inputs live in different array libraries \(dask, numpy\)"
+    ):
+        a + mg.ones(3)
+    b = a.to("numpy")
+    assert b.backend == "numpy" and (a.to("numpy") + mg.ones(3)).tolist() == [2.0, 2.0, 2.0]
+    c = mg.ones(4).to("dask", chunks=2)
+    assert c.backend == "dask" and c._data.chunks == ((2, 2),)
+
+
+def test_asarray_keeps_backend_and_device():
+    x = da.zeros((2, 2), chunks=1)
+    t = mg.asarray(x)
+    assert t._data is x and t.backend == "dask" and t.device == "cpu"
+    n = np.zeros(2)
+    assert mg.asarray(n)._data is n
+    assert "backend=dask" in repr(t)
+
+
+def test_distributed_local_cluster_gradient():
+    distributed = pytest.importorskip("distributed")
+    with (
+        distributed.LocalCluster(
+            n_workers=2,
+            threads_per_worker=1,
+            processes=True,
+            host="127.0.0.1",
+            dashboard_address=None,
+            memory_limit="1GiB",
+        ) as cluster,
+        distributed.Client(cluster) as client,
+    ):
+        rng = np.random.default_rng(3)
+        Xn, yn = rng.standard_normal((2000, 4)), rng.standard_normal(2000)
+        X = mg.asarray(da.from_array(Xn, chunks=(500, 4)))
+        y = mg.asarray(da.from_array(yn, chunks=500))
+        w = mg.asarray(da.zeros(4, chunks=4), requires_grad=True)
+        loss = ((X @ w - y) ** 2).mean()
+        loss.backward()
+        value, grad = mg.compute(loss, w.grad)
+        assert len(client.scheduler_info()["workers"]) == 2
+    np.testing.assert_allclose(value.item(), np.mean(yn**2))
+    np.testing.assert_allclose(grad.numpy(), -2 * Xn.T @ yn / 2000)
+
+
+def test_cupy_backend():
+    cupy = pytest.importorskip("cupy", reason="CuPy is not installed (no GPU on this machine)")
+    try:
+        cupy.cuda.runtime.getDeviceCount()
+    except Exception as exc:  # noqa: BLE001 - any CUDA failure means no usable GPU
+        pytest.skip(f"no usable CUDA GPU: {exc}")
+    x = mg.asarray(cupy.arange(6.0).reshape(2, 3), requires_grad=True)
+    (x * x).sum().backward()
+    assert x.grad.backend == "cupy"
+    np.testing.assert_allclose(x.grad.numpy(), 2 * np.arange(6.0).reshape(2, 3))
