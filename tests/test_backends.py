@@ -127,3 +127,37 @@ def test_cupy_backend():
     (x * x).sum().backward()
     assert x.grad.backend == "cupy"
     np.testing.assert_allclose(x.grad.numpy(), 2 * np.arange(6.0).reshape(2, 3))
+
+
+def _row_chunked(x: np.ndarray):
+    return da.from_array(x, chunks=(x.shape[0] // 4, x.shape[1]))  # tall-and-skinny blocks
+
+
+@pytest.mark.parametrize(
+    "name, loss",
+    [
+        ("qr", lambda A: (mg.linalg.qr(A)[0] * 1.5).sum() + (mg.linalg.qr(A)[1] ** 2).sum()),
+        ("svdvals", lambda A: mg.linalg.svdvals(A).sum()),
+        ("nuclear norm", lambda A: mg.linalg.matrix_norm(A, "nuc")),
+    ],
+)
+def test_dask_tall_and_skinny_linalg_matches_numpy(name, loss):
+    An = np.random.default_rng(5).standard_normal((40, 3))
+    ref = mg.tensor(An, requires_grad=True)
+    loss(ref).backward()
+    A = mg.asarray(_row_chunked(An), requires_grad=True)
+    value = loss(A)
+    value.backward()
+    assert value.backend == "dask" and A.grad.backend == "dask"
+    np.testing.assert_allclose(A.grad.numpy(), ref.grad.numpy(), rtol=1e-9, atol=1e-12)
+
+
+def test_dask_linalg_that_dask_lacks_names_op_and_backend():
+    A = mg.asarray(da.eye(4, chunks=2))
+    with pytest.raises(NotImplementedError, match=r"linalg\.inv.*dask"):
+        mg.linalg.inv(A)
+    B = mg.asarray(_row_chunked(np.random.default_rng(0).standard_normal((40, 3))),
+                   requires_grad=True)
+    U = mg.linalg.svd(B, full_matrices=False)[0]
+    with pytest.raises(NotImplementedError, match="singular or eigen vectors.*dask"):
+        U.sum().backward()

@@ -364,6 +364,12 @@ def _numpy_only(op: str, *arrays: Any) -> None:
             )
 
 
+def _is_dask_matrix(a: Any) -> bool:
+    """A 2-D Dask array: what Dask's own linear algebra (tall-and-skinny QR and SVD, triangular
+    solves) takes."""
+    return _backend.backend_of(a) == "dask" and a.ndim == 2
+
+
 def _batch_indices(batch: tuple[int, ...]) -> Any:
     return np.ndindex(*batch) if batch else [()]
 
@@ -647,6 +653,10 @@ def linalg_solve(A: Array, B: Array) -> tuple[Array, Array, Array]:
 
 
 def linalg_solve_triangular(A: Array, B: Array, upper: bool, unitriangular: bool = False) -> Array:
+    if _is_dask_matrix(A) and _is_dask_matrix(B) and not unitriangular:
+        import dask.array as da
+
+        return da.linalg.solve_triangular(A, B, lower=not upper)
     _numpy_only("linalg.solve_triangular", A, B)
     try:
         return scipy.linalg.solve_triangular(
@@ -669,6 +679,10 @@ def linalg_cholesky(A: Array) -> Array:
 
 
 def linalg_qr(A: Array, mode: str = "reduced") -> tuple[Array, Array]:
+    if _is_dask_matrix(A) and mode == "reduced":  # Dask's tall-and-skinny QR
+        import dask.array as da
+
+        return da.linalg.qr(A)
     _numpy_only("linalg.qr", A)
     Q, R = np.linalg.qr(A, mode=mode)
     return Q, R
@@ -681,6 +695,10 @@ def linalg_eigh(A: Array, UPLO: str = "L") -> tuple[Array, Array]:  # noqa: N803
 
 
 def linalg_svd(A: Array, full_matrices: bool = False) -> tuple[Array, Array, Array]:
+    if _is_dask_matrix(A) and not full_matrices:  # Dask's tall-and-skinny SVD
+        import dask.array as da
+
+        return da.linalg.svd(A)
     _numpy_only("linalg.svd", A)
     U, S, Vh = np.linalg.svd(A, full_matrices=full_matrices)
     return U, S, Vh
@@ -710,9 +728,19 @@ def spectral_tolerance(values: Array, size: int) -> float:
     return float(100 * size * np.finfo(values.dtype).eps * np.max(np.abs(values)))
 
 
+def _spectral_numpy_only(values: Array) -> None:
+    if not isinstance(values, np.ndarray | np.generic):
+        raise _backend.unsupported(
+            "the gradient through singular or eigen vectors",
+            values,
+            "on Dask only the singular values (linalg.svdvals) and QR are differentiable",
+        )
+
+
 def inverse_gaps(values: Array, tol: float, plus: bool, scale: float) -> Array:
     """G_ij = scale / (v_j - v_i) (``plus``: scale / (v_j + v_i)) where that denominator
     exceeds ``tol`` in size, 0 elsewhere (the diagonal and repeated values: no 1/0)."""
+    _spectral_numpy_only(values)
     v_j, v_i = values[..., None, :], values[..., :, None]
     gaps = v_j + v_i if plus else v_j - v_i
     out = np.zeros(gaps.shape, dtype=gaps.dtype)
@@ -723,6 +751,7 @@ def gap_quotient(K: Array, values: Array, tol: float, plus: bool, scale: float) 
     """K * inverse_gaps(values, tol, plus, scale) in one division (no 1/gap matrix). Sorted
     values without repeats (checked in O(k)) skip the masking: only the diagonal of
     v_j - v_i is zero there, where K (skew) is zero too."""
+    _spectral_numpy_only(values)
     v_j, v_i = values[..., None, :], values[..., :, None]
     gaps = v_j + v_i if plus else v_j - v_i
     repeated = values.ndim != 1 or _degenerate(values, tol, "sum" if plus else "diff") is not None

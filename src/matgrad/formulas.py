@@ -189,7 +189,7 @@ def _inverse_gaps(F: Any, gaps: T, tol: float) -> T:
 
 
 def _sym(F: Any, x: T) -> T:
-    return (x + x.mT) * 0.5
+    return (x + F.mT(x)) * 0.5
 
 
 def det_backward(F: Any, grad: T, A: T, det: T, LU: T, pivots: T) -> T:
@@ -245,16 +245,16 @@ def _phi(F: Any, x: T) -> T:
 def cholesky_backward(F: Any, grad: T, L: T) -> T:
     """A = L L^T. VJP (Murray 2016, eq. 10, symmetrised): Abar = sym(L^-T Phi(L^T Lbar) L^-1),
     two triangular solves; the gradient is symmetric (A is taken to be symmetric)."""
-    P = _phi(F, L.mT @ grad)
-    S = F.linalg_solve_triangular(L.mT, P, True, False)  # L^-T P
-    S = F.linalg_solve_triangular(L.mT, S.mT, True, False).mT  # (L^-T P) L^-1
+    P = _phi(F, F.mT(L) @ grad)
+    S = F.linalg_solve_triangular(F.mT(L), P, True, False)  # L^-T P
+    S = F.mT(F.linalg_solve_triangular(F.mT(L), F.mT(S), True, False))  # (L^-T P) L^-1
     return _sym(F, S)
 
 
 def cholesky_jvp(F: Any, A_t: T, L: T) -> T:
     """dL = L Phi(L^-1 dA L^-T) with dA symmetrised (Murray 2016, eq. 7)."""
     X = F.linalg_solve_triangular(L, _sym(F, A_t), False, False)  # L^-1 dA
-    X = F.linalg_solve_triangular(L, X.mT, False, False).mT  # L^-1 dA L^-T
+    X = F.mT(F.linalg_solve_triangular(L, F.mT(X), False, False))  # L^-1 dA L^-T
     return L @ _phi(F, X)
 
 
@@ -262,8 +262,8 @@ def cholesky_jvp(F: Any, A_t: T, L: T) -> T:
 def _right_solve_r(F: Any, B: T, R: T, transposed: bool) -> T:
     """B R^-1, or B R^-T with ``transposed`` (R upper triangular)."""
     if transposed:
-        return F.linalg_solve_triangular(R, B.mT, True, False).mT
-    return F.linalg_solve_triangular(R.mT, B.mT, False, False).mT
+        return F.mT(F.linalg_solve_triangular(R, F.mT(B), True, False))
+    return F.mT(F.linalg_solve_triangular(F.mT(R), F.mT(B), False, False))
 
 
 def _qr_backward_tall(F: Any, gQ: T, gR: T, Q: T, R: T) -> T:
@@ -273,11 +273,11 @@ def _qr_backward_tall(F: Any, gQ: T, gR: T, Q: T, R: T) -> T:
     upper triangular part."""
     M = None
     if gR is not None:
-        M = gR @ R.mT
+        M = gR @ F.mT(R)
     if gQ is not None:
-        QtgQ = Q.mT @ gQ
+        QtgQ = F.mT(Q) @ gQ
         M = -QtgQ if M is None else M - QtgQ
-    N = F.triu(M, 0) + F.triu(M, 1).mT
+    N = F.triu(M, 0) + F.mT(F.triu(M, 1))
     B = Q @ N if gQ is None else gQ + Q @ N
     return _right_solve_r(F, B, R, True)
 
@@ -289,9 +289,9 @@ def _fold_complement(F: Any, g: T, U: T, k: int, op: str) -> T:
     loss must not depend on W (skew(U2^T gU2) = 0), else a warning."""
     U1, U2 = _cols(F, U, 0, k), _cols(F, U, k, None)
     g1, g2 = _cols(F, g, 0, k), _cols(F, g, k, None)
-    X = U2.mT @ g2
+    X = F.mT(U2) @ g2
     F.warn_if_basis_dependent(
-        X - X.mT,
+        X - F.mT(X),
         None,
         0.0,
         [g2],
@@ -299,7 +299,7 @@ def _fold_complement(F: Any, g: T, U: T, k: int, op: str) -> T:
         "the trailing columns of a square orthogonal factor (a basis of the orthogonal complement)",
         "all",
     )
-    return g1 - U2 @ (g2.mT @ U1)
+    return g1 - U2 @ (F.mT(g2) @ U1)
 
 
 def qr_backward(F: Any, grad_Q: T, grad_R: T, Q: T, R: T, mode: str) -> T:
@@ -323,7 +323,7 @@ def qr_backward(F: Any, grad_Q: T, grad_R: T, Q: T, R: T, mode: str) -> T:
     if grad_R is not None:
         gR2 = _cols(F, grad_R, m, None)
         gY = Q @ gR2
-        extra = (Q @ R2) @ gR2.mT  # Y R2bar^T with Y = Q R2
+        extra = (Q @ R2) @ F.mT(gR2)  # Y R2bar^T with Y = Q R2
         gQ = extra if gQ is None else gQ + extra
     gX = _qr_backward_tall(F, gQ, gR1, Q, R1)
     if grad_R is None:
@@ -334,8 +334,8 @@ def qr_backward(F: Any, grad_Q: T, grad_R: T, Q: T, R: T, mode: str) -> T:
 def _qr_jvp_tall(F: Any, dA: T, Q: T, R: T) -> tuple[T, T]:
     """C = Q^T dA R^-1; dR = (triu(C) + tril(C, -1)^T) R; dQ = dA R^-1 - Q (triu(C) +
     tril(C, -1)^T)."""
-    C = _right_solve_r(F, Q.mT @ dA, R, False)
-    T_ = F.triu(C, 0) + F.tril(C, -1).mT
+    C = _right_solve_r(F, F.mT(Q) @ dA, R, False)
+    T_ = F.triu(C, 0) + F.mT(F.tril(C, -1))
     return _right_solve_r(F, dA, R, False) - Q @ T_, T_ @ R
 
 
@@ -344,13 +344,13 @@ def qr_jvp(F: Any, A_t: T, Q: T, R: T, mode: str) -> tuple[T, T]:
     if m > n and mode == "complete":
         Q1, Q2 = _cols(F, Q, 0, n), _cols(F, Q, n, None)
         dQ1, dR1 = _qr_jvp_tall(F, A_t, Q1, _rows(F, R, 0, n))
-        dQ = F.cat([dQ1, -(Q1 @ (dQ1.mT @ Q2))], -1)
+        dQ = F.cat([dQ1, -(Q1 @ (F.mT(dQ1) @ Q2))], -1)
         return dQ, F.cat([dR1, F.zeros_like(_rows(F, A_t, n, None))], -2)
     if m >= n:
         return _qr_jvp_tall(F, A_t, Q, R)
     R2 = _cols(F, R, m, None)
     dQ, dR1 = _qr_jvp_tall(F, _cols(F, A_t, 0, m), Q, _cols(F, R, 0, m))
-    dR2 = dQ.mT @ (Q @ R2) + Q.mT @ _cols(F, A_t, m, None)
+    dR2 = F.mT(dQ) @ (Q @ R2) + F.mT(Q) @ _cols(F, A_t, m, None)
     return dQ, F.cat([dR1, dR2], -1)
 
 
@@ -366,22 +366,22 @@ def eigh_backward(F: Any, grad_L: T, grad_Q: T, L: T, Q: T) -> T:
     if grad_L is not None:
         F.warn_if_split_dependent(grad_L, L, tol, "linalg.eigh", "eigenvalue")
     if grad_Q is None:
-        return (Q * F.unsqueeze(grad_L, -2)) @ Q.mT
-    X = Q.mT @ grad_Q
-    K = X - X.mT  # 2 skew(Q^T Qbar); the 1/2 goes into the gaps
+        return (Q * F.unsqueeze(grad_L, -2)) @ F.mT(Q)
+    X = F.mT(Q) @ grad_Q
+    K = X - F.mT(X)  # 2 skew(Q^T Qbar); the 1/2 goes into the gaps
     F.warn_if_basis_dependent(
         K, L, tol, [grad_Q], "linalg.eigh", "the eigenvectors of a repeated eigenvalue", "diff"
     )
     inner = F.gap_quotient(K, L, tol, False, 0.5)  # K_ij / (2 (l_j - l_i))
     if grad_L is not None:
         inner = F.with_diagonal(inner, grad_L)
-    return Q @ inner @ Q.mT
+    return Q @ inner @ F.mT(Q)
 
 
 def eigh_jvp(F: Any, A_t: T, L: T, Q: T) -> tuple[T, T]:
     """dL = diag(Q^T dA Q), dQ = Q (F o (Q^T dA Q)) (Giles 2008, 3.1), dA symmetrised;
     within a repeated eigenvalue the (arbitrary) rotation is taken as zero."""
-    P = Q.mT @ _sym(F, A_t) @ Q
+    P = F.mT(Q) @ _sym(F, A_t) @ Q
     tol = F.spectral_tolerance(L, L.shape[-1])
     return F.diagonal(P, 0, -2, -1), Q @ (P * F.inverse_gaps(L, tol, False, 1.0))
 
@@ -407,7 +407,7 @@ def svd_backward(
         U = _cols(F, U, 0, k)
     if full_matrices and n > k:
         if gVh is not None:
-            gVh = _fold_complement(F, gVh.mT, Vh.mT, k, "linalg.svd").mT
+            gVh = F.mT(_fold_complement(F, F.mT(gVh), F.mT(Vh), k, "linalg.svd"))
         Vh = _rows(F, Vh, 0, k)
     if gU is None and gVh is None and grad_S is None:
         return None
@@ -416,10 +416,10 @@ def svd_backward(
         F.warn_if_split_dependent(grad_S, S, tol, "linalg.svd", "singular value")
     if gU is None and gVh is None:
         return (U * F.unsqueeze(grad_S, -2)) @ Vh  # U diag(Sbar) V^T
-    JU = None if gU is None else U.mT @ gU
-    JV = None if gVh is None else Vh @ gVh.mT
-    KU = None if JU is None else JU - JU.mT
-    KV = None if JV is None else JV - JV.mT
+    JU = None if gU is None else F.mT(U) @ gU
+    JV = None if gVh is None else Vh @ F.mT(gVh)
+    KU = None if JU is None else JU - F.mT(JU)
+    KV = None if JV is None else JV - F.mT(JV)
     if KU is None:
         k_plus, k_minus = KV, -KV
     elif KV is None:
@@ -463,7 +463,7 @@ def svd_backward(
         )
         gA = gA + (rest * F.unsqueeze(s_inv, -2)) @ Vh
     if n > k and gVh is not None:
-        rest = gVh - JV.mT @ Vh  # Vbar^T (I - V V^T)
+        rest = gVh - F.mT(JV) @ Vh  # Vbar^T (I - V V^T)
         F.warn_if_basis_dependent(
             rest,
             S,
@@ -488,20 +488,20 @@ def svd_jvp(F: Any, A_t: T, U: T, S: T, Vh: T, full_matrices: bool) -> tuple[T, 
     U1 = _cols(F, U, 0, k) if full_matrices and m > k else U
     Vh1 = _rows(F, Vh, 0, k) if full_matrices and n > k else Vh
     tol = F.spectral_tolerance(S, max(m, n))
-    dP = U1.mT @ A_t @ Vh1.mT
-    a = (dP + dP.mT) * F.inverse_gaps(S, tol, False, 0.5)  # sym(dP) / (s_j - s_i)
-    b = (dP - dP.mT) * F.inverse_gaps(S, tol, True, 0.5)  # skew(dP) / (s_j + s_i)
+    dP = F.mT(U1) @ A_t @ F.mT(Vh1)
+    a = (dP + F.mT(dP)) * F.inverse_gaps(S, tol, False, 0.5)  # sym(dP) / (s_j - s_i)
+    b = (dP - F.mT(dP)) * F.inverse_gaps(S, tol, True, 0.5)  # skew(dP) / (s_j + s_i)
     dU = U1 @ (a + b)
-    dVh = (a - b).mT @ Vh1
+    dVh = F.mT((a - b)) @ Vh1
     s_inv = _inverse_gaps(F, S, tol)
     if m > k:
-        dU = dU + (A_t @ Vh1.mT - U1 @ dP) * F.unsqueeze(s_inv, -2)
+        dU = dU + (A_t @ F.mT(Vh1) - U1 @ dP) * F.unsqueeze(s_inv, -2)
     if n > k:
-        dVh = dVh + F.unsqueeze(s_inv, -1) * (U1.mT @ A_t - dP @ Vh1)
+        dVh = dVh + F.unsqueeze(s_inv, -1) * (F.mT(U1) @ A_t - dP @ Vh1)
     if full_matrices and m > k:
-        dU = F.cat([dU, -(U1 @ (dU.mT @ _cols(F, U, k, None)))], -1)
+        dU = F.cat([dU, -(U1 @ (F.mT(dU) @ _cols(F, U, k, None)))], -1)
     if full_matrices and n > k:
-        dVh = F.cat([dVh, -((_rows(F, Vh, k, None) @ dVh.mT) @ Vh1)], -2)
+        dVh = F.cat([dVh, -((_rows(F, Vh, k, None) @ F.mT(dVh)) @ Vh1)], -2)
     return dU, F.diagonal(dP, 0, -2, -1), dVh
 
 
@@ -509,19 +509,19 @@ def svd_jvp(F: Any, A_t: T, U: T, S: T, Vh: T, full_matrices: bool) -> tuple[T, 
 def pinv_jvp(F: Any, A_t: T, A: T, X: T) -> T:
     """X = A^+: dX = -X dA X + X X^T dA^T (I - A X) + (I - X A) dA^T X^T X (Golub & Pereyra
     1973, Thm. 4.3), valid where the rank is locally constant."""
-    dAt = A_t.mT
-    XXt_dAt = (X @ X.mT) @ dAt
-    dAt_XtX = dAt @ (X.mT @ X)
+    dAt = F.mT(A_t)
+    XXt_dAt = (X @ F.mT(X)) @ dAt
+    dAt_XtX = dAt @ (F.mT(X) @ X)
     return -(X @ A_t @ X) + XXt_dAt - (XXt_dAt @ A) @ X + dAt_XtX - X @ (A @ dAt_XtX)
 
 
 def pinv_backward(F: Any, grad: T, A: T, X: T) -> T:
     """The adjoint of pinv_jvp: Abar = -X^T G X^T + (I - A X) G^T X X^T + X^T X G^T (I - X A),
     with the projectors applied as products (no m x m or n x n identity is formed)."""
-    Gt = grad.mT
-    term2 = Gt @ (X @ X.mT)
-    term3 = (X.mT @ X) @ Gt
-    return -(X.mT @ grad @ X.mT) + term2 - A @ (X @ term2) + term3 - (term3 @ X) @ A
+    Gt = F.mT(grad)
+    term2 = Gt @ (X @ F.mT(X))
+    term3 = (F.mT(X) @ X) @ Gt
+    return -(F.mT(X) @ grad @ F.mT(X)) + term2 - A @ (X @ term2) + term3 - (term3 @ X) @ A
 
 
 # -- matrix exponential --------------------------------------------------------------------
