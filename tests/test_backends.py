@@ -156,8 +156,9 @@ def test_dask_linalg_that_dask_lacks_names_op_and_backend():
     A = mg.asarray(da.eye(4, chunks=2))
     with pytest.raises(NotImplementedError, match=r"linalg\.inv.*dask"):
         mg.linalg.inv(A)
-    B = mg.asarray(_row_chunked(np.random.default_rng(0).standard_normal((40, 3))),
-                   requires_grad=True)
+    B = mg.asarray(
+        _row_chunked(np.random.default_rng(0).standard_normal((40, 3))), requires_grad=True
+    )
     U = mg.linalg.svd(B, full_matrices=False)[0]
     with pytest.raises(NotImplementedError, match="singular or eigen vectors.*dask"):
         U.sum().backward()

@@ -492,7 +492,7 @@ def svd_jvp(F: Any, A_t: T, U: T, S: T, Vh: T, full_matrices: bool) -> tuple[T, 
     a = (dP + F.mT(dP)) * F.inverse_gaps(S, tol, False, 0.5)  # sym(dP) / (s_j - s_i)
     b = (dP - F.mT(dP)) * F.inverse_gaps(S, tol, True, 0.5)  # skew(dP) / (s_j + s_i)
     dU = U1 @ (a + b)
-    dVh = F.mT((a - b)) @ Vh1
+    dVh = F.mT(a - b) @ Vh1
     s_inv = _inverse_gaps(F, S, tol)
     if m > k:
         dU = dU + (A_t @ F.mT(Vh1) - U1 @ dP) * F.unsqueeze(s_inv, -2)
