@@ -215,13 +215,14 @@ def zeros_scatter(self: Array, shape: tuple[int, ...], index: Any) -> Array:
     """zeros(shape) with ``self`` added at ``index`` (repeated indices accumulate)."""
     lead = self.ndim - _index_result_ndim(shape, index)
     full_index = (slice(None),) * lead + _as_tuple(index)
+    if _backend.backend_of(self) == "numpy":
+        out = np.zeros(self.shape[:lead] + tuple(shape), dtype=self.dtype)
+        np.add.at(out, full_index, np.asarray(self))
+        return out
     out = np.zeros_like(self, shape=self.shape[:lead] + tuple(shape))
-    if isinstance(self, np.ndarray):
-        np.add.at(out, full_index, self)
-    elif any(isinstance(i, np.ndarray | list) or _backend.is_array(i) for i in full_index):
+    if any(isinstance(i, np.ndarray | list) or _backend.is_array(i) for i in full_index):
         raise _backend.unsupported("the gradient of advanced indexing", self, "no scatter-add")
-    else:  # basic indices select each element once: assignment is the adjoint
-        out[full_index] = self
+    out[full_index] = self  # basic indices select each element once: assignment is the adjoint
     return out
 
 
@@ -357,7 +358,7 @@ def _numpy_only(op: str, *arrays: Any) -> None:
     """The factorizations call LAPACK through SciPy on NumPy arrays; other array libraries
     (Dask, CuPy) get a clear NotImplementedError instead of a partial or eager computation."""
     for a in arrays:
-        if not isinstance(a, np.ndarray | np.generic):
+        if _backend.backend_of(a) != "numpy":
             raise NotImplementedError(
                 f"{op}: not implemented for {type(a).__module__.partition('.')[0]} arrays "
                 "(matgrad.linalg runs LAPACK on NumPy arrays); move the tensor with .to('numpy')"

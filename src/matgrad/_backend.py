@@ -19,7 +19,9 @@ BACKENDS = ("numpy", "dask", "cupy")
 
 def backend_of(array: Any) -> str:
     """'numpy', 'dask', 'cupy' (or the root module of another array type)."""
-    if isinstance(array, np.ndarray | np.generic):
+    if isinstance(array, np.ndarray | np.generic) or getattr(
+        array, "__matgrad_numpy_like__", False
+    ):
         return "numpy"
     return type(array).__module__.partition(".")[0]
 

@@ -33,6 +33,7 @@ import numpy as np
 
 from .. import _grad_mode, _ops
 from .._graph import BatchingUnsupported
+from .._structured import OneHotBatch, is_structured
 from ..engine import grad as _autograd_grad
 from ..tensor import Tensor
 from . import forward_ad
@@ -196,6 +197,14 @@ def _identity(n: int, dtype: Any) -> np.ndarray:
     return eye
 
 
+def _densified(t: Tensor | None) -> Tensor | None:
+    """``t`` with its data as a plain array (a structured batch that reached an input
+    unchanged, e.g. through an identity function, is expanded here)."""
+    if t is None or not is_structured(t._data):
+        return t
+    return Tensor._wrap(t._data.dense())
+
+
 def _owned(t: Tensor, create_graph: bool) -> Tensor:
     """``t``, copied if its memory is read-only (the cached identity, a broadcast view)."""
     if t._data.flags.writeable:
@@ -246,18 +255,20 @@ def _reverse_rows(
     eye = _identity(m, output.dtype).reshape((m, *output.shape))
     inputs = list(inputs)
     if vectorize and m > 1:
+        # without create_graph the identity goes in structured: rules that only scale it keep
+        # it cheap, and a matrix product meets it as a scaling, not an n^3 product
+        seed = eye if create_graph else OneHotBatch.identity(tuple(output.shape), output.dtype)
         try:
-            return list(
-                _autograd_grad(
-                    output,
-                    inputs,
-                    Tensor._wrap(eye),
-                    retain_graph=True,
-                    create_graph=create_graph,
-                    allow_unused=True,
-                    is_grads_batched=True,
-                )
+            rows = _autograd_grad(
+                output,
+                inputs,
+                Tensor._wrap(seed),
+                retain_graph=True,
+                create_graph=create_graph,
+                allow_unused=True,
+                is_grads_batched=True,
             )
+            return [_densified(r) for r in rows]
         except BatchingUnsupported as exc:
             _warn_fallback(fn_name, exc.op, "cotangents", m)
     passes = [
@@ -325,8 +336,14 @@ def _forward_columns(
     eye = _identity(n, x.dtype)
     if vectorize and n > 1:
         try:
-            only_j[j] = Tensor._wrap(eye.reshape((n, *x.shape)))
-            return _forward_pass(call, primals, only_j, batched=True)
+            seed = (
+                eye.reshape((n, *x.shape))
+                if create_graph
+                else OneHotBatch.identity(tuple(x.shape), x.dtype)
+            )
+            only_j[j] = Tensor._wrap(seed)
+            outs, cols = _forward_pass(call, primals, only_j, batched=True)
+            return outs, [_densified(c) for c in cols]
         except BatchingUnsupported as exc:
             _warn_fallback(fn_name, exc.op, "tangents", n)
     passes = []
