@@ -25,13 +25,24 @@ def test_operations_match_the_dense_array(core):
     S, SD = X @ M, D @ M
     s = rng.standard_normal(5)
     pairs = {
-        "scale": (X * Y, D * Y), "scale left": (Y * X, Y * D), "divide": (X / (Y + 3), D / (Y + 3)),
-        "negate": (-X, -D), "add": (X + X, D + D), "scalar": (X * 2.5, D * 2.5),
-        "reduce": (np.sum(X, axis=(-1,)), D.sum(-1)), "with dense": (X + D, 2 * D),
-        "function": (np.tanh(X), np.tanh(D)), "matmul": (S, SD), "rmatmul": (P @ X, P @ D),
-        "scaled columns": (S * s, SD * s), "scaled left": (s * S, s * SD),
-        "scaled divide": (S / (s + 3), SD / (s + 3)), "scaled negate": (-S, -SD),
-        "scaled dense": (S * SD, SD * SD), "index": (X[1], D[1]), "reshape": (X.reshape(-1), D.ravel()),
+        "scale": (X * Y, D * Y),
+        "scale left": (Y * X, Y * D),
+        "divide": (X / (Y + 3), D / (Y + 3)),
+        "negate": (-X, -D),
+        "add": (X + X, D + D),
+        "scalar": (X * 2.5, D * 2.5),
+        "reduce": (np.sum(X, axis=(-1,)), D.sum(-1)),
+        "with dense": (X + D, 2 * D),
+        "function": (np.tanh(X), np.tanh(D)),
+        "matmul": (S, SD),
+        "rmatmul": (P @ X, P @ D),
+        "scaled columns": (S * s, SD * s),
+        "scaled left": (s * S, s * SD),
+        "scaled divide": (S / (s + 3), SD / (s + 3)),
+        "scaled negate": (-S, -SD),
+        "scaled dense": (S * SD, SD * SD),
+        "index": (X[1], D[1]),
+        "reshape": (X.reshape(-1), D.ravel()),
     }
     for name, (got, expected) in pairs.items():
         got = np.asarray(got)
