@@ -432,22 +432,7 @@ def vjp(
         xs = tuple(_prepare_input(x, create_graph, True) for x in xs)
         outs = call(*xs)
         vs = _vector(v, outs, "vjp", "outputs")
-        live = [(o, g) for o, g in zip(outs, vs, strict=True) if o.requires_grad]
-        grads: Sequence[Tensor | None] = (None,) * len(xs)
-        if live:
-            grads = _autograd_grad(
-                [o for o, _ in live],
-                list(xs),
-                [g for _, g in live],
-                create_graph=create_graph,
-                allow_unused=True,
-            )
-    res = []
-    for i, (x, g) in enumerate(zip(xs, grads, strict=True)):
-        if g is None:
-            _check_independent(strict, "vjp", i)
-            g = _zeros(tuple(x.shape), x.dtype)
-        res.append(_detach(g, create_graph))
+        res = _pullback(outs, xs, vs, create_graph, strict, "vjp", "output")
     outs = tuple(_detach(o, create_graph) for o in outs)
     return _tuple_postprocess(outs, call.is_tuple), _tuple_postprocess(tuple(res), is_in_tuple)
 
@@ -518,6 +503,35 @@ def jacobian(
     return _tuple_postprocess(tuple(result), (call.is_tuple, is_in_tuple))
 
 
+def _pullback(
+    ys: Sequence[Tensor],
+    xs: Sequence[Tensor],
+    vs: Sequence[Tensor],
+    create_graph: bool,
+    strict: bool,
+    fn_name: str,
+    what: str,
+) -> list[Tensor]:
+    """``sum_i v_i^T d y_i / d x_j`` for every ``x_j`` (zeros where independent)."""
+    live = [(y, v) for y, v in zip(ys, vs, strict=True) if y.requires_grad]
+    grads: Sequence[Tensor | None] = (None,) * len(xs)
+    if live:
+        grads = _autograd_grad(
+            [y for y, _ in live],
+            list(xs),
+            [v for _, v in live],
+            create_graph=create_graph,
+            allow_unused=True,
+        )
+    res = []
+    for i, (x, g) in enumerate(zip(xs, grads, strict=True)):
+        if g is None:
+            _check_independent(strict, fn_name, i, what)
+            g = _zeros(tuple(x.shape), x.dtype)
+        res.append(_detach(g, create_graph))
+    return res
+
+
 def _gradient(out: Tensor, xs: Sequence[Tensor], strict: bool, fn_name: str) -> list[Tensor]:
     """``grad f`` with ``create_graph=True`` (zeros, not None, for unused inputs)."""
     grads: Sequence[Tensor | None] = (None,) * len(xs)
@@ -576,22 +590,7 @@ def vhp(
         xs = tuple(_prepare_input(x, create_graph, True) for x in xs)
         out = _scalar_output(func, "vhp")(*xs)
         grads = _gradient(out, xs, strict, "vhp")
-        live = [(g, w) for g, w in zip(grads, vs, strict=True) if g.requires_grad]
-        second: Sequence[Tensor | None] = (None,) * len(xs)
-        if live:
-            second = _autograd_grad(
-                [g for g, _ in live],
-                list(xs),
-                [w for _, w in live],
-                create_graph=create_graph,
-                allow_unused=True,
-            )
-    res = []
-    for i, (x, s) in enumerate(zip(xs, second, strict=True)):
-        if s is None:
-            _check_independent(strict, "vhp", i, "gradient")
-            s = _zeros(tuple(x.shape), x.dtype)
-        res.append(_detach(s, create_graph))
+        res = _pullback(grads, xs, vs, create_graph, strict, "vhp", "gradient")
     return _detach(out, create_graph), _tuple_postprocess(tuple(res), is_in_tuple)
 
 
