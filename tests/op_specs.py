@@ -62,6 +62,7 @@ class Sample:
 
 
 S = Sample
+_REM_Y = positive(4)
 SPECS: dict[str, list[Sample]] = {
     # arithmetic, with broadcasting both ways and Python scalars
     "add": [
@@ -95,6 +96,36 @@ SPECS: dict[str, list[Sample]] = {
     "tanh": [S(mg.tanh, [randn(2, 3)])],
     "sigmoid": [S(mg.sigmoid, [randn(2, 3)])],
     "relu": [S(mg.relu, [distinct(2, 3)])],
+    # the Array API's elementwise functions
+    "asin": [S(mg.asin, [rng.uniform(-0.8, 0.8, (2, 3))])],
+    "acos": [S(mg.acos, [rng.uniform(-0.8, 0.8, (3,))])],
+    "atan": [S(mg.atan, [randn(2, 3)])],
+    "atan2": [
+        S(mg.atan2, [randn(3, 4), positive(4)]),
+        S(lambda a: mg.atan2(a, -1.5), [distinct(3)], note="second quadrant, scalar x"),
+    ],
+    "sinh": [S(mg.sinh, [randn(2, 3)])],
+    "cosh": [S(mg.cosh, [randn(3)])],
+    "asinh": [S(mg.asinh, [randn(2, 3)])],
+    "acosh": [S(mg.acosh, [rng.uniform(1.5, 3.0, (3,))])],
+    "atanh": [S(mg.atanh, [rng.uniform(-0.8, 0.8, (2, 2))])],
+    "log2": [S(mg.log2, [positive(3)])],
+    "log10": [S(mg.log10, [positive(2, 2)])],
+    "square": [S(mg.square, [randn(2, 3)])],
+    "hypot": [
+        S(mg.hypot, [randn(3, 4), randn(4)]),
+        S(lambda a: mg.hypot(a, 2.0), [randn(3)]),
+    ],
+    "logaddexp": [S(mg.logaddexp, [randn(3, 4), randn(4)])],
+    "remainder": [
+        S(
+            mg.remainder,
+            [_REM_Y * (np.array([-2.0, -1.0, 0.0, 3.0]) + rng.uniform(0.2, 0.8, (3, 4))), _REM_Y],
+            note="quotients 0.2-0.8 away from an integer: no jump within eps",
+        ),
+        S(lambda a: a % -1.5, [-1.5 * (np.arange(4.0) - 1 + rng.uniform(0.2, 0.8, 4))]),
+    ],
+    "copysign": [S(mg.copysign, [distinct(2, 3), distinct(3) + 0.01])],
     "maximum": [S(mg.maximum, [distinct(3, 4), distinct(4) + 0.01])],
     "minimum": [S(mg.minimum, [distinct(3, 4), distinct(4) + 0.01])],
     "where": [
@@ -140,6 +171,15 @@ SPECS: dict[str, list[Sample]] = {
         S(lambda a: mg.max(a, 1, keepdim=True).values, [distinct(2, 3)]),
     ],
     "amin": [S(lambda a: a.amin(-1), [distinct(3, 4)]), S(lambda a: mg.min(a), [distinct(5)])],
+    "cumsum": [S(lambda a: mg.cumsum(a, 1), [randn(2, 3)]), S(lambda a: a.cumsum(0), [randn(4)])],
+    "cumprod": [
+        S(lambda a: mg.cumprod(a, -1), [randn(2, 4)]),
+        S(
+            lambda a: mg.cumprod(a, 0),
+            [np.array([[0.5, 0.0], [0.0, 2.0], [1.5, 3.0], [2.0, 0.0]])],
+            note="zeros (two in a column): the exact product table",
+        ),
+    ],
     # shapes
     "reshape": [
         S(lambda a: a.reshape(6, 2), [randn(3, 4)]),
@@ -168,6 +208,27 @@ SPECS: dict[str, list[Sample]] = {
         S(lambda a: a[np.array([0, 2, 0])], [randn(3, 2)], note="repeated integer index"),
         S(lambda a: a[a > 0], [distinct(3, 3)], note="boolean mask"),
         S(lambda a: a[[1, 0], [0, 2]], [randn(2, 3)]),
+    ],
+    "take_along_axis": [
+        S(
+            lambda a: mg.take_along_axis(a, np.array([[0, 2, 0], [1, 1, 2]]), -1),
+            [randn(2, 3)],
+            note="repeated indices",
+        ),
+        S(lambda a: mg.take_along_axis(a, np.array([[2], [0]]), 0), [randn(3, 4)]),
+        S(
+            lambda a: mg.take_along_axis(a, np.array([[2, 0, 1, 1], [0, 0, 1, 2]]), 0),
+            [randn(3, 1)],
+            note="the input broadcasts against the indices",
+        ),
+        S(lambda a: mg.array_api.sort(a, axis=0, descending=True), [distinct(3, 2)]),
+        S(lambda a: mg.array_api.take(a, mg.array_api.asarray([2, 0, 2]), axis=1), [randn(2, 3)]),
+    ],
+    "zeros_scatter_along": [
+        S(
+            lambda a: mg._ops.zeros_scatter_along(a, np.array([[0, 2, 0], [1, 1, 3]]), -1, (2, 4)),
+            [randn(2, 3)],
+        )
     ],
     "zeros_scatter": [
         S(lambda a: mg._ops.zeros_scatter(a, (4, 3), np.array([0, 2, 0])), [randn(3, 3)])

@@ -53,7 +53,17 @@ log = np.log
 log1p = np.log1p
 
 
-expm1 = np.expm1
+def expm1(self: Array) -> Array:
+    """exp(x) - 1, accurate near 0. Complex infinities, NaNs and zeros take exp(x) - 1 (exact
+    there), which gives the Array API's special values where NumPy's expm1 gives NaN (+inf + 0j)
+    or -0 (-0 + 0j)."""
+    out = np.expm1(self)
+    if getattr(out, "dtype", None) is not None and out.dtype.kind == "c":
+        bad = ~np.isfinite(self) | (self == 0)
+        if _backend.backend_of(bad) != "numpy" or np.any(bad):
+            with np.errstate(invalid="ignore", over="ignore"):
+                out = np.where(bad, np.exp(self) - 1, out)
+    return out
 
 
 sqrt = np.sqrt
@@ -75,6 +85,67 @@ tan = np.tan
 
 
 tanh = np.tanh
+
+
+# the Array API's elementwise functions (NumPy's ufuncs)
+asin = np.arcsin
+
+
+acos = np.arccos
+
+
+atan = np.arctan
+
+
+atan2 = np.arctan2
+
+
+sinh = np.sinh
+
+
+cosh = np.cosh
+
+
+asinh = np.arcsinh
+
+
+acosh = np.arccosh
+
+
+atanh = np.arctanh
+
+
+log2 = np.log2
+
+
+log10 = np.log10
+
+
+hypot = np.hypot
+
+
+logaddexp = np.logaddexp
+
+
+square = np.square
+
+
+copysign = np.copysign
+
+
+remainder = np.remainder
+
+
+def floor_divide(self: Array, other: Array) -> Array:
+    """floor(self / other), NumPy's ``floor_divide`` with the Array API's special cases where
+    an operand is infinite (NumPy gives NaN for inf // 2 and -1 for -1 // inf; the standard
+    wants +-inf and -0, i.e. the quotient itself)."""
+    if np.result_type(self, other).kind == "f":
+        infinite = np.isinf(self) | np.isinf(other)
+        if _backend.backend_of(infinite) != "numpy" or np.any(infinite):
+            with np.errstate(invalid="ignore", divide="ignore"):
+                return np.where(infinite, np.true_divide(self, other), np.floor_divide(self, other))
+    return np.floor_divide(self, other)
 
 
 def sigmoid(self: Array) -> Array:
@@ -147,6 +218,21 @@ def mean(self: Array, dim: tuple[int, ...] | None = None, keepdim: bool = False)
 
 def prod(self: Array, dim: int | None = None, keepdim: bool = False) -> Array:
     return np.prod(self, axis=dim, keepdims=keepdim)
+
+
+def cumsum(self: Array, dim: int) -> Array:
+    return np.cumsum(self, axis=dim)
+
+
+def cumprod(self: Array, dim: int) -> Array:
+    return np.cumprod(self, axis=dim)
+
+
+def has_zero(self: Array) -> bool:
+    """Whether ``self`` holds a zero (True for lazy arrays: not known without computing)."""
+    if _backend.backend_of(self) != "numpy":
+        return True
+    return not np.all(self)
 
 
 def amax(self: Array, dim: tuple[int, ...] | None = None, keepdim: bool = False) -> Array:
@@ -223,6 +309,43 @@ def zeros_scatter(self: Array, shape: tuple[int, ...], index: Any) -> Array:
     if any(isinstance(i, np.ndarray | list) or _backend.is_array(i) for i in full_index):
         raise _backend.unsupported("the gradient of advanced indexing", self, "no scatter-add")
     out[full_index] = self  # basic indices select each element once: assignment is the adjoint
+    return out
+
+
+def _leading_ones(indices: Array, ndim: int) -> Array:
+    """``indices`` with size-1 axes in front up to ``ndim`` axes (extra leading batch axes of
+    a tangent or cotangent broadcast against them)."""
+    extra = ndim - indices.ndim
+    return indices.reshape((1,) * extra + indices.shape) if extra > 0 else indices
+
+
+def take_along_axis(self: Array, indices: Array, dim: int) -> Array:
+    """``out[..., j, ...] = self[..., indices[..., j, ...], ...]`` along ``dim`` (the other axes
+    of ``indices`` broadcast against those of ``self``)."""
+    if _backend.backend_of(self) != "numpy":
+        raise _backend.unsupported("take_along_axis (a gather)", self)
+    return np.take_along_axis(np.asarray(self), _leading_ones(indices, self.ndim), axis=dim)
+
+
+def zeros_scatter_along(self: Array, indices: Array, dim: int, shape: tuple[int, ...]) -> Array:
+    """zeros(shape) with ``self`` added at ``indices`` along ``dim`` (repeated indices
+    accumulate; axes where ``shape`` has size 1 and ``self`` does not are summed): the adjoint
+    of :func:`take_along_axis`."""
+    if _backend.backend_of(self) != "numpy":
+        raise _backend.unsupported("zeros_scatter_along (a scatter-add)", self)
+    nd = self.ndim
+    lead = nd - len(shape)
+    out_shape = self.shape[:lead] + tuple(shape)
+    out = np.zeros(out_shape, dtype=self.dtype)
+    index: list[Array] = []
+    for a in range(nd):
+        if a == nd + dim:
+            index.append(_leading_ones(indices, nd))
+            continue
+        n = self.shape[a]
+        positions = np.arange(n) if out_shape[a] == n else np.zeros(n, dtype=np.intp)
+        index.append(positions.reshape((1,) * a + (n,) + (1,) * (nd - a - 1)))
+    np.add.at(out, tuple(index), np.asarray(self))
     return out
 
 

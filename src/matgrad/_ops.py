@@ -149,6 +149,73 @@ def relu(input: Tensor) -> Tensor:
     return OPS["relu"](input)
 
 
+def asin(input: Tensor) -> Tensor:
+    return OPS["asin"](input)
+
+
+def acos(input: Tensor) -> Tensor:
+    return OPS["acos"](input)
+
+
+def atan(input: Tensor) -> Tensor:
+    return OPS["atan"](input)
+
+
+def atan2(input: Any, other: Any) -> Tensor:
+    """The angle of the point (other, input): atan2(y, x), elementwise with broadcasting."""
+    return OPS["atan2"](input, other)
+
+
+def sinh(input: Tensor) -> Tensor:
+    return OPS["sinh"](input)
+
+
+def cosh(input: Tensor) -> Tensor:
+    return OPS["cosh"](input)
+
+
+def asinh(input: Tensor) -> Tensor:
+    return OPS["asinh"](input)
+
+
+def acosh(input: Tensor) -> Tensor:
+    return OPS["acosh"](input)
+
+
+def atanh(input: Tensor) -> Tensor:
+    return OPS["atanh"](input)
+
+
+def log2(input: Tensor) -> Tensor:
+    return OPS["log2"](input)
+
+
+def log10(input: Tensor) -> Tensor:
+    return OPS["log10"](input)
+
+
+def square(input: Tensor) -> Tensor:
+    return OPS["square"](input)
+
+
+def hypot(input: Any, other: Any) -> Tensor:
+    return OPS["hypot"](input, other)
+
+
+def logaddexp(input: Any, other: Any) -> Tensor:
+    """log(exp(input) + exp(other)), computed without overflow."""
+    return OPS["logaddexp"](input, other)
+
+
+def remainder(input: Any, other: Any) -> Tensor:
+    """input - other * floor(input / other) (the sign of ``other``, as Python's ``%``)."""
+    return OPS["remainder"](input, other)
+
+
+def copysign(input: Any, other: Any) -> Tensor:
+    return OPS["copysign"](input, other)
+
+
 def maximum(input: Any, other: Any) -> Tensor:
     return OPS["maximum"](input, other)
 
@@ -216,6 +283,41 @@ def eq(input: Any, other: Any) -> Tensor:
 
 def ne(input: Any, other: Any) -> Tensor:
     return _nograd(np.not_equal, input, other)
+
+
+def floor_divide(input: Any, other: Any) -> Tensor:
+    """floor(input / other); piecewise constant, so no gradient is recorded."""
+    return _nograd(_af.floor_divide, input, other)
+
+
+def has_zero(input: Any) -> bool:
+    return _af.has_zero(_raw(input))
+
+
+def bitwise_and(input: Any, other: Any) -> Tensor:
+    """Bitwise AND of integers; logical AND of booleans (``&``)."""
+    return _nograd(np.bitwise_and, input, other)
+
+
+def bitwise_or(input: Any, other: Any) -> Tensor:
+    return _nograd(np.bitwise_or, input, other)
+
+
+def bitwise_xor(input: Any, other: Any) -> Tensor:
+    return _nograd(np.bitwise_xor, input, other)
+
+
+def bitwise_invert(input: Any) -> Tensor:
+    """Bitwise NOT of integers; logical NOT of booleans (``~``)."""
+    return _nograd(np.invert, input)
+
+
+def bitwise_left_shift(input: Any, other: Any) -> Tensor:
+    return _nograd(np.left_shift, input, other)
+
+
+def bitwise_right_shift(input: Any, other: Any) -> Tensor:
+    return _nograd(np.right_shift, input, other)
 
 
 def logical_and(input: Any, other: Any) -> Tensor:
@@ -365,10 +467,15 @@ def log_softmax(input: Tensor, dim: int = -1) -> Tensor:
 
 
 def cumsum(input: Tensor, dim: int) -> Tensor:
-    """Cumulative sum, as a product with a triangular matrix of ones (differentiable)."""
-    n = input.shape[dim]
-    ones = Tensor._wrap(np.triu(np.ones((n, n), dtype=input.dtype)))
-    return transpose(matmul(transpose(input, dim, -1), ones), dim, -1)
+    """Cumulative sum along ``dim`` (its gradient is the reversed cumulative sum)."""
+    input = _tensor(input)
+    return OPS["cumsum"](input, dim=_norm_dim("cumsum", dim, input.ndim))
+
+
+def cumprod(input: Tensor, dim: int) -> Tensor:
+    """Cumulative product along ``dim``; gradients are exact with zeros."""
+    input = _tensor(input)
+    return OPS["cumprod"](input, dim=_norm_dim("cumprod", dim, input.ndim))
 
 
 # -- shape primitives --------------------------------------------------------------------------
@@ -507,6 +614,38 @@ def raw_index(index: Any) -> Any:
 def getitem(input: Tensor, index: Any) -> Tensor:
     """``input[index]``: basic slicing, integer and boolean array indexing (NumPy rules)."""
     return OPS["getitem"](input, index=raw_index(index))
+
+
+def _index_array(op: str, indices: Any) -> Any:
+    arr = indices._data if isinstance(indices, Tensor) else np.asarray(indices)
+    if arr.dtype.kind not in "iu":
+        raise IndexError(f"{op}: indices must be integers, got dtype {arr.dtype}")
+    return arr
+
+
+def take_along_axis(input: Tensor, indices: Any, dim: int = -1) -> Tensor:
+    """``out[..., j, ...] = input[..., indices[..., j, ...], ...]`` along ``dim`` (NumPy's
+    ``take_along_axis``; PyTorch's ``take_along_dim`` with a dim); the gradient scatter-adds."""
+    input = _tensor(input)
+    idx = _index_array("take_along_axis", indices)
+    if idx.ndim > input.ndim:  # fewer: leading (batch) axes of the input broadcast
+        raise ValueError(
+            f"take_along_axis: indices must have as many dimensions as the input "
+            f"({input.ndim}), got shape {tuple(idx.shape)}"
+        )
+    d = _norm_dim("take_along_axis", dim, input.ndim)
+    return OPS["take_along_axis"](input, indices=idx, dim=d)
+
+
+def zeros_scatter_along(input: Tensor, indices: Any, dim: int, shape: Sequence[int]) -> Tensor:
+    """zeros(shape) with ``input`` added at ``indices`` along ``dim`` (the adjoint of
+    ``take_along_axis``)."""
+    return OPS["zeros_scatter_along"](
+        _tensor(input),
+        indices=_index_array("zeros_scatter_along", indices),
+        dim=dim,
+        shape=tuple(shape),
+    )
 
 
 def index_put(input: Tensor, values: Any, index: Any) -> Tensor:

@@ -58,6 +58,13 @@ def clamp_mask(F: Any, self: T, min: Any, max: Any) -> T:  # noqa: A002
     return inside
 
 
+def safe_quotient(F: Any, a: T, b: T) -> T:
+    """a / b, taken as 0 where b == 0 (hypot's gradient x / hypot(x, y) at the origin: the
+    subgradient 0)."""
+    zero = b == 0
+    return F.where(zero, 0.0, a / F.where(zero, 1.0, b))
+
+
 # -- reductions --------------------------------------------------------------------------------
 def expand_reduced(
     F: Any, grad: T, shape: tuple[int, ...], dim: tuple[int, ...], keepdim: bool
@@ -95,6 +102,43 @@ def amax_backward(F: Any, grad: T, self: T, result: T, dim: tuple[int, ...], kee
 def amax_jvp(F: Any, self_t: T, self: T, result: T, dim: tuple[int, ...], keepdim: bool) -> T:
     mask = F.to_dtype(self == expand_reduced(F, result, self.shape, dim, keepdim), self.dtype)
     return F.sum(self_t * mask, dim, keepdim) / F.sum(mask, dim, keepdim)
+
+
+def reverse_cumsum(F: Any, x: T, dim: int) -> T:
+    """sum_{k >= i} x_k along ``dim``: the adjoint of the cumulative sum."""
+    return F.flip(F.cumsum(F.flip(x, (dim,)), dim), (dim,))
+
+
+def _cumprod_others(F: Any, self: T, dim: int) -> tuple[T, T]:
+    """For x = self moved so that ``dim`` is last: C[..., i, k] = prod_{j <= k, j != i} x_j
+    (the k-th partial product without the i-th factor, no division) and the mask k >= i.
+    O(n^2) per slice; exact with zeros, and to every order (it is a polynomial)."""
+    x = F.transpose(self, dim, -1)
+    eye = F.eye_like(x, x.shape[-1])
+    others = F.cumprod(F.where(eye > 0, 1.0, F.unsqueeze(x, -2)), -1)
+    return others, F.cumsum(eye, -1) > 0
+
+
+def cumprod_backward(F: Any, grad: T, self: T, result: T, dim: int) -> T:
+    """d result_k / d x_i = prod_{j <= k, j != i} x_j for i <= k, so
+    xbar_i = sum_{k >= i} grad_k prod_{j <= k, j != i} x_j. Without zeros this is
+    reverse_cumsum(grad * result)_i / x_i, O(n) (PyTorch's fast path); with a zero the
+    quotient is undefined and the O(n^2) product table of ``_cumprod_others`` is used."""
+    if not F.has_zero(self):
+        return reverse_cumsum(F, grad * result, dim) / self
+    others, upper = _cumprod_others(F, self, dim)
+    g = F.unsqueeze(F.transpose(grad, dim, -1), -2)  # (..., 1, n): grad_k
+    return F.transpose(F.sum(F.where(upper, others * g, 0.0), -1, False), dim, -1)
+
+
+def cumprod_jvp(F: Any, self_t: T, self: T, result: T, dim: int) -> T:
+    """d result_k = sum_{i <= k} prod_{j <= k, j != i} x_j dx_i: result * cumsum(dx / x)
+    without zeros, else the product table."""
+    if not F.has_zero(self):
+        return result * F.cumsum(self_t / self, dim)
+    others, upper = _cumprod_others(F, self, dim)
+    t = F.unsqueeze(F.transpose(self_t, dim, -1), -1)  # (..., n, 1): dx_i
+    return F.transpose(F.sum(F.where(upper, others * t, 0.0), -2, False), dim, -1)
 
 
 # -- shapes ------------------------------------------------------------------------------------

@@ -223,11 +223,63 @@ class Tensor:
         dev = getattr(self._data, "device", "cpu")
         return "cpu" if self.backend in ("numpy", "dask") else str(dev)
 
+    def to_device(self, device: Any, /, *, stream: Any = None) -> Tensor:
+        """The Array API's move: ``'cpu'`` (NumPy; the data of a CPU tensor stays where it
+        is), a CUDA device (CuPy: ``'cuda'`` or a CuPy tensor's ``device``), or a library
+        name as for :meth:`to`."""
+        if device is None or device == self.device:
+            return self
+        if isinstance(device, str) and device in (*_backend.BACKENDS, "cpu"):
+            return self.to(device)
+        if "cuda" in str(device).lower() or type(device).__module__.startswith("cupy"):
+            return self.to("cupy")
+        raise ValueError(f"to_device: unknown device {device!r} (expected 'cpu' or a GPU)")
+
+    def __array_namespace__(self, /, *, api_version: str | None = None) -> Any:
+        """The Array API standard namespace for matgrad tensors: :mod:`matgrad.array_api`."""
+        from . import array_api
+
+        if api_version is not None and api_version not in array_api.SUPPORTED_VERSIONS:
+            raise ValueError(
+                f"matgrad.array_api implements the Array API versions "
+                f"{', '.join(array_api.SUPPORTED_VERSIONS)}, not {api_version!r}"
+            )
+        return array_api
+
+    def __dlpack__(
+        self,
+        /,
+        *,
+        stream: Any = None,
+        max_version: tuple[int, int] | None = None,
+        dl_device: Any = None,
+        copy: bool | None = None,
+    ) -> Any:
+        """The data as a DLPack capsule (no graph: the consumer gets the values)."""
+        kwargs: dict[str, Any] = {"stream": stream}
+        if max_version is not None:
+            kwargs["max_version"] = max_version
+        if dl_device is not None:
+            kwargs["dl_device"] = dl_device
+        if copy is not None:
+            kwargs["copy"] = copy
+        return self._data.__dlpack__(**kwargs)
+
+    def __dlpack_device__(self, /) -> tuple[Any, int]:
+        return self._data.__dlpack_device__()
+
     def dim(self) -> int:
         return self._data.ndim
 
-    def size(self, dim: int | None = None) -> Any:
-        return Size(self._data.shape) if dim is None else self._data.shape[dim]
+    @property
+    def size(self) -> SizeInt | None:
+        """The number of elements: an int (the Array API's attribute) that is also callable
+        as PyTorch's method, ``x.size()`` -> the shape, ``x.size(dim)`` -> one dimension.
+        None where a lazy (Dask) array does not know its shape yet."""
+        shape = self._data.shape
+        if not isinstance(self._data, np.ndarray) and any(s != s or s is None for s in shape):
+            return None
+        return SizeInt(shape)
 
     def numel(self) -> int:
         return int(self._data.size)
@@ -292,6 +344,9 @@ class Tensor:
 
     def __float__(self) -> float:
         return float(self.item())
+
+    def __complex__(self) -> complex:
+        return complex(self.item())
 
     def __int__(self) -> int:
         return int(self.item())
@@ -407,6 +462,18 @@ class Tensor:
     def __rpow__(self, base: Any) -> Tensor:
         return _ops.pow(base, self)
 
+    def __floordiv__(self, other: Any) -> Tensor:
+        return _ops.floor_divide(self, other)
+
+    def __rfloordiv__(self, other: Any) -> Tensor:
+        return _ops.floor_divide(other, self)
+
+    def __mod__(self, other: Any) -> Tensor:
+        return _ops.remainder(self, other)
+
+    def __rmod__(self, other: Any) -> Tensor:
+        return _ops.remainder(other, self)
+
     def __matmul__(self, other: Any) -> Tensor:
         return _ops.matmul(self, other)
 
@@ -440,20 +507,56 @@ class Tensor:
     def __ne__(self, other: Any) -> Tensor:  # type: ignore[override]
         return _ops.ne(self, other)
 
+    # bitwise for integers, logical for booleans (NumPy's and the Array API's semantics)
     def __and__(self, other: Any) -> Tensor:
-        return _ops.logical_and(self, other)
+        return _ops.bitwise_and(self, other)
+
+    def __rand__(self, other: Any) -> Tensor:
+        return _ops.bitwise_and(other, self)
 
     def __or__(self, other: Any) -> Tensor:
-        return _ops.logical_or(self, other)
+        return _ops.bitwise_or(self, other)
+
+    def __ror__(self, other: Any) -> Tensor:
+        return _ops.bitwise_or(other, self)
+
+    def __xor__(self, other: Any) -> Tensor:
+        return _ops.bitwise_xor(self, other)
+
+    def __rxor__(self, other: Any) -> Tensor:
+        return _ops.bitwise_xor(other, self)
 
     def __invert__(self) -> Tensor:
-        return _ops.logical_not(self)
+        return _ops.bitwise_invert(self)
+
+    def __lshift__(self, other: Any) -> Tensor:
+        return _ops.bitwise_left_shift(self, other)
+
+    def __rlshift__(self, other: Any) -> Tensor:
+        return _ops.bitwise_left_shift(other, self)
+
+    def __rshift__(self, other: Any) -> Tensor:
+        return _ops.bitwise_right_shift(self, other)
+
+    def __rrshift__(self, other: Any) -> Tensor:
+        return _ops.bitwise_right_shift(other, self)
 
     def __getitem__(self, index: Any) -> Tensor:
         return _ops.getitem(self, index)
 
     def __setitem__(self, index: Any, value: Any) -> None:
         raw = _ops.raw_index(index)
+        if not (
+            self._requires_grad
+            or self._fw_grad is not None
+            or (isinstance(value, Tensor) and (value._requires_grad or value._fw_grad is not None))
+        ):  # nothing to differentiate: write into the memory directly
+            data = self._data
+            if isinstance(data, np.ndarray) and not data.flags.writeable:
+                data = self._data = np.array(data)  # a broadcast view: own the memory first
+            data[raw] = value._data if isinstance(value, Tensor) else value
+            bump_version(self)
+            return
         self._inplace("__setitem__", lambda old: _ops.index_put(old, value, raw))
 
     # -- in-place ops --------------------------------------------------------------------------
@@ -482,7 +585,7 @@ class Tensor:
                 f"into a tensor of shape {tuple(self._data.shape)}"
             )
         if not np.can_cast(data.dtype, self._data.dtype, casting="same_kind"):
-            raise RuntimeError(
+            raise InplaceCastError(
                 f"{name}: result type {data.dtype} can't be cast to the tensor's dtype "
                 f"{self._data.dtype} in place"
             )
@@ -552,6 +655,33 @@ class Tensor:
 
     def __itruediv__(self, other: Any) -> Tensor:
         return self.div_(other)
+
+    def __ipow__(self, other: Any) -> Tensor:
+        return self.pow_(other)
+
+    def __ifloordiv__(self, other: Any) -> Tensor:
+        return self._inplace("__ifloordiv__", lambda s: _ops.floor_divide(s, other))
+
+    def __imod__(self, other: Any) -> Tensor:
+        return self._inplace("__imod__", lambda s: _ops.remainder(s, other))
+
+    def __imatmul__(self, other: Any) -> Tensor:
+        return self._inplace("__imatmul__", lambda s: _ops.matmul(s, other))
+
+    def __iand__(self, other: Any) -> Tensor:
+        return self._inplace("__iand__", lambda s: _ops.bitwise_and(s, other))
+
+    def __ior__(self, other: Any) -> Tensor:
+        return self._inplace("__ior__", lambda s: _ops.bitwise_or(s, other))
+
+    def __ixor__(self, other: Any) -> Tensor:
+        return self._inplace("__ixor__", lambda s: _ops.bitwise_xor(s, other))
+
+    def __ilshift__(self, other: Any) -> Tensor:
+        return self._inplace("__ilshift__", lambda s: _ops.bitwise_left_shift(s, other))
+
+    def __irshift__(self, other: Any) -> Tensor:
+        return self._inplace("__irshift__", lambda s: _ops.bitwise_right_shift(s, other))
 
     # -- methods forwarding to matgrad functions ---------------------------------------------
     def exp(self) -> Tensor:
@@ -672,6 +802,9 @@ class Tensor:
 
     def cumsum(self, dim: int) -> Tensor:
         return _ops.cumsum(self, dim)
+
+    def cumprod(self, dim: int) -> Tensor:
+        return _ops.cumprod(self, dim)
 
     def reshape(self, *shape: Any) -> Tensor:
         return _ops.reshape(self, *shape)
@@ -810,6 +943,31 @@ class Tensor:
     @property
     def mT(self) -> Tensor:  # noqa: N802
         return _ops.transpose(self, -2, -1)
+
+
+class InplaceCastError(RuntimeError, TypeError):
+    """An in-place operation whose result has a dtype of another kind than the tensor's
+    (``int_tensor += 0.5``): refused, as the Array API's in-place rules and PyTorch do."""
+
+
+class SizeInt(int):
+    """``tensor.size``: the number of elements, an ``int`` (the Array API's ``size``
+    attribute) that is also callable as PyTorch's ``size(dim=None)`` method."""
+
+    def __new__(cls, shape: tuple[int, ...]) -> SizeInt:
+        n = 1
+        for s in shape:
+            n *= int(s)
+        self = super().__new__(cls, n)
+        self._shape = tuple(shape)
+        return self
+
+    def __call__(self, dim: int | None = None) -> Any:
+        """The shape (a :class:`Size`), or the size of axis ``dim``."""
+        return Size(self._shape) if dim is None else self._shape[dim]
+
+    def __reduce__(self) -> tuple[Any, tuple[tuple[int, ...]]]:
+        return SizeInt, (self._shape,)
 
 
 class Size(tuple):
