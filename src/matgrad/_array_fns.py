@@ -301,14 +301,18 @@ def zeros_scatter(self: Array, shape: tuple[int, ...], index: Any) -> Array:
     """zeros(shape) with ``self`` added at ``index`` (repeated indices accumulate)."""
     lead = self.ndim - _index_result_ndim(shape, index)
     full_index = (slice(None),) * lead + _as_tuple(index)
+    advanced = any(isinstance(i, np.ndarray | list) or _backend.is_array(i) for i in full_index)
     if _backend.backend_of(self) == "numpy":
         out = np.zeros(self.shape[:lead] + tuple(shape), dtype=self.dtype)
-        np.add.at(out, full_index, np.asarray(self))
+        if advanced:  # indices may repeat: accumulate (np.add.at is slow, so only here)
+            np.add.at(out, full_index, np.asarray(self))
+        else:  # basic indices select each element once: assignment is the adjoint
+            out[full_index] = self
         return out
-    out = np.zeros_like(self, shape=self.shape[:lead] + tuple(shape))
-    if any(isinstance(i, np.ndarray | list) or _backend.is_array(i) for i in full_index):
+    if advanced:
         raise _backend.unsupported("the gradient of advanced indexing", self, "no scatter-add")
-    out[full_index] = self  # basic indices select each element once: assignment is the adjoint
+    out = np.zeros_like(self, shape=self.shape[:lead] + tuple(shape))
+    out[full_index] = self
     return out
 
 
