@@ -657,7 +657,12 @@ def _ill_conditioned(A: Array, inv: Array, ok: Array) -> Array:
 
 def linalg_inv(A: Array) -> Array:
     """A^-1. One matrix: getrf + getri (4n^3/3 flops after the LU, against 2n^3 for a solve
-    with the identity, as numpy.linalg.inv does); batches: numpy.linalg.inv."""
+    with the identity, as numpy.linalg.inv does); batches: numpy.linalg.inv. A 2-D Dask
+    array: Dask's own (blocked LU) inverse, lazily."""
+    if _is_dask_matrix(A):
+        import dask.array as da
+
+        return da.linalg.inv(A)
     _numpy_only("linalg.inv", A)
     if A.ndim == 2 and A.shape[0] > 16 and A.dtype.char in "fd":
         LU, piv, info = _lu_t(A)
@@ -797,6 +802,10 @@ def linalg_solve_triangular(A: Array, B: Array, upper: bool, unitriangular: bool
 
 
 def linalg_cholesky(A: Array) -> Array:
+    if _is_dask_matrix(A) and A.chunks[0] == A.chunks[1]:  # Dask's blocked Cholesky
+        import dask.array as da
+
+        return da.linalg.cholesky(A, lower=True)
     _numpy_only("linalg.cholesky", A)
     try:
         return np.linalg.cholesky(A)
