@@ -24,34 +24,54 @@ def _chunked(x: np.ndarray):
     return da.from_array(x, chunks=chunks)
 
 
+def _cupy():
+    """CuPy with a usable GPU, or a skip that says why not."""
+    cupy = pytest.importorskip("cupy", reason="CuPy is not installed (no GPU on this machine)")
+    try:
+        cupy.cuda.runtime.getDeviceCount()
+    except Exception as exc:  # noqa: BLE001 - any CUDA failure means no usable GPU
+        pytest.skip(f"no usable CUDA GPU: {exc}")
+    return cupy
+
+
+def _to_backend(backend: str):
+    if backend == "dask":
+        return _chunked
+    return _cupy().asarray
+
+
 def _outputs(sample, inputs):
     out = sample.fn(*inputs, *sample.nondiff)
     return [o for o in (out if isinstance(out, tuple) else (out,)) if o.dtype.kind == "f"]
 
 
+@pytest.mark.parametrize("backend", ["dask", "cupy"])
 @pytest.mark.parametrize("op,i,sample", CASES)
-def test_table_on_dask_matches_numpy(op, i, sample):
+def test_table_on_backend_matches_numpy(op, i, sample, backend):
+    """Every sample of the rule table, forward and backward, on Dask arrays (lazy: nothing is
+    computed until asked) and on CuPy arrays (where a GPU is present), equals NumPy's."""
+    convert = _to_backend(backend)
     ref_inputs = [mg.tensor(x, requires_grad=True) for x in sample.inputs]
     ref_outs = _outputs(sample, ref_inputs)
     rng = np.random.default_rng(0)
     cotangents = [rng.standard_normal(o.shape) for o in ref_outs]
     sum(((o * c).sum() for o, c in zip(ref_outs, cotangents, strict=True)), start=0.0).backward()
 
-    inputs = [mg.asarray(_chunked(x), requires_grad=True) for x in sample.inputs]
+    inputs = [mg.asarray(convert(x), requires_grad=True) for x in sample.inputs]
     try:
         outs = _outputs(sample, inputs)
         loss = sum(
-            ((o * mg.asarray(_chunked(c))).sum() for o, c in zip(outs, cotangents, strict=True)),
+            ((o * mg.asarray(convert(c))).sum() for o, c in zip(outs, cotangents, strict=True)),
             start=0.0,
         )
         loss.backward()
     except (NotImplementedError, TypeError) as exc:
-        # ops Dask lacks must say so, naming the op or the backend
-        assert "dask" in str(exc) or op in str(exc), f"unclear error for {op} on dask: {exc}"
-        pytest.skip(f"{op} on Dask: {exc}")
+        # ops a backend lacks must say so, naming the op or the backend
+        assert backend in str(exc) or op in str(exc), f"unclear error for {op} on {backend}: {exc}"
+        pytest.skip(f"{op} on {backend}: {exc}")
     for o, r in zip(outs, ref_outs, strict=True):
-        assert o.backend == "dask", "the forward pass must stay lazy"
-        np.testing.assert_allclose(o.compute().numpy(), r.detach().numpy(), rtol=1e-10, atol=1e-12)
+        assert o.backend == backend, "the result must stay in the backend (lazy for Dask)"
+        np.testing.assert_allclose(o.detach().numpy(), r.detach().numpy(), rtol=1e-10, atol=1e-12)
     grads = mg.compute(*[x.grad for x in inputs if x.grad is not None])
     expected = [x.grad for x in ref_inputs if x.grad is not None]
     for g, r in zip(grads, expected, strict=True):
@@ -118,15 +138,27 @@ def test_distributed_local_cluster_gradient():
 
 
 def test_cupy_backend():
-    cupy = pytest.importorskip("cupy", reason="CuPy is not installed (no GPU on this machine)")
-    try:
-        cupy.cuda.runtime.getDeviceCount()
-    except Exception as exc:  # noqa: BLE001 - any CUDA failure means no usable GPU
-        pytest.skip(f"no usable CUDA GPU: {exc}")
+    cupy = _cupy()
     x = mg.asarray(cupy.arange(6.0).reshape(2, 3), requires_grad=True)
     (x * x).sum().backward()
     assert x.grad.backend == "cupy"
     np.testing.assert_allclose(x.grad.numpy(), 2 * np.arange(6.0).reshape(2, 3))
+
+
+def test_distributed_example_runs_on_a_local_cluster():
+    """examples/dask_least_squares.py, small: matgrad's gradient equals the hand-written Dask
+    one on a LocalCluster with a memory limit."""
+    pytest.importorskip("distributed")
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).parents[1] / "examples" / "dask_least_squares.py"
+    spec = importlib.util.spec_from_file_location("dask_least_squares", path)
+    example = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(example)
+    out = example.run(n_rows=40_000, n_features=8, chunk_rows=10_000, memory_limit="512MiB")
+    assert out["max_grad_difference"] < 1e-10
+    assert set(out["time"]) == {"matgrad", "dask"} and out["loss"] > 0
 
 
 def _row_chunked(x: np.ndarray):
