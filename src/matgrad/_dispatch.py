@@ -41,11 +41,34 @@ def _plan(rule: Rule) -> tuple[tuple[int, Any], ...]:
     return tuple(plan)
 
 
-def _gather_lines(rule: Rule, plan: tuple[tuple[int, Any], ...]) -> list[str]:
+class _Names:
+    """How generated code refers to an op's values: through the containers a separate
+    ``record`` function receives (``inputs[0]``), or, inlined into the op's own function, by
+    its local names (``x0``, ``d0``, ``result``, the attribute itself)."""
+
+    def __init__(self, inline: bool) -> None:
+        self.inline = inline
+
+    def input(self, i: int) -> str:
+        return f"x{i}" if self.inline else f"inputs[{i}]"
+
+    def data(self, i: int) -> str:
+        return f"d{i}" if self.inline else f"datas[{i}]"
+
+    def output(self, j: int) -> str:
+        return "result" if self.inline else f"outs[{j}]"
+
+    def attr(self, name: str) -> str:
+        return name if self.inline else f"attrs[{name!r}]"
+
+
+def _gather_lines(rule: Rule, plan: tuple[tuple[int, Any], ...], names: _Names) -> list[str]:
     """Source lines that set ``args`` (the values a rule's formulas read) and ``saved`` (the
-    tensors among them with their versions, for the in-place check) from ``inputs``,
-    ``datas``, ``outs``, ``attrs`` and ``need0, need1, ...`` (does input i need a gradient).
-    A tensor is saved only if the formula of an input that needs a gradient reads it."""
+    tensors among them with their versions, for the in-place check) from the op's inputs,
+    their data, its outputs and attributes and ``need0, need1, ...`` (does input i need a
+    gradient). A tensor is saved only if the formula of an input that needs a gradient reads
+    it."""
+    n = names
     arg_exprs, saved_lines = [], []
     for pos, (kind, key) in enumerate(plan):
         users = rule.arg_users[rule.vjp_args[pos]]
@@ -53,9 +76,9 @@ def _gather_lines(rule: Rule, plan: tuple[tuple[int, Any], ...]) -> list[str]:
         if kind == _INPUT:
             arg_exprs.append(f"a{pos}")
             saved_lines.append(
-                f"x = inputs[{key}]\n"
+                f"x = {n.input(key)}\n"
                 f"if {needed}:\n"
-                f"    a{pos} = datas[{key}]\n"
+                f"    a{pos} = {n.data(key)}\n"
                 f"    if isinstance(x, Tensor):\n"
                 f"        vc = x._version_counter\n"
                 f"        saved += ({pos}, x, 0 if vc is None else vc[0])\n"
@@ -66,31 +89,59 @@ def _gather_lines(rule: Rule, plan: tuple[tuple[int, Any], ...]) -> list[str]:
             # an output is held weakly (no cycle through its grad_fn) and recreated from its
             # data if freed; under forward AD it is held itself, since a recreated output would
             # lack the tangent that forward-over-reverse reads in a create_graph backward pass
+            out = n.output(key)
             arg_exprs.append(f"a{pos}")
             saved_lines.append(
                 f"if {needed}:\n"
-                f"    a{pos} = outs[{key}]._data\n"
-                f"    saved += ({pos}, outs[{key}] if state.forward_level "
-                f"else weakref_ref(outs[{key}]), 0)\n"
+                f"    a{pos} = {out}._data\n"
+                f"    saved += ({pos}, {out} if state.forward_level else weakref_ref({out}), 0)\n"
                 f"else:\n"
                 f"    a{pos} = None"
             )
         elif kind == _ATTR:
-            arg_exprs.append(f"attrs[{key!r}]")
+            arg_exprs.append(n.attr(key))
         elif kind == _SHAPE:
-            arg_exprs.append(f"shape_of(inputs[{key}])")
+            arg_exprs.append(f"shape_of({n.input(key)})")
         elif kind == _NDIM:
-            arg_exprs.append(f"len(shape_of(inputs[{key}]))")
+            arg_exprs.append(f"len(shape_of({n.input(key)}))")
         elif kind == _DTYPE:
-            arg_exprs.append(f"getattr(inputs[{key}], 'dtype', None)")
+            arg_exprs.append(f"getattr({n.input(key)}, 'dtype', None)")
         elif kind == _SHAPES:
-            arg_exprs.append(f"[shape_of(t) for t in inputs[{key}]]")
+            arg_exprs.append(f"[shape_of(t) for t in {n.input(key)}]")
         elif kind == _RSHAPE:
-            arg_exprs.append("outs[0]._data.shape")
+            arg_exprs.append(f"{n.output(0)}._data.shape")
         else:
-            arg_exprs.append("outs[0]._data.ndim")
+            arg_exprs.append(f"{n.output(0)}._data.ndim")
     body = ["saved = ()", *saved_lines, f"args = ({''.join(e + ', ' for e in arg_exprs)})"]
     return [part for line in body for part in line.split("\n")]
+
+
+def _record_lines(rule: Rule, plan: tuple[tuple[int, Any], ...], names: _Names) -> list[str]:
+    """Source lines that build the node of one op (its input edges, saved values) as
+    ``node``, for a row without list inputs; unrolled over the row's inputs."""
+    lines = []
+    for i in range(len(rule.inputs)):
+        lines += [
+            f"x = {names.input(i)}",
+            "if isinstance(x, Tensor):",
+            "    data = x._data",
+            "    dt = data.dtype",
+            "    if dt.kind not in 'fc':",
+            f"        e{i} = NO_EDGE",
+            "    elif x._requires_grad:",
+            "        fn = x.grad_fn",
+            f"        e{i} = ((fn, x._output_nr, data.shape, dt) if fn is not None",
+            "              else (x._accumulator(), 0, data.shape, dt))",
+            "    else:",
+            f"        e{i} = (None, 0, data.shape, dt)",
+            "else:",
+            f"    e{i} = NO_EDGE",
+        ]
+    n = len(rule.inputs)
+    edges = "(" + "".join(f"e{i}, " for i in range(n)) + ")"
+    lines += [f"need{i} = e{i}[0] is not None" for i in range(n)]
+    lines += [*_gather_lines(rule, plan, names), f"node = node_class({edges}, args, saved, None)"]
+    return lines
 
 
 def _compile(name: str, params: str, lines: list[str], rule: Rule, **names: Any) -> Any:
@@ -112,38 +163,14 @@ def _compile_gather(rule: Rule, plan: tuple[tuple[int, Any], ...]) -> Any:
     (``needs[i]``: input i needs a gradient). Generated per rule so that recording a node
     runs no interpretive loop."""
     lines = [f"need{i} = needs[{i}]" for i in range(len(rule.inputs))]
-    lines += [*_gather_lines(rule, plan), "return args, saved"]
+    lines += [*_gather_lines(rule, plan, _Names(inline=False)), "return args, saved"]
     return _compile("gather", "inputs, datas, outs, attrs, needs", lines, rule)
 
 
 def _compile_record(rule: Rule, node_class: type, plan: tuple[tuple[int, Any], ...]) -> Any:
     """Make ``record(inputs, datas, outs, attrs)`` for a row without list inputs: it
-    builds the node (edges, input metadata, saved values) and attaches it to the outputs.
-    Generated per row, unrolled over the row's inputs, because this runs for every op."""
-    lines = []
-    for i in range(len(rule.inputs)):
-        lines += [
-            f"x = inputs[{i}]",
-            "if isinstance(x, Tensor):",
-            "    data = x._data",
-            "    dt = data.dtype",
-            "    if dt.kind not in 'fc':",
-            f"        e{i} = NO_EDGE",
-            "    elif x._requires_grad:",
-            "        fn = x.grad_fn",
-            f"        e{i} = ((fn, x._output_nr, data.shape, dt) if fn is not None",
-            "              else (x._accumulator(), 0, data.shape, dt))",
-            "    else:",
-            f"        e{i} = (None, 0, data.shape, dt)",
-            "else:",
-            f"    e{i} = NO_EDGE",
-        ]
-    n = len(rule.inputs)
-    edges = "(" + "".join(f"e{i}, " for i in range(n)) + ")"
-    lines += [f"need{i} = e{i}[0] is not None" for i in range(n)]
-    lines += [
-        *_gather_lines(rule, plan),
-        f"node = node_class({edges}, args, saved, None)",
+    builds the node and attaches it to the outputs (ops with one output inline this)."""
+    lines = _record_lines(rule, plan, _Names(inline=False)) + [
         "for i, o in enumerate(outs):",
         "    if o._data.dtype.kind in 'fc':",
         "        o.grad_fn = node",
@@ -214,15 +241,24 @@ def _compile_call(op: Op) -> Any:
             f"    check_backends({rule.name!r}, ({inputs}), out)",
             "result = new(Tensor)",
             "result._data = out",
-            "result._requires_grad = False",
-            "result.grad_fn = None",
             "result._output_nr = 0",
             "result._fw_grad = None",
+            # recording, inlined: this runs for every op that an input asks a gradient of
+            "if rq and state.enabled and out.dtype.kind in 'fc':",
+            *(f"    {line}" for line in _record_lines(rule, op.plan, _Names(inline=True))),
+            "    result.grad_fn = node",
+            "    result._requires_grad = True",
+            "else:",
+            "    result.grad_fn = None",
+            "    result._requires_grad = False",
         ]
     outs = "outs" if op.multi else "(result,)"
+    if op.multi:
+        lines += [
+            "if rq and state.enabled:",
+            f"    record(({inputs}), ({datas}), {outs}, {attrs})",
+        ]
     lines += [
-        "if rq and state.enabled:",
-        f"    record(({inputs}), ({datas}), {outs}, {attrs})",
         "if tg and state.forward_level:",
         f"    push_tangent(({inputs}), {outs}, {attrs})",
         f"return {outs if op.multi else 'result'}",
@@ -234,6 +270,7 @@ def _compile_call(op: Op) -> Any:
         rule,
         forward=op.forward,
         record=op.record,
+        node_class=op.node_class,
         push_tangent=op._push_tangent,
         state=state,
         op_error=_op_error,
@@ -259,6 +296,7 @@ class Op:
     """A callable primitive: ``Op(rule)(*tensor_inputs, **attrs)`` -> Tensor (or tuple)."""
 
     __slots__ = (
+        "plan",
         "rule",
         "name",
         "forward",
@@ -275,7 +313,7 @@ class Op:
         self.name = rule.name
         self.forward = getattr(_array_fns, rule.name)
         self.node_class = rule.node_class
-        plan = _plan(rule)
+        self.plan = plan = _plan(rule)
         self.gather = _compile_gather(rule, plan)
         self.has_list = any(rule.input_is_list)
         self.multi = rule.n_outputs > 1
