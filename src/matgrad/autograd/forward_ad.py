@@ -18,18 +18,26 @@ from ..tensor import Tensor, as_tensor
 
 UnpackedDualTensor = namedtuple("UnpackedDualTensor", ["primal", "tangent"])
 
-_duals: list[list[weakref.ref]] = []
+
+def _levels() -> list[list[weakref.ref]]:
+    """Per open dual level of this thread, the dual tensors made in it (thread-local, like
+    the level count itself)."""
+    levels = getattr(state, "dual_tensors", None)
+    if levels is None:
+        levels = state.dual_tensors = []
+    return levels
+
 
 
 @contextmanager
 def dual_level() -> Iterator[int]:
     """A scope for dual tensors; their tangents are dropped when it ends."""
     state.forward_level += 1
-    _duals.append([])
+    _levels().append([])
     try:
         yield state.forward_level
     finally:
-        for ref in _duals.pop():
+        for ref in _levels().pop():
             t = ref()
             if t is not None:
                 t._fw_grad = None
@@ -38,12 +46,12 @@ def dual_level() -> Iterator[int]:
 
 def enter_dual_level() -> int:
     state.forward_level += 1
-    _duals.append([])
+    _levels().append([])
     return state.forward_level
 
 
 def exit_dual_level() -> None:
-    for ref in _duals.pop():
+    for ref in _levels().pop():
         t = ref()
         if t is not None:
             t._fw_grad = None
@@ -73,7 +81,7 @@ def make_dual(
         tangent = tangent.to(tensor.dtype)
     dual = tensor.clone() if tensor.requires_grad else tensor.detach()
     dual._fw_grad = tangent
-    _duals[-1].append(weakref.ref(dual))
+    _levels()[-1].append(weakref.ref(dual))
     return dual
 
 
