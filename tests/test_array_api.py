@@ -12,25 +12,13 @@ import inspect
 
 import numpy as np
 import pytest
+from op_specs import distinct, positive, randn
 
 import matgrad as mg
 import matgrad.array_api as xp
 from matgrad.autograd import gradcheck, gradgradcheck
 
 rng = np.random.default_rng(7)
-
-
-def randn(*shape: int) -> np.ndarray:
-    return rng.standard_normal(shape)
-
-
-def positive(*shape: int) -> np.ndarray:
-    return rng.uniform(0.5, 2.0, shape)
-
-
-def distinct(*shape: int) -> np.ndarray:
-    n = int(np.prod(shape))
-    return ((rng.permutation(n) - n / 2) * 0.37 + 0.05).reshape(shape)
 
 
 def leaf(x: np.ndarray) -> mg.Tensor:
