@@ -9,6 +9,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import matgrad as mg
+from matgrad.viz import graph_nodes
 
 LETTERS = "abcdA"  # an upper-case label checks the implicit output's (ASCII) order
 CORE_OPS = {"permute", "transpose", "reshape", "diagonal", "sum", "mul", "mm", "bmm", "expand"}
@@ -104,17 +105,7 @@ def test_values_and_gradients_match_numpy(spec):
 
 
 def _ops_in_graph(t):
-    names, seen, stack = set(), set(), [t.grad_fn]
-    while stack:
-        node = stack.pop()
-        if node is None or node in seen:
-            continue
-        seen.add(node)
-        rule = getattr(node, "rule", None)
-        if rule is not None:
-            names.add(rule.name)
-        stack.extend(n for n, _ in node.next_functions)
-    return names
+    return {node.rule.name for node in graph_nodes([t.grad_fn]) if hasattr(node, "rule")}
 
 
 @pytest.mark.parametrize(

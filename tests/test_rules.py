@@ -15,6 +15,7 @@ import matgrad as mg
 from matgrad._rules import RULES
 from matgrad.autograd import BatchingUnsupported, gradcheck, gradgradcheck
 from matgrad.autograd.gradcheck import analytical_jacobian
+from matgrad.viz import graph_nodes
 
 CASES = [
     pytest.param(op, i, sample, id=f"{op}-{i}")
@@ -34,17 +35,8 @@ def _inputs(sample, dtype=np.float64):
 
 
 def _graph_ops(outputs):
-    seen, stack, names = set(), [o.grad_fn for o in outputs if o.grad_fn is not None], set()
-    while stack:
-        node = stack.pop()
-        if node is None or node in seen:
-            continue
-        seen.add(node)
-        rule = getattr(node, "rule", None)
-        if rule is not None:
-            names.add(rule.name)
-        stack.extend(n for n, _ in node.next_functions)
-    return names
+    nodes = graph_nodes(o.grad_fn for o in outputs)
+    return {node.rule.name for node in nodes if hasattr(node, "rule")}
 
 
 def _call(sample, inputs):

@@ -314,10 +314,13 @@ class Op:
         self.forward = getattr(_array_fns, rule.name)
         self.node_class = rule.node_class
         self.plan = plan = _plan(rule)
-        self.gather = _compile_gather(rule, plan)
         self.has_list = any(rule.input_is_list)
         self.multi = rule.n_outputs > 1
-        self.record = None if self.has_list else _compile_record(rule, rule.node_class, plan)
+        # generated helpers: lists need the general recorder, several outputs a separate one;
+        # a single output's recording is inlined into its entry point (_compile_call)
+        self.gather = _compile_gather(rule, plan) if self.has_list else None
+        several = self.multi and not self.has_list
+        self.record = _compile_record(rule, rule.node_class, plan) if several else None
         # the function the public API calls (generated, unrolled) for rows without lists
         self.fn = self._call_with_lists if self.has_list else _compile_call(self)
 

@@ -311,7 +311,3 @@ def _matmul(a: Any, b: Any) -> Any:
 
 def is_structured(x: Any) -> bool:
     return isinstance(x, Structured)
-
-
-def numel(shape: tuple[int, ...]) -> int:
-    return math.prod(shape)

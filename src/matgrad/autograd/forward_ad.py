@@ -28,7 +28,6 @@ def _levels() -> list[list[weakref.ref]]:
     return levels
 
 
-
 @contextmanager
 def dual_level() -> Iterator[int]:
     """A scope for dual tensors; their tangents are dropped when it ends."""
