@@ -226,12 +226,14 @@ SPECS: dict[str, list[Sample]] = {
     ],
     "zeros_scatter_along": [
         S(
-            lambda a: mg._ops.zeros_scatter_along(a, np.array([[0, 2, 0], [1, 1, 3]]), -1, (2, 4)),
+            lambda a: mg.ops.composite.zeros_scatter_along(
+                a, np.array([[0, 2, 0], [1, 1, 3]]), -1, (2, 4)
+            ),
             [randn(2, 3)],
         )
     ],
     "zeros_scatter": [
-        S(lambda a: mg._ops.zeros_scatter(a, (4, 3), np.array([0, 2, 0])), [randn(3, 3)])
+        S(lambda a: mg.ops.composite.zeros_scatter(a, (4, 3), np.array([0, 2, 0])), [randn(3, 3)])
     ],
     "index_put": [
         S(lambda a, v: mg.index_put(a, v, (slice(None), 1)), [randn(3, 4), randn(3)]),

@@ -13,7 +13,7 @@ from op_specs import SPECS
 
 import matgrad as mg
 from matgrad import func as mf
-from matgrad._rules import RULES
+from matgrad.ops.registry import RULES
 from matgrad.autograd import functional as F
 from matgrad.autograd.functional import BatchingFallbackWarning
 

@@ -12,7 +12,7 @@ import pytest
 from op_specs import SPECS
 
 import matgrad as mg
-from matgrad._rules import RULES
+from matgrad.ops.registry import RULES
 from matgrad.autograd import BatchingUnsupported, gradcheck, gradgradcheck
 from matgrad.autograd.gradcheck import analytical_jacobian
 from matgrad.viz import graph_nodes

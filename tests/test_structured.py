@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 import matgrad as mg
-from matgrad._structured import OneHotBatch, ScaledArray
+from matgrad.backend.structured import OneHotBatch, ScaledArray
 from matgrad.autograd.functional import jacobian
 
 rng = np.random.default_rng(7)

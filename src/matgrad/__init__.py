@@ -11,10 +11,21 @@ Operations on tensors record a graph; each node applies a tensor-level derivativ
     C.grad_fn(torch.randn(5, 5))   # (grad_A, grad_B): a vector-Jacobian product
 """
 
+import sys as _sys
+
 import numpy as _np
 
-from . import array_api, autograd, func, linalg, viz
-from ._creation import (
+from . import array_api, autograd, func, viz
+from . import tensor as _tensor  # attaches the Tensor methods first
+from .core.grad_mode import (
+    enable_grad,
+    inference_mode,
+    is_grad_enabled,
+    is_inference_mode_enabled,
+    no_grad,
+    set_grad_enabled,
+)
+from .creation import (
     arange,
     asarray,
     compute,
@@ -35,15 +46,9 @@ from ._creation import (
     tensor,
     zeros,
 )
-from ._grad_mode import (
-    enable_grad,
-    inference_mode,
-    is_grad_enabled,
-    is_inference_mode_enabled,
-    no_grad,
-    set_grad_enabled,
-)
-from ._ops import (
+from .explain import explain
+from .ops import linalg
+from .ops.composite import (
     abs,
     acos,
     acosh,
@@ -157,9 +162,9 @@ from ._ops import (
     where,
     zeros_like,
 )
-from .einsum import einsum
-from .explain import explain
-from .tensor import Size, Tensor, as_tensor, get_default_dtype, set_default_dtype
+from .ops.einsum import einsum
+from .core.tensor_base import Size, as_tensor, get_default_dtype, set_default_dtype
+from .tensor import Tensor
 
 float32 = _np.dtype("float32")
 float64 = _np.dtype("float64")
@@ -178,6 +183,8 @@ divide = div
 negative = neg
 absolute = abs
 square_root = sqrt
+
+_sys.modules[__name__ + ".linalg"] = linalg  # `import matgrad.linalg` works too
 
 __version__ = "0.1.0"
 

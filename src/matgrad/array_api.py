@@ -37,11 +37,12 @@ from typing import Any
 
 import numpy as np
 
-from . import _backend, _ops
-from . import linalg as _la
-from ._dispatch import OPS
-from ._grad_mode import state as _grad_state
-from .tensor import Tensor, _nested_to_arrays, get_default_dtype
+from .backend import arrays as _backend
+from .core.grad_mode import state as _grad_state
+from .core.tensor_base import Tensor, get_default_dtype, nested_to_arrays
+from .ops import composite as _ops
+from .ops import linalg as _la
+from .ops.registry import OPS
 
 __array_api_version__ = "2024.12"
 SUPPORTED_VERSIONS = ("2021.12", "2022.12", "2023.12", "2024.12")
@@ -211,7 +212,7 @@ def asarray(
         arr = obj if dt is None or obj.dtype == dt else obj.astype(dt)  # Dask / CuPy
         return _wrap(arr.copy() if copy and arr is obj else arr)
     if isinstance(obj, list | tuple):
-        obj = _nested_to_arrays(obj)
+        obj = nested_to_arrays(obj)
     if copy is False:
         arr = np.asarray(obj, dtype=dt, copy=False)  # ValueError where a copy is needed
     else:

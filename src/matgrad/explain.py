@@ -48,7 +48,7 @@ import numpy as np
 
 from . import scalar as sc
 from . import viz
-from ._graph import AccumulateGrad, BatchingUnsupported, Node
+from .core.graph import AccumulateGrad, BatchingUnsupported, Node
 from .structure import describe_jacobian
 from .tensor import Tensor
 

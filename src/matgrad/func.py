@@ -33,10 +33,11 @@ from typing import Any
 
 import numpy as np
 
-from . import _grad_mode, _ops
 from .autograd import forward_ad
 from .autograd import functional as _F
-from .engine import grad as _autograd_grad
+from .core import grad_mode as _grad_mode
+from .core.engine import grad as _autograd_grad
+from .ops import composite as _ops
 from .tensor import Tensor
 
 __all__ = [

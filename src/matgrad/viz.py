@@ -21,7 +21,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from ._graph import AccumulateGrad, Node
+from .core.graph import AccumulateGrad, Node
 from .tensor import Tensor
 
 __all__ = [

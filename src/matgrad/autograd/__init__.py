@@ -1,8 +1,8 @@
 """Reverse- and forward-mode automatic differentiation (``matgrad.autograd``)."""
 
-from .._grad_mode import enable_grad, inference_mode, no_grad, set_grad_enabled
-from .._graph import AccumulateGrad, BatchingUnsupported, Node
-from ..engine import backward, grad
+from ..core.engine import backward, grad
+from ..core.grad_mode import enable_grad, inference_mode, no_grad, set_grad_enabled
+from ..core.graph import AccumulateGrad, BatchingUnsupported, Node
 from . import forward_ad, functional
 from .function import Function, FunctionCtx
 from .gradcheck import GradcheckError, gradcheck, gradgradcheck

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from .. import _grad_mode
-from .._dispatch import tensor_edge
-from .._graph import Node, fit_gradient
+from ..core import grad_mode as _grad_mode
+from ..core import nodes
+from ..core.apply import tensor_edge
+from ..core.graph import BatchingUnsupported, Node
+from ..core.nodes import fit_gradient
 from ..tensor import Tensor
 
 
@@ -71,11 +73,7 @@ class FunctionNode(Node):
     def _apply(
         self, grads: list[Any], create_graph: bool, nbatch: int, want_all: bool = False
     ) -> list[Any]:
-        from .. import _array_fns, _ops
-
         if nbatch:
-            from .._graph import BatchingUnsupported
-
             raise BatchingUnsupported(self.name())
         tensors = [g if isinstance(g, Tensor) or g is None else Tensor._wrap(g) for g in grads]
         with _grad_mode.set_grad_enabled(create_graph):
@@ -86,7 +84,7 @@ class FunctionNode(Node):
                 f"{self.name()}: backward returned {len(out)} gradients, but forward took "
                 f"{len(self._next)} arguments (return None for non-tensor arguments)"
             )
-        F = _ops if create_graph else _array_fns  # noqa: N806
+        F = nodes.TENSOR if create_graph else nodes.RAW  # noqa: N806
         result: list[Any] = []
         for g, edge in zip(out, self._next, strict=True):
             if g is None or (edge[0] is None and not want_all) or edge[2] is None:

@@ -31,10 +31,11 @@ from typing import Any
 
 import numpy as np
 
-from .. import _grad_mode, _ops
-from .._graph import BatchingUnsupported
-from .._structured import OneHotBatch, is_structured
-from ..engine import grad as _autograd_grad
+from ..backend.structured import OneHotBatch, is_structured
+from ..core import grad_mode as _grad_mode
+from ..core.engine import grad as _autograd_grad
+from ..core.graph import BatchingUnsupported
+from ..ops import composite as _ops
 from ..tensor import Tensor
 from . import forward_ad
 

@@ -12,8 +12,8 @@ from typing import Any
 
 import numpy as np
 
-from .. import _grad_mode
-from ..engine import grad as autograd_grad
+from ..core import grad_mode as _grad_mode
+from ..core.engine import grad as autograd_grad
 from ..tensor import Tensor
 
 

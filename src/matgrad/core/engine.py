@@ -12,9 +12,11 @@ from typing import Any
 
 import numpy as np
 
-from . import _array_fns, _grad_mode
-from ._graph import AccumulateGrad, Node, bump_version, fit_gradient
-from .tensor import Tensor, as_tensor
+from . import grad_mode as _grad_mode
+from . import nodes
+from .graph import AccumulateGrad, Node, bump_version
+from .nodes import fit_gradient
+from .tensor_base import Tensor, as_tensor
 
 
 def _as_list(x: Any) -> list:
@@ -283,7 +285,7 @@ def _run(
                     buf = buffers[nxt] = [None] * nxt.n_outputs
                 if g is not None:
                     if raw and (getattr(g, "shape", None) != edge[2] or g.dtype != edge[3]):
-                        g = fit_gradient(_array_fns, g, edge[2], edge[3], 0)
+                        g = fit_gradient(nodes.RAW, g, edge[2], edge[3], 0)
                     old = buf[nr]
                     buf[nr] = g if old is None else old + g
                 remaining = dependencies[nxt] - 1

@@ -17,8 +17,8 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from . import _ops
-from .tensor import Tensor, as_tensor
+from ..core.tensor_base import Tensor, as_tensor
+from . import composite as _ops
 
 Label = str | int  # a letter, or an int for an axis covered by "..." (right-aligned)
 

@@ -18,8 +18,9 @@ from typing import Any
 
 import numpy as np
 
-from ._dispatch import OPS
-from .tensor import Tensor, as_tensor
+from ..backend import forward as _forward
+from ..core.tensor_base import Tensor, as_tensor
+from .registry import OPS
 
 Dims = int | Sequence[int] | None
 
@@ -287,11 +288,11 @@ def ne(input: Any, other: Any) -> Tensor:
 
 def floor_divide(input: Any, other: Any) -> Tensor:
     """floor(input / other); piecewise constant, so no gradient is recorded."""
-    return _nograd(_af.floor_divide, input, other)
+    return _nograd(_forward.floor_divide, input, other)
 
 
 def has_zero(input: Any) -> bool:
-    return _af.has_zero(_raw(input))
+    return _forward.has_zero(input._data if isinstance(input, Tensor) else input)
 
 
 def bitwise_and(input: Any, other: Any) -> Tensor:
@@ -877,165 +878,3 @@ ger = outer
 
 def inner(input: Tensor, other: Tensor) -> Tensor:
     return sum(input * other, -1)
-
-
-# -- linear algebra primitives -----------------------------------------------------------------
-# The tensor twins of the ``linalg_*`` rows (the public functions are in matgrad.linalg) and of
-# the array functions their formulas call. Those read the forward's factorization (LU,
-# pivots) when nothing has to be differentiated, and are differentiable composites otherwise
-# (create_graph=True), so second derivatives come for free.
-from . import _array_fns as _af  # noqa: E402
-
-
-def _raw(x: Any) -> Any:
-    return x._data if isinstance(x, Tensor) else x
-
-
-def _differentiable(*xs: Any) -> bool:
-    return builtins.any(isinstance(x, Tensor) and x.requires_grad for x in xs)
-
-
-def linalg_inv(A: Tensor) -> Tensor:
-    return OPS["linalg_inv"](A)
-
-
-def linalg_det(A: Tensor) -> tuple[Tensor, Tensor, Tensor]:
-    return OPS["linalg_det"](A)
-
-
-def linalg_slogdet(A: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor]:
-    return OPS["linalg_slogdet"](A)
-
-
-def linalg_solve(A: Tensor, B: Tensor) -> tuple[Tensor, Tensor, Tensor]:
-    return OPS["linalg_solve"](A, B)
-
-
-def linalg_solve_triangular(
-    A: Tensor, B: Tensor, upper: bool, unitriangular: bool = False
-) -> Tensor:
-    return OPS["linalg_solve_triangular"](
-        A, B, upper=bool(upper), unitriangular=bool(unitriangular)
-    )
-
-
-def linalg_cholesky(A: Tensor) -> Tensor:
-    return OPS["linalg_cholesky"](A)
-
-
-def linalg_qr(A: Tensor, mode: str = "reduced") -> tuple[Tensor, Tensor]:
-    return OPS["linalg_qr"](A, mode=mode)
-
-
-def linalg_eigh(A: Tensor, UPLO: str = "L") -> tuple[Tensor, Tensor]:  # noqa: N803
-    return OPS["linalg_eigh"](A, UPLO=UPLO)
-
-
-def linalg_svd(A: Tensor, full_matrices: bool = False) -> tuple[Tensor, Tensor, Tensor]:
-    return OPS["linalg_svd"](A, full_matrices=bool(full_matrices))
-
-
-def linalg_pinv(A: Tensor, atol: Any = None, rtol: Any = None, hermitian: bool = False) -> Tensor:
-    return OPS["linalg_pinv"](A, atol=atol, rtol=rtol, hermitian=bool(hermitian))
-
-
-def linalg_matrix_exp(A: Tensor) -> Tensor:
-    return OPS["linalg_matrix_exp"](A)
-
-
-def linalg_vector_norm(
-    self: Tensor,
-    ord: float = 2,
-    dim: Dims = None,
-    keepdim: bool = False,  # noqa: A002
-) -> Tensor:
-    self = _tensor(self)
-    return OPS["linalg_vector_norm"](
-        self, ord=float(ord), dim=_norm_dims("vector_norm", dim, self.ndim), keepdim=bool(keepdim)
-    )
-
-
-def _adjugate_t(A: Tensor) -> Tensor:
-    """adj(A)^T = det(U) det(V) U diag(prod_{j != i} s_j) V^T, differentiably (via svd)."""
-    U, S, Vh = linalg_svd(A, False)
-    n = S.shape[-1]
-    others = where(Tensor._wrap(np.eye(n, dtype=bool)), 1.0, unsqueeze(S, -2))
-    p = prod(others, -1)
-    d = np.linalg.det(U._data) * np.linalg.det(Vh._data)
-    return (U * unsqueeze(p, -2)) @ Vh * Tensor._wrap(np.asarray(d)[..., None, None])
-
-
-def _per_matrix(x: Any) -> Tensor:
-    return unsqueeze(unsqueeze(_tensor(x), -1), -1)
-
-
-def linalg_det_vjp(grad: Any, A: Tensor, det: Tensor, LU: Tensor, pivots: Tensor) -> Tensor:
-    """grad * adj(A)^T (see ``_array_fns.linalg_det_vjp``); differentiable when grad, A or
-    det is (then grad det(A) inv(A)^T, or the SVD adjugate at a singular A)."""
-    if not _differentiable(grad, A, det):
-        return Tensor._wrap(
-            _af.linalg_det_vjp(_raw(grad), _raw(A), _raw(det), _raw(LU), _raw(pivots))
-        )
-    inv_t, ok = _af._inv_t_from_lu(_raw(LU), _raw(pivots))
-    if np.any(_af._ill_conditioned(_raw(A), inv_t, ok)):
-        return _per_matrix(grad) * _adjugate_t(A)
-    return _per_matrix(grad * det) * linalg_inv(A).mT
-
-
-def linalg_slogdet_vjp(grad: Any, A: Tensor, sign: Tensor, LU: Tensor, pivots: Tensor) -> Tensor:
-    """grad * A^-T, or grad * pinv(A)^T at a singular A (see ``_array_fns``)."""
-    if not _differentiable(grad, A):
-        return Tensor._wrap(
-            _af.linalg_slogdet_vjp(_raw(grad), _raw(A), _raw(sign), _raw(LU), _raw(pivots))
-        )
-    if np.any(_raw(sign) == 0):
-        from . import linalg
-
-        _af._warn_singular_slogdet()
-        return _per_matrix(grad) * linalg.pinv(A).mT
-    return _per_matrix(grad) * linalg_inv(A).mT
-
-
-def linalg_lu_solve(LU: Tensor, pivots: Tensor, A: Tensor, B: Tensor, adjoint: bool) -> Tensor:
-    """A^-1 B (A^-T B with ``adjoint``): from the saved LU when nothing is differentiated,
-    else a differentiable solve."""
-    if not _differentiable(A, B):
-        return Tensor._wrap(_af.linalg_lu_solve(_raw(LU), _raw(pivots), _raw(A), _raw(B), adjoint))
-    return linalg_solve(A.mT if adjoint else A, B)[0]
-
-
-def spectral_tolerance(values: Tensor, size: int) -> float:
-    return _af.spectral_tolerance(_raw(values), size)
-
-
-def inverse_gaps(values: Tensor, tol: float, plus: bool, scale: float) -> Tensor:
-    """Differentiable twin of ``_array_fns.inverse_gaps``."""
-    v_j, v_i = unsqueeze(values, -2), unsqueeze(values, -1)
-    gaps = v_j + v_i if plus else v_j - v_i
-    ok = abs(gaps) > tol
-    return where(ok, scale / where(ok, gaps, 1.0), 0.0)
-
-
-def gap_quotient(K: Tensor, values: Tensor, tol: float, plus: bool, scale: float) -> Tensor:
-    """Differentiable twin of ``_array_fns.gap_quotient``."""
-    return K * inverse_gaps(values, tol, plus, scale)
-
-
-def with_diagonal(M: Tensor, d: Tensor) -> Tensor:
-    """M with its diagonal replaced by d (out of place, differentiable)."""
-    eye = Tensor._wrap(np.eye(M.shape[-1], dtype=bool))
-    return where(eye, unsqueeze(d, -2), M)
-
-
-def warn_if_basis_dependent(
-    values: Tensor, spectrum: Any, tol: float, cotangents: Any, op: str, what: str, kind: str
-) -> None:
-    _af.warn_if_basis_dependent(
-        _raw(values), _raw(spectrum), tol, [_raw(c) for c in cotangents], op, what, kind
-    )
-
-
-def warn_if_split_dependent(
-    grad_values: Tensor, values: Tensor, tol: float, op: str, what: str
-) -> None:
-    _af.warn_if_split_dependent(_raw(grad_values), _raw(values), tol, op, what)

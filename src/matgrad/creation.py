@@ -7,7 +7,7 @@ from typing import Any
 
 import numpy as np
 
-from .tensor import Tensor, get_default_dtype
+from .core.tensor_base import Tensor, get_default_dtype
 
 _rng = [np.random.default_rng()]
 

@@ -27,15 +27,18 @@ import ast
 import copy
 import re
 from dataclasses import dataclass, field
-from importlib import resources
 from typing import Any
 
 import yaml
 
-from . import _array_fns, formulas
-from ._graph import RuleNode
+from .nodes import RuleNode
 
-RESERVED_KEYS = {"name", "result", "batched", "broadcasts", "doc"}
+RESERVED_KEYS = {"name", "result", "batched", "broadcasts", "doc", "forward", "variants", "kind"}
+# what a row may say an op is (explain and the per-element engine read it)
+KINDS = ("elementwise", "reduction", "linear", "shape", "product", "factorization", "index")
+# where an op appears besides the formula namespaces (PyTorch's `variants:`): a top-level
+# function, a Tensor method, an in-place Tensor method, matgrad.linalg, the Array API namespace
+VARIANTS = ("function", "method", "inplace", "linalg", "array_api")
 META_SUFFIXES = ("_shape", "_ndim", "_dtype", "_shapes")
 RESULT_META = ("result_shape", "result_ndim")
 
@@ -65,6 +68,10 @@ class Rule:
     jvp_args: tuple[str, ...] = ()
     doc: str = ""
     broadcasts: bool = False  # the inputs broadcast against each other (NumPy's rules)
+    forward: str = ""  # the row's `forward:`: an expression on `xp`, or a function's name
+    kind: str = ""  # one of KINDS
+    # variant -> public name (`variants: [function, method]` uses the op's own name)
+    variants: dict[str, str] = field(default_factory=dict)
     # per VJP argument: the indices of the inputs whose formulas read it (a node saves an
     # argument only when one of those inputs needs a gradient)
     arg_users: dict[str, tuple[int, ...]] = field(default_factory=dict)
@@ -139,8 +146,8 @@ def _parse_formula(row: dict, line: int, key: str, text: Any) -> ast.expr:
 class _Resolver(ast.NodeTransformer):
     """Classifies the names of a formula and rewrites calls to go through ``F`` or a helper."""
 
-    def __init__(self, row: dict, line: int, known: set[str], key: str) -> None:
-        self.row, self.line, self.known, self.key = row, line, known, key
+    def __init__(self, ctx: _Context, row: dict, line: int, known: set[str], key: str) -> None:
+        self.ctx, self.row, self.line, self.known, self.key = ctx, row, line, known, key
         self.used: set[str] = set()
 
     def visit_Call(self, node: ast.Call) -> ast.AST:
@@ -148,10 +155,10 @@ class _Resolver(ast.NodeTransformer):
         node.keywords = [self.visit(k) for k in node.keywords]
         if isinstance(node.func, ast.Name):
             fname = node.func.id
-            if hasattr(formulas, fname) and not fname.startswith("_"):
+            if hasattr(self.ctx.helpers, fname) and not fname.startswith("_"):
                 node.func = ast.Attribute(ast.Name("_H", ast.Load()), fname, ast.Load())
                 node.args.insert(0, ast.Name("F", ast.Load()))
-            elif hasattr(_array_fns, fname) and not fname.startswith("_"):
+            elif fname in self.ctx.callable_names:
                 node.func = ast.Attribute(ast.Name("F", ast.Load()), fname, ast.Load())
             elif fname in ("tuple", "len", "list", "range", "int", "float"):
                 pass
@@ -194,7 +201,20 @@ def _known_names(inputs, is_list, attrs, outputs, for_jvp: bool) -> set[str]:
     return known
 
 
-def _compile_function(name: str, params: list[str], body: list[ast.stmt], line: int) -> Any:
+@dataclass
+class _Context:
+    """What formulas may call: ``helpers`` (a module of functions taking the namespace ``F``
+    first, e.g. :mod:`matgrad.formulas`) and ``callable_names`` (the rows and the names every
+    formula namespace provides)."""
+
+    helpers: Any
+    callable_names: frozenset[str]
+    filename: str
+
+
+def _compile_function(
+    ctx: _Context, name: str, params: list[str], body: list[ast.stmt], line: int
+) -> Any:
     fn = ast.FunctionDef(
         name=name,
         args=ast.arguments(
@@ -214,8 +234,8 @@ def _compile_function(name: str, params: list[str], body: list[ast.stmt], line: 
     module = ast.Module(body=[fn], type_ignores=[])
     ast.fix_missing_locations(module)
     ast.increment_lineno(module, line - 1)
-    namespace: dict[str, Any] = {"_H": formulas}
-    exec(compile(module, "derivatives.yaml", "exec"), namespace)  # noqa: S102 - our own table
+    namespace: dict[str, Any] = {"_H": ctx.helpers}
+    exec(compile(module, ctx.filename, "exec"), namespace)  # noqa: S102 - our own table
     return namespace[name]
 
 
@@ -233,7 +253,7 @@ def _names_in(expr: ast.AST) -> set[str]:
     return {n.id for n in ast.walk(expr) if isinstance(n, ast.Name)}
 
 
-def _build_jvp(row, line, op_name, inputs, is_list, attrs, outputs, vjp_trees) -> tuple:
+def _build_jvp(ctx, row, line, op_name, inputs, is_list, attrs, outputs, vjp_trees) -> tuple:
     text = row.get("result")
     if text is None:
         raise _fail(row, line, "missing the forward-mode formula 'result:'")
@@ -249,7 +269,9 @@ def _build_jvp(row, line, op_name, inputs, is_list, attrs, outputs, vjp_trees) -
                 node.id = f"{inputs[0]}_t"
     else:
         tree = _parse_formula(row, line, "result", text)
-    resolver = _Resolver(row, line, _known_names(inputs, is_list, attrs, outputs, True), "result")
+    resolver = _Resolver(
+        ctx, row, line, _known_names(inputs, is_list, attrs, outputs, True), "result"
+    )
     tree = resolver.visit(tree)
     tangents = [f"{n}_t" for n in inputs]
     params = ["F", *tangents]
@@ -282,11 +304,11 @@ def _build_jvp(row, line, op_name, inputs, is_list, attrs, outputs, vjp_trees) -
                 if n not in params:
                     params.append(n)
         body = ast.parse("\n".join(fill)).body + [ast.Return(tree)]
-    fn = _compile_function(f"jvp_{op_name}", params, body, line)
+    fn = _compile_function(ctx, f"jvp_{op_name}", params, body, line)
     return fn, tuple(p for p in params[1 + len(tangents) :])
 
 
-def _build_rule(row: dict, line: int) -> Rule:
+def _build_rule(ctx: _Context, row: dict, line: int) -> Rule:
     op_name, inputs, is_list, attrs, defaults, outputs = _parse_signature(row, line)
     for key in row:
         if key not in RESERVED_KEYS and key not in inputs:
@@ -299,7 +321,7 @@ def _build_rule(row: dict, line: int) -> Rule:
         if name not in row:
             continue
         raw_tree = _parse_formula(row, line, name, row[name])
-        resolver = _Resolver(row, line, known, name)
+        resolver = _Resolver(ctx, row, line, known, name)
         tree = resolver.visit(copy.deepcopy(raw_tree))
         used |= resolver.used
         users_of[name] = resolver.used
@@ -330,8 +352,10 @@ def _build_rule(row: dict, line: int) -> Rule:
         else:
             returns.append(ast.Constant(None))
     body = [ast.Return(ast.Tuple(returns, ast.Load()))]
-    vjp = _compile_function(f"vjp_{op_name}", ["F", "_needs", *grad_names, *vjp_args], body, line)
-    jvp, jvp_args = _build_jvp(row, line, op_name, inputs, is_list, attrs, outputs, vjp_trees)
+    vjp = _compile_function(
+        ctx, f"vjp_{op_name}", ["F", "_needs", *grad_names, *vjp_args], body, line
+    )
+    jvp, jvp_args = _build_jvp(ctx, row, line, op_name, inputs, is_list, attrs, outputs, vjp_trees)
     rule = Rule(
         name=op_name,
         inputs=inputs,
@@ -351,6 +375,9 @@ def _build_rule(row: dict, line: int) -> Rule:
         jvp_args=jvp_args,
         doc=str(row.get("doc", "")).strip(),
         broadcasts=bool(row.get("broadcasts", False)),
+        forward=str(row.get("forward", "")).strip(),
+        kind=_kind(row, line),
+        variants=_variants(row, line, op_name),
         arg_users={
             arg: tuple(i for i, n in enumerate(inputs) if arg in users_of.get(n, ()))
             for arg in vjp_args
@@ -377,24 +404,53 @@ def _construct_mapping(loader: _LineLoader, node: yaml.MappingNode) -> dict:
 _LineLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_mapping)
 
 
-def load_rules(text: str) -> dict[str, Rule]:
-    """Compile a rule table given as YAML text; raises RuleTableError naming a bad row."""
+def _kind(row: dict, line: int) -> str:
+    kind = row.get("kind", "")
+    if kind and kind not in KINDS:
+        raise _fail(row, line, f"kind {kind!r} is not one of {', '.join(KINDS)}")
+    return kind
+
+
+def _variants(row: dict, line: int, op_name: str) -> dict[str, str]:
+    """``variants: [function, method]`` or ``variants: {linalg: det, method: det}`` -> a dict
+    from variant to public name."""
+    raw = row.get("variants", [])
+    items = raw.items() if isinstance(raw, dict) else ((v, op_name) for v in raw)
+    out = {}
+    for variant, public in items:
+        if variant not in VARIANTS:
+            raise _fail(row, line, f"variant {variant!r} is not one of {', '.join(VARIANTS)}")
+        out[variant] = str(public)
+    return out
+
+
+def load_rules(
+    text: str,
+    helpers: Any,
+    namespace_names: frozenset[str] | set[str] = frozenset(),
+    filename: str = "derivatives.yaml",
+) -> dict[str, Rule]:
+    """Compile a rule table given as YAML text; raises RuleTableError naming a bad row.
+
+    Formulas may call the table's own ops, the functions of ``helpers`` (which take the
+    formula namespace ``F`` first) and ``namespace_names``, the other functions every formula
+    namespace provides (see :func:`matgrad.core.graph.set_formula_namespaces`)."""
     rows = yaml.load(text, Loader=_LineLoader)  # noqa: S506 - SafeLoader subclass
     if not isinstance(rows, list):
-        raise RuleTableError("derivatives.yaml must be a list of rows")
-    rules: dict[str, Rule] = {}
+        raise RuleTableError(f"{filename} must be a list of rows")
+    lines = []
     for row in rows:
         line = row.pop("__line__", 0) if isinstance(row, dict) else 0
         if not isinstance(row, dict):
-            raise RuleTableError(f"derivatives.yaml: row {row!r} is not a mapping")
-        rule = _build_rule(row, line)
+            raise RuleTableError(f"{filename}: row {row!r} is not a mapping")
+        lines.append(line)
+    # every row's op name first: a formula may call an op whose row comes later
+    op_names = {_parse_signature(row, line)[0] for row, line in zip(rows, lines, strict=True)}
+    ctx = _Context(helpers, frozenset(op_names | set(namespace_names)), filename)
+    rules: dict[str, Rule] = {}
+    for row, line in zip(rows, lines, strict=True):
+        rule = _build_rule(ctx, row, line)
         if rule.name in rules:
             raise _fail(row, line, f"op '{rule.name}' has two rows")
-        if not hasattr(_array_fns, rule.name):
-            raise _fail(row, line, f"no forward implementation '{rule.name}' in _array_fns")
         rules[rule.name] = rule
     return rules
-
-
-TABLE_TEXT = resources.files("matgrad").joinpath("derivatives.yaml").read_text()
-RULES: dict[str, Rule] = load_rules(TABLE_TEXT)

@@ -1,151 +1,36 @@
-"""Graph nodes: the ``grad_fn`` objects a forward pass records.
+"""Nodes made from rows of the rule table, and the one place gradients are fitted to inputs.
 
-A :class:`Node` is made per recorded operation from its row in ``derivatives.yaml``. It holds
-exactly the values the row's formulas read (``_saved_<name>``), its edges to the nodes that made
-its inputs (``next_functions``), and applies the row's vector-Jacobian product when called.
-Nothing here knows a particular op: the row's compiled formulas do the work.
+A :class:`RuleNode` is made per recorded operation from its row in ``derivatives.yaml``. It
+holds exactly the values the row's formulas read (``_saved_<name>``), its edges to the nodes
+that made its inputs (``next_functions``), and applies the row's vector-Jacobian product when
+called. Nothing here knows a particular op: the row's compiled formulas do the work, on the
+formula namespace the op layer provides (:func:`set_formula_namespaces`).
 """
 
 from __future__ import annotations
 
 import weakref
-from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-import numpy as np
-
-from . import _array_fns
+from . import grad_mode
+from .graph import _WANT, NO_EDGE, BatchingUnsupported, InputEdge, Node, inplace_epoch
+from .tensor_base import Tensor, as_tensor
 
 if TYPE_CHECKING:
-    from ._rules import Rule
-    from .tensor import Tensor
+    from .table import Rule
 
-Edge = tuple["Node | None", int]
-# What a node keeps per input: (node, output_nr, shape, dtype). The node is the input's
-# grad_fn, its leaf's AccumulateGrad, or None when no gradient is needed; shape and dtype (None
-# for non-float or non-tensor inputs) are what the input's gradient is fitted to.
-InputEdge = tuple["Node | None", int, "tuple[int, ...] | None", Any]
-NO_EDGE: InputEdge = (None, 0, None, None)
-_WANT = (True,)  # stands for an edge whose gradient is wanted (see Rule.vjp's `needs`)
-
-# Counts in-place changes to any tensor. A node remembers the count when it is made; while it
-# is unchanged, none of its saved tensors can have been modified and the per-tensor version
-# check is skipped (it is the common case, and the check is not free).
-inplace_epoch = [0]
+# The namespaces formulas run with (``F``): raw arrays (the backward pass without a graph) and
+# tensors (``create_graph=True``: the backward pass records a graph). The core knows no op; the
+# op layer builds both from the table and hands them over once.
+RAW: Any = None
+TENSOR: Any = None
 
 
-def bump_version(tensor: Tensor) -> None:
-    """Record an in-place change of ``tensor`` (its version and the global epoch)."""
-    tensor._shared_counter()[0] += 1
-    inplace_epoch[0] += 1
-
-
-class _Hooks:
-    """The hooks of one node (most nodes have none, so this is made on demand)."""
-
-    __slots__ = ("pre", "post", "tensor_pre")
-
-    def __init__(self) -> None:
-        self.pre: list[Callable] = []
-        self.post: list[Callable] = []
-        self.tensor_pre: dict[int, list[Callable]] = {}
-
-
-class Node:
-    """Base of every graph node: ``next_functions``, ``name()``, hooks and calling."""
-
-    __slots__ = ("_next", "_hooks", "__weakref__")
-    n_outputs = 1
-
-    def __init__(self) -> None:
-        self._next: tuple[InputEdge, ...] = ()
-        self._hooks: _Hooks | None = None
-
-    # -- inspection ----------------------------------------------------------------------------
-    def name(self) -> str:
-        return type(self).__name__
-
-    @property
-    def next_functions(self) -> tuple[Edge, ...]:
-        """One ``(node, output_index)`` pair per input: the node that made the input, an
-        ``AccumulateGrad`` for a leaf that requires grad, ``(None, 0)`` otherwise."""
-        return tuple((e[0], e[1]) for e in self._next)
-
-    def __repr__(self) -> str:
-        return f"<{self.name()} object at {id(self):#x}>"
-
-    # -- hooks ---------------------------------------------------------------------------------
-    def _get_hooks(self) -> _Hooks:
-        if self._hooks is None:
-            self._hooks = _Hooks()
-        return self._hooks
-
-    def register_hook(self, fn: Callable) -> _RemovableHandle:
-        """``fn(grad_inputs, grad_outputs)`` runs after this node computed its input
-        gradients; a non-None return replaces ``grad_inputs``."""
-        hooks = self._get_hooks().post
-        hooks.append(fn)
-        return _RemovableHandle(hooks, fn)
-
-    def register_prehook(self, fn: Callable) -> _RemovableHandle:
-        """``fn(grad_outputs)`` runs before this node; a non-None return replaces them."""
-        hooks = self._get_hooks().pre
-        hooks.append(fn)
-        return _RemovableHandle(hooks, fn)
-
-    def _add_tensor_pre_hook(self, output_nr: int, fn: Callable) -> _RemovableHandle:
-        hooks = self._get_hooks().tensor_pre.setdefault(output_nr, [])
-        hooks.append(fn)
-        return _RemovableHandle(hooks, fn)
-
-    # -- evaluation (overridden) ---------------------------------------------------------------
-    def _apply(
-        self, grads: list[Any], create_graph: bool, nbatch: int, want_all: bool = False
-    ) -> list[Any]:
-        raise NotImplementedError
-
-    def _raw_input_grads(self, grads: list[Any], release: bool) -> list[Any]:
-        """Input gradients as raw arrays for one cotangent; the caller fits them to the
-        inputs' shapes and dtypes (a fast path of ``_apply``). ``release`` frees the saved
-        values afterwards."""
-        out = self._apply(grads, False, 0)
-        if release:
-            self._release()
-        return out
-
-    def _release(self) -> None:
-        """Drop saved values after a backward pass without ``retain_graph``."""
-
-
-class BatchingUnsupported(RuntimeError):
-    """A rule marked ``batched: false`` met a batch of cotangents or tangents; vectorized
-    callers catch this and fall back to one pass per row."""
-
-    def __init__(self, op: str) -> None:
-        super().__init__(f"the rule for '{op}' does not take batched cotangents/tangents")
-        self.op = op
-
-
-class _RemovableHandle:
-    def __init__(self, hooks: list[Callable], fn: Callable) -> None:
-        self._hooks, self._fn = hooks, fn
-
-    def remove(self) -> None:
-        if self._fn in self._hooks:
-            self._hooks.remove(self._fn)
-
-
-class AccumulateGrad(Node):
-    """The node at a leaf that requires grad: adds the incoming gradient into ``.grad``."""
-
-    __slots__ = ("variable",)
-
-    def __init__(self, variable: Tensor) -> None:
-        super().__init__()
-        self.variable = variable
-
-    def _apply(self, grads: list[Any], create_graph: bool, nbatch: int) -> list[Any]:
-        return []
+def set_formula_namespaces(raw: Any, tensor: Any) -> None:
+    """Install the formula namespaces: each has a function per row of the table (its forward
+    on raw arrays; its recorded op on tensors) and the helpers formulas call."""
+    global RAW, TENSOR
+    RAW, TENSOR = raw, tensor
 
 
 class RuleNode(Node):
@@ -185,7 +70,7 @@ class RuleNode(Node):
             self._args = None
             self._saved = ()
         # a rule's `needs` argument takes the edges themselves (edge[0] is None: not needed)
-        return self._vjp(_array_fns, self._next, *grads, *args)
+        return self._vjp(RAW, self._next, *grads, *args)
 
     # -- saved values --------------------------------------------------------------------------
     def _check_versions(self) -> None:
@@ -211,8 +96,6 @@ class RuleNode(Node):
 
     def _tensor_args(self) -> list[Any]:
         """The saved values as tensors (for formulas that must record a graph)."""
-        from .tensor import Tensor
-
         args = list(self._args)
         saved = self._saved
         for k in range(0, len(saved), 3):
@@ -279,11 +162,10 @@ class RuleNode(Node):
                 needs.append(_WANT if any(wanted[k : k + n]) else NO_EDGE)
                 k += n
         if create_graph:
-            from . import _ops as F
-
+            F = TENSOR  # noqa: N806 - the formula namespace
             args = self._tensor_args()
         else:
-            F = _array_fns  # noqa: N806 - the formula namespace
+            F = RAW  # noqa: N806
             args = self._args
         per_input = rule.vjp(F, needs, *grads, *args)
         if list_lens is not None:
@@ -309,17 +191,13 @@ class RuleNode(Node):
         """Apply this node's vector-Jacobian product to output gradients: returns the gradient
         of every tensor input, reduced to that input's shape (None for non-tensor inputs).
         Records a graph when grad mode is on and a gradient requires grad."""
-        from .tensor import Tensor, as_tensor
-
         if len(grad_outputs) != self.rule.n_outputs:
             raise TypeError(
                 f"{self.name()} takes {self.rule.n_outputs} output gradient(s), "
                 f"got {len(grad_outputs)}"
             )
-        from . import _grad_mode
-
         grads = [None if g is None else as_tensor(g) for g in grad_outputs]
-        record = _grad_mode.state.enabled and any(g is not None and g.requires_grad for g in grads)
+        record = grad_mode.state.enabled and any(g is not None and g.requires_grad for g in grads)
         if record:  # the gradient is itself differentiable: evaluate on tensors
             out = self._apply(grads, True, 0, want_all=True)
         else:
@@ -357,7 +235,3 @@ def fit_gradient(F: Any, g: Any, shape: tuple[int, ...], dtype: Any, nbatch: int
     if g.dtype != dtype and dtype is not None:
         g = F.to_dtype(g, dtype)
     return g
-
-
-def is_float_dtype(dtype: Any) -> bool:
-    return np.issubdtype(dtype, np.floating) or np.issubdtype(dtype, np.complexfloating)

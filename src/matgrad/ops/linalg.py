@@ -40,16 +40,16 @@ from typing import Any
 
 import numpy as np
 
-from . import _array_fns as _af
-from . import _ops
-from ._array_fns import (
+from ..backend import lapack as _af
+from ..backend.lapack import (
     BasisDependentGradientWarning,
     DegenerateGradientWarning,
     SingularMatrixGradientWarning,
 )
-from ._dispatch import OPS
-from ._grad_mode import state
-from .tensor import Tensor, as_tensor
+from ..core.grad_mode import state
+from ..core.tensor_base import Tensor, as_tensor
+from . import composite as _ops
+from .registry import OPS
 
 __all__ = [
     "BasisDependentGradientWarning",
@@ -287,7 +287,7 @@ def vector_norm(
         x = _ops.to_dtype(x, dtype)
     if isinstance(ord, str):
         raise ValueError(f"linalg.vector_norm: ord must be a number, got {ord!r}")
-    return _ops.linalg_vector_norm(x, float(ord), dim, keepdim)
+    return linalg_vector_norm(x, float(ord), dim, keepdim)
 
 
 def _move_to_end(A: Tensor, dim: tuple[int, int]) -> tuple[Tensor, tuple[int, int]]:
@@ -516,3 +516,113 @@ def kron(a: Any, b: Any) -> Tensor:
     ib = tuple(x for s in sb for x in (1, s))
     out = _ops.reshape(a, ia) * _ops.reshape(b, ib)
     return _ops.reshape(out, tuple(x * y for x, y in zip(sa, sb, strict=True)))
+
+
+# -- linear algebra primitives -----------------------------------------------------------------
+# The tensor twins of the ``linalg_*`` rows (the public functions are in matgrad.linalg) and of
+# the array functions their formulas call. Those read the forward's factorization (LU,
+# pivots) when nothing has to be differentiated, and are differentiable composites otherwise
+# (create_graph=True), so second derivatives come for free.
+
+
+def _raw(x: Any) -> Any:
+    return x._data if isinstance(x, Tensor) else x
+
+
+def _differentiable(*xs: Any) -> bool:
+    return builtins.any(isinstance(x, Tensor) and x.requires_grad for x in xs)
+
+
+def linalg_vector_norm(
+    self: Tensor,
+    ord: float = 2,
+    dim: _ops.Dims = None,
+    keepdim: bool = False,  # noqa: A002
+) -> Tensor:
+    self = _ops._tensor(self)
+    dims = _ops._norm_dims("vector_norm", dim, self.ndim)
+    return OPS["linalg_vector_norm"](self, ord=float(ord), dim=dims, keepdim=bool(keepdim))
+
+
+def _adjugate_t(A: Tensor) -> Tensor:
+    """adj(A)^T = det(U) det(V) U diag(prod_{j != i} s_j) V^T, differentiably (via svd)."""
+    U, S, Vh = OPS["linalg_svd"](A, False)
+    n = S.shape[-1]
+    others = _ops.where(Tensor._wrap(np.eye(n, dtype=bool)), 1.0, _ops.unsqueeze(S, -2))
+    p = _ops.prod(others, -1)
+    d = np.linalg.det(U._data) * np.linalg.det(Vh._data)
+    return (U * _ops.unsqueeze(p, -2)) @ Vh * Tensor._wrap(np.asarray(d)[..., None, None])
+
+
+def _per_matrix(x: Any) -> Tensor:
+    return _ops.unsqueeze(_ops.unsqueeze(_ops._tensor(x), -1), -1)
+
+
+def linalg_det_vjp(grad: Any, A: Tensor, det: Tensor, LU: Tensor, pivots: Tensor) -> Tensor:
+    """grad * adj(A)^T (see ``_array_fns.linalg_det_vjp``); differentiable when grad, A or
+    det is (then grad det(A) inv(A)^T, or the SVD adjugate at a singular A)."""
+    if not _differentiable(grad, A, det):
+        return Tensor._wrap(
+            _af.linalg_det_vjp(_raw(grad), _raw(A), _raw(det), _raw(LU), _raw(pivots))
+        )
+    inv_t, ok = _af._inv_t_from_lu(_raw(LU), _raw(pivots))
+    if np.any(_af._ill_conditioned(_raw(A), inv_t, ok)):
+        return _per_matrix(grad) * _adjugate_t(A)
+    return _per_matrix(grad * det) * OPS["linalg_inv"](A).mT
+
+
+def linalg_slogdet_vjp(grad: Any, A: Tensor, sign: Tensor, LU: Tensor, pivots: Tensor) -> Tensor:
+    """grad * A^-T, or grad * pinv(A)^T at a singular A (see ``_array_fns``)."""
+    if not _differentiable(grad, A):
+        return Tensor._wrap(
+            _af.linalg_slogdet_vjp(_raw(grad), _raw(A), _raw(sign), _raw(LU), _raw(pivots))
+        )
+    if np.any(_raw(sign) == 0):
+        _af._warn_singular_slogdet()
+        return _per_matrix(grad) * pinv(A).mT
+    return _per_matrix(grad) * OPS["linalg_inv"](A).mT
+
+
+def linalg_lu_solve(LU: Tensor, pivots: Tensor, A: Tensor, B: Tensor, adjoint: bool) -> Tensor:
+    """A^-1 B (A^-T B with ``adjoint``): from the saved LU when nothing is differentiated,
+    else a differentiable solve."""
+    if not _differentiable(A, B):
+        return Tensor._wrap(_af.linalg_lu_solve(_raw(LU), _raw(pivots), _raw(A), _raw(B), adjoint))
+    return OPS["linalg_solve"](A.mT if adjoint else A, B)[0]
+
+
+def spectral_tolerance(values: Tensor, size: int) -> float:
+    return _af.spectral_tolerance(_raw(values), size)
+
+
+def inverse_gaps(values: Tensor, tol: float, plus: bool, scale: float) -> Tensor:
+    """Differentiable twin of ``_array_fns.inverse_gaps``."""
+    v_j, v_i = _ops.unsqueeze(values, -2), _ops.unsqueeze(values, -1)
+    gaps = v_j + v_i if plus else v_j - v_i
+    ok = _ops.abs(gaps) > tol
+    return _ops.where(ok, scale / _ops.where(ok, gaps, 1.0), 0.0)
+
+
+def gap_quotient(K: Tensor, values: Tensor, tol: float, plus: bool, scale: float) -> Tensor:
+    """Differentiable twin of ``_array_fns.gap_quotient``."""
+    return K * inverse_gaps(values, tol, plus, scale)
+
+
+def with_diagonal(M: Tensor, d: Tensor) -> Tensor:
+    """M with its diagonal replaced by d (out of place, differentiable)."""
+    eye = Tensor._wrap(np.eye(M.shape[-1], dtype=bool))
+    return _ops.where(eye, _ops.unsqueeze(d, -2), M)
+
+
+def warn_if_basis_dependent(
+    values: Tensor, spectrum: Any, tol: float, cotangents: Any, op: str, what: str, kind: str
+) -> None:
+    _af.warn_if_basis_dependent(
+        _raw(values), _raw(spectrum), tol, [_raw(c) for c in cotangents], op, what, kind
+    )
+
+
+def warn_if_split_dependent(
+    grad_values: Tensor, values: Tensor, tol: float, op: str, what: str
+) -> None:
+    _af.warn_if_split_dependent(_raw(grad_values), _raw(values), tol, op, what)

@@ -1,0 +1,455 @@
+"""The array namespace: every primitive op's forward computation on raw arrays.
+
+This module is the one place that calls the array library. Its functions have the same names
+and signatures as matgrad's tensor functions (``matgrad._ops``), so a formula from
+``derivatives.yaml`` runs on either: on raw arrays when no graph of the backward pass is wanted
+(fast), on tensors when it is (``create_graph=True``). NumPy is the default; calls go through
+NumPy's API, which dispatches to other array libraries that implement ``__array_function__``.
+
+Conventions: ``dim`` arguments arrive normalised to negative integers (counted from the last
+axis), so the same formulas work when cotangents carry extra leading batch dimensions.
+"""
+
+from __future__ import annotations
+
+import builtins
+from typing import Any
+
+import numpy as np
+import scipy.linalg.blas
+import scipy.special
+
+from . import arrays as _backend
+
+Array = Any
+
+
+# -- elementwise -------------------------------------------------------------------------------
+# NumPy's ufuncs themselves where the op is one (saves a Python call on every op)
+add = np.add
+
+
+sub = np.subtract
+
+
+mul = np.multiply
+
+
+div = np.true_divide
+
+
+neg = np.negative
+
+
+pow = np.power  # noqa: A001 - PyTorch's name
+
+
+exp = np.exp
+
+
+log = np.log
+
+
+log1p = np.log1p
+
+
+def expm1(self: Array) -> Array:
+    """exp(x) - 1, accurate near 0. Complex infinities, NaNs and zeros take exp(x) - 1 (exact
+    there), which gives the Array API's special values where NumPy's expm1 gives NaN (+inf + 0j)
+    or -0 (-0 + 0j)."""
+    out = np.expm1(self)
+    if getattr(out, "dtype", None) is not None and out.dtype.kind == "c":
+        bad = ~np.isfinite(self) | (self == 0)
+        if _backend.backend_of(bad) != "numpy" or np.any(bad):
+            with np.errstate(invalid="ignore", over="ignore"):
+                out = np.where(bad, np.exp(self) - 1, out)
+    return out
+
+
+sqrt = np.sqrt
+
+
+abs = np.abs
+
+
+sign = np.sign
+
+
+sin = np.sin
+
+
+cos = np.cos
+
+
+tan = np.tan
+
+
+tanh = np.tanh
+
+
+# the Array API's elementwise functions (NumPy's ufuncs)
+asin = np.arcsin
+
+
+acos = np.arccos
+
+
+atan = np.arctan
+
+
+atan2 = np.arctan2
+
+
+sinh = np.sinh
+
+
+cosh = np.cosh
+
+
+asinh = np.arcsinh
+
+
+acosh = np.arccosh
+
+
+atanh = np.arctanh
+
+
+log2 = np.log2
+
+
+log10 = np.log10
+
+
+hypot = np.hypot
+
+
+logaddexp = np.logaddexp
+
+
+square = np.square
+
+
+copysign = np.copysign
+
+
+remainder = np.remainder
+
+
+def floor_divide(self: Array, other: Array) -> Array:
+    """floor(self / other), NumPy's ``floor_divide`` with the Array API's special cases where
+    an operand is infinite (NumPy gives NaN for inf // 2 and -1 for -1 // inf; the standard
+    wants +-inf and -0, i.e. the quotient itself)."""
+    if np.result_type(self, other).kind == "f":
+        infinite = np.isinf(self) | np.isinf(other)
+        if _backend.backend_of(infinite) != "numpy" or np.any(infinite):
+            with np.errstate(invalid="ignore", divide="ignore"):
+                return np.where(infinite, np.true_divide(self, other), np.floor_divide(self, other))
+    return np.floor_divide(self, other)
+
+
+def sigmoid(self: Array) -> Array:
+    return scipy.special.expit(self)
+
+
+def relu(self: Array) -> Array:
+    return np.maximum(self, 0)
+
+
+maximum = np.maximum
+
+
+minimum = np.minimum
+
+
+def where(condition: Array, self: Array, other: Array) -> Array:
+    return np.where(condition, self, other)
+
+
+def clamp(self: Array, min: Any = None, max: Any = None) -> Array:  # noqa: A002
+    if min is None and max is None:
+        raise ValueError("clamp: at least one of min and max must be given")
+    return np.clip(self, min, max)
+
+
+# -- comparisons and other functions without gradient -----------------------------------------
+gt = np.greater
+
+
+ge = np.greater_equal
+
+
+lt = np.less
+
+
+le = np.less_equal
+
+
+eq = np.equal
+
+
+ne = np.not_equal
+
+
+def zeros_like(self: Array) -> Array:
+    return np.zeros_like(self)
+
+
+def ones_like(self: Array) -> Array:
+    return np.ones_like(self)
+
+
+def argmax(self: Array, dim: int | None = None, keepdim: bool = False) -> Array:
+    return np.argmax(self, axis=dim, keepdims=keepdim)
+
+
+def argmin(self: Array, dim: int | None = None, keepdim: bool = False) -> Array:
+    return np.argmin(self, axis=dim, keepdims=keepdim)
+
+
+# -- reductions --------------------------------------------------------------------------------
+def sum(self: Array, dim: tuple[int, ...] | None = None, keepdim: bool = False) -> Array:  # noqa: A001
+    return np.sum(self, axis=dim, keepdims=keepdim)
+
+
+def mean(self: Array, dim: tuple[int, ...] | None = None, keepdim: bool = False) -> Array:
+    return np.mean(self, axis=dim, keepdims=keepdim)
+
+
+def prod(self: Array, dim: int | None = None, keepdim: bool = False) -> Array:
+    return np.prod(self, axis=dim, keepdims=keepdim)
+
+
+def cumsum(self: Array, dim: int) -> Array:
+    return np.cumsum(self, axis=dim)
+
+
+def cumprod(self: Array, dim: int) -> Array:
+    return np.cumprod(self, axis=dim)
+
+
+def has_zero(self: Array) -> bool:
+    """Whether ``self`` holds a zero (True for lazy arrays: not known without computing)."""
+    if _backend.backend_of(self) != "numpy":
+        return True
+    return not np.all(self)
+
+
+def amax(self: Array, dim: tuple[int, ...] | None = None, keepdim: bool = False) -> Array:
+    return np.amax(self, axis=dim, keepdims=keepdim)
+
+
+def amin(self: Array, dim: tuple[int, ...] | None = None, keepdim: bool = False) -> Array:
+    return np.amin(self, axis=dim, keepdims=keepdim)
+
+
+# -- shape ops ---------------------------------------------------------------------------------
+def reshape(self: Array, shape: tuple[int, ...]) -> Array:
+    return np.reshape(self, shape)
+
+
+def permute(self: Array, dims: tuple[int, ...]) -> Array:
+    # dims are negative; keep any extra leading (batch) axes in front, in order
+    lead = self.ndim - len(dims)
+    return np.transpose(self, tuple(range(lead)) + tuple(d + self.ndim for d in dims))
+
+
+def transpose(self: Array, dim0: int, dim1: int) -> Array:
+    return np.swapaxes(self, dim0, dim1)
+
+
+def expand(self: Array, shape: tuple[int, ...]) -> Array:
+    lead = self.ndim - len(shape)  # extra leading batch axes of self, kept as they are
+    if lead > 0:
+        shape = self.shape[:lead] + tuple(shape)
+    if isinstance(self, np.ndarray):
+        return np.broadcast_to(self, shape)
+    return _backend.broadcast_to(self, shape)
+
+
+def squeeze(self: Array, dim: tuple[int, ...]) -> Array:
+    return np.squeeze(self, axis=dim)
+
+
+def unsqueeze(self: Array, dim: int) -> Array:
+    return np.expand_dims(self, dim)
+
+
+def getitem(self: Array, index: Any) -> Array:
+    out = self[index]
+    if not isinstance(out, np.ndarray | np.generic) and any(s != s for s in out.shape):
+        raise _backend.unsupported(
+            "indexing with a lazy boolean mask",
+            self,
+            "the result's size is unknown until computed; compute the mask first",
+        )
+    return out
+
+
+def mT(self: Array) -> Array:  # noqa: N802 - the Array API's name
+    """The matrix transpose (last two axes swapped)."""
+    return self.mT if isinstance(self, np.ndarray) else np.swapaxes(self, -1, -2)
+
+
+def index_put(self: Array, values: Array, index: Any) -> Array:
+    out = self.copy()
+    out[index] = values
+    return out
+
+
+def zeros_scatter(self: Array, shape: tuple[int, ...], index: Any) -> Array:
+    """zeros(shape) with ``self`` added at ``index`` (repeated indices accumulate)."""
+    lead = self.ndim - _index_result_ndim(shape, index)
+    full_index = (slice(None),) * lead + _as_tuple(index)
+    advanced = any(isinstance(i, np.ndarray | list) or _backend.is_array(i) for i in full_index)
+    if _backend.backend_of(self) == "numpy":
+        out = np.zeros(self.shape[:lead] + tuple(shape), dtype=self.dtype)
+        if advanced:  # indices may repeat: accumulate (np.add.at is slow, so only here)
+            np.add.at(out, full_index, np.asarray(self))
+        else:  # basic indices select each element once: assignment is the adjoint
+            out[full_index] = self
+        return out
+    if advanced:
+        raise _backend.unsupported("the gradient of advanced indexing", self, "no scatter-add")
+    out = np.zeros_like(self, shape=self.shape[:lead] + tuple(shape))
+    out[full_index] = self
+    return out
+
+
+def _leading_ones(indices: Array, ndim: int) -> Array:
+    """``indices`` with size-1 axes in front up to ``ndim`` axes (extra leading batch axes of
+    a tangent or cotangent broadcast against them)."""
+    extra = ndim - indices.ndim
+    return indices.reshape((1,) * extra + indices.shape) if extra > 0 else indices
+
+
+def take_along_axis(self: Array, indices: Array, dim: int) -> Array:
+    """``out[..., j, ...] = self[..., indices[..., j, ...], ...]`` along ``dim`` (the other axes
+    of ``indices`` broadcast against those of ``self``)."""
+    if _backend.backend_of(self) != "numpy":
+        raise _backend.unsupported("take_along_axis (a gather)", self)
+    return np.take_along_axis(np.asarray(self), _leading_ones(indices, self.ndim), axis=dim)
+
+
+def zeros_scatter_along(self: Array, indices: Array, dim: int, shape: tuple[int, ...]) -> Array:
+    """zeros(shape) with ``self`` added at ``indices`` along ``dim`` (repeated indices
+    accumulate; axes where ``shape`` has size 1 and ``self`` does not are summed): the adjoint
+    of :func:`take_along_axis`."""
+    if _backend.backend_of(self) != "numpy":
+        raise _backend.unsupported("zeros_scatter_along (a scatter-add)", self)
+    nd = self.ndim
+    lead = nd - len(shape)
+    out_shape = self.shape[:lead] + tuple(shape)
+    out = np.zeros(out_shape, dtype=self.dtype)
+    index: list[Array] = []
+    for a in range(nd):
+        if a == nd + dim:
+            index.append(_leading_ones(indices, nd))
+            continue
+        n = self.shape[a]
+        positions = np.arange(n) if out_shape[a] == n else np.zeros(n, dtype=np.intp)
+        index.append(positions.reshape((1,) * a + (n,) + (1,) * (nd - a - 1)))
+    np.add.at(out, tuple(index), np.asarray(self))
+    return out
+
+
+def cat(tensors: list[Array], dim: int = 0) -> Array:
+    return np.concatenate(tensors, axis=dim)
+
+
+def stack(tensors: list[Array], dim: int = 0) -> Array:
+    return np.stack(tensors, axis=dim)
+
+
+def diagonal(self: Array, offset: int = 0, dim1: int = -2, dim2: int = -1) -> Array:
+    return np.diagonal(self, offset=offset, axis1=dim1, axis2=dim2)
+
+
+def diag_embed(self: Array, offset: int = 0, dim1: int = -2, dim2: int = -1) -> Array:
+    n = self.shape[-1] + builtins.abs(offset)
+    out_ndim = self.ndim + 1
+    d1, d2 = dim1 % out_ndim, dim2 % out_ndim
+    # the vector padded to length n, times the identity shifted by `offset`: out[i, i+offset]
+    padded = np.pad(
+        self, [(0, 0)] * (self.ndim - 1) + [(builtins.max(-offset, 0), builtins.max(offset, 0))]
+    )
+    eye = _backend.namespace(self).eye(n, n, k=offset, dtype=self.dtype)
+    out = padded[..., :, None] * eye
+    # the new pair of axes sits last; move it to (dim1, dim2)
+    return np.moveaxis(out, (-2, -1), (d1, d2))
+
+
+def tril(self: Array, diagonal: int = 0) -> Array:
+    return np.tril(self, diagonal)
+
+
+def triu(self: Array, diagonal: int = 0) -> Array:
+    return np.triu(self, diagonal)
+
+
+def flip(self: Array, dims: tuple[int, ...]) -> Array:
+    return np.flip(self, axis=dims)
+
+
+def roll(self: Array, shifts: tuple[int, ...], dims: tuple[int, ...] | None) -> Array:
+    return np.roll(self, shifts, axis=dims)
+
+
+def pad(self: Array, pad: tuple[int, ...], value: float = 0.0) -> Array:
+    """Constant padding; ``pad`` lists (before, after) pairs from the last axis backwards,
+    as in ``torch.nn.functional.pad``. Negative amounts crop."""
+    widths = [(0, 0)] * self.ndim
+    slices = [slice(None)] * self.ndim
+    for k in range(len(pad) // 2):
+        before, after = pad[2 * k], pad[2 * k + 1]
+        axis = self.ndim - 1 - k
+        widths[axis] = (builtins.max(before, 0), builtins.max(after, 0))
+        n = self.shape[axis]
+        slices[axis] = slice(builtins.max(-before, 0), n - builtins.max(-after, 0))
+    out = np.pad(self[tuple(slices)], widths, mode="constant", constant_values=value)
+    return out
+
+
+# -- products ----------------------------------------------------------------------------------
+def matmul(self: Array, other: Array) -> Array:
+    return np.matmul(self, other)
+
+
+mm = matmul
+bmm = matmul
+mv = matmul
+
+
+def dot(self: Array, other: Array) -> Array:
+    return np.matmul(self, other)
+
+
+def outer(self: Array, other: Array) -> Array:
+    return np.multiply(self[..., :, None], other[..., None, :])
+
+
+# -- helpers -----------------------------------------------------------------------------------
+def _as_tuple(index: Any) -> tuple:
+    return index if isinstance(index, tuple) else (index,)
+
+
+def _index_result_ndim(shape: tuple[int, ...], index: Any) -> int:
+    """ndim of ``zeros(shape)[index]``, computed on a zero-stride view (no allocation)."""
+    return np.broadcast_to(np.empty((), dtype=np.bool_), shape)[index].ndim
+
+
+# -- dtype and constants -----------------------------------------------------------------------
+def to_dtype(self: Array, dtype: Any) -> Array:
+    return self.astype(dtype, copy=False)
+
+
+def full_like_shape(value: Any, shape: tuple[int, ...], dtype: Any) -> Array:
+    return np.full(shape, value, dtype=dtype)
+
+
+def eye_like(self: Array, n: int) -> Array:
+    return _backend.namespace(self).eye(n, dtype=self.dtype)
+
+
+def clone(self: Array) -> Array:
+    return self.copy()

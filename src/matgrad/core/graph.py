@@ -1,0 +1,140 @@
+"""Graph nodes: the base of every ``grad_fn`` object (edges, hooks) and ``AccumulateGrad``.
+
+The nodes made from rows of the rule table are in :mod:`matgrad.core.nodes`; this module sits
+below the tensor record, which needs ``AccumulateGrad`` and hook handles.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from .tensor_base import Tensor
+
+Edge = tuple["Node | None", int]
+# What a node keeps per input: (node, output_nr, shape, dtype). The node is the input's
+# grad_fn, its leaf's AccumulateGrad, or None when no gradient is needed; shape and dtype (None
+# for non-float or non-tensor inputs) are what the input's gradient is fitted to.
+InputEdge = tuple["Node | None", int, "tuple[int, ...] | None", Any]
+NO_EDGE: InputEdge = (None, 0, None, None)
+_WANT = (True,)  # stands for an edge whose gradient is wanted (see Rule.vjp's `needs`)
+
+# Counts in-place changes to any tensor. A node remembers the count when it is made; while it
+# is unchanged, none of its saved tensors can have been modified and the per-tensor version
+# check is skipped (it is the common case, and the check is not free).
+inplace_epoch = [0]
+
+
+def bump_version(tensor: Tensor) -> None:
+    """Record an in-place change of ``tensor`` (its version and the global epoch)."""
+    tensor._shared_counter()[0] += 1
+    inplace_epoch[0] += 1
+
+
+class _Hooks:
+    """The hooks of one node (most nodes have none, so this is made on demand)."""
+
+    __slots__ = ("pre", "post", "tensor_pre")
+
+    def __init__(self) -> None:
+        self.pre: list[Callable] = []
+        self.post: list[Callable] = []
+        self.tensor_pre: dict[int, list[Callable]] = {}
+
+
+class Node:
+    """Base of every graph node: ``next_functions``, ``name()``, hooks and calling."""
+
+    __slots__ = ("_next", "_hooks", "__weakref__")
+    n_outputs = 1
+
+    def __init__(self) -> None:
+        self._next: tuple[InputEdge, ...] = ()
+        self._hooks: _Hooks | None = None
+
+    # -- inspection ----------------------------------------------------------------------------
+    def name(self) -> str:
+        return type(self).__name__
+
+    @property
+    def next_functions(self) -> tuple[Edge, ...]:
+        """One ``(node, output_index)`` pair per input: the node that made the input, an
+        ``AccumulateGrad`` for a leaf that requires grad, ``(None, 0)`` otherwise."""
+        return tuple((e[0], e[1]) for e in self._next)
+
+    def __repr__(self) -> str:
+        return f"<{self.name()} object at {id(self):#x}>"
+
+    # -- hooks ---------------------------------------------------------------------------------
+    def _get_hooks(self) -> _Hooks:
+        if self._hooks is None:
+            self._hooks = _Hooks()
+        return self._hooks
+
+    def register_hook(self, fn: Callable) -> _RemovableHandle:
+        """``fn(grad_inputs, grad_outputs)`` runs after this node computed its input
+        gradients; a non-None return replaces ``grad_inputs``."""
+        hooks = self._get_hooks().post
+        hooks.append(fn)
+        return _RemovableHandle(hooks, fn)
+
+    def register_prehook(self, fn: Callable) -> _RemovableHandle:
+        """``fn(grad_outputs)`` runs before this node; a non-None return replaces them."""
+        hooks = self._get_hooks().pre
+        hooks.append(fn)
+        return _RemovableHandle(hooks, fn)
+
+    def _add_tensor_pre_hook(self, output_nr: int, fn: Callable) -> _RemovableHandle:
+        hooks = self._get_hooks().tensor_pre.setdefault(output_nr, [])
+        hooks.append(fn)
+        return _RemovableHandle(hooks, fn)
+
+    # -- evaluation (overridden) ---------------------------------------------------------------
+    def _apply(
+        self, grads: list[Any], create_graph: bool, nbatch: int, want_all: bool = False
+    ) -> list[Any]:
+        raise NotImplementedError
+
+    def _raw_input_grads(self, grads: list[Any], release: bool) -> list[Any]:
+        """Input gradients as raw arrays for one cotangent; the caller fits them to the
+        inputs' shapes and dtypes (a fast path of ``_apply``). ``release`` frees the saved
+        values afterwards."""
+        out = self._apply(grads, False, 0)
+        if release:
+            self._release()
+        return out
+
+    def _release(self) -> None:
+        """Drop saved values after a backward pass without ``retain_graph``."""
+
+
+class BatchingUnsupported(RuntimeError):
+    """A rule marked ``batched: false`` met a batch of cotangents or tangents; vectorized
+    callers catch this and fall back to one pass per row."""
+
+    def __init__(self, op: str) -> None:
+        super().__init__(f"the rule for '{op}' does not take batched cotangents/tangents")
+        self.op = op
+
+
+class _RemovableHandle:
+    def __init__(self, hooks: list[Callable], fn: Callable) -> None:
+        self._hooks, self._fn = hooks, fn
+
+    def remove(self) -> None:
+        if self._fn in self._hooks:
+            self._hooks.remove(self._fn)
+
+
+class AccumulateGrad(Node):
+    """The node at a leaf that requires grad: adds the incoming gradient into ``.grad``."""
+
+    __slots__ = ("variable",)
+
+    def __init__(self, variable: Tensor) -> None:
+        super().__init__()
+        self.variable = variable
+
+    def _apply(self, grads: list[Any], create_graph: bool, nbatch: int) -> list[Any]:
+        return []
