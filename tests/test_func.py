@@ -13,9 +13,9 @@ from op_specs import SPECS
 
 import matgrad as mg
 from matgrad import func as mf
-from matgrad.ops.registry import RULES
 from matgrad.autograd import functional as F
 from matgrad.autograd.functional import BatchingFallbackWarning
+from matgrad.ops.registry import RULES
 
 pytestmark = pytest.mark.filterwarnings("error")  # no fallback or other warning unless expected
 

@@ -18,9 +18,9 @@ import pytest
 from op_specs import SPECS
 
 import matgrad as mg
-from matgrad.ops.registry import RULES
 from matgrad.autograd import functional as F
 from matgrad.autograd.functional import BatchingFallbackWarning
+from matgrad.ops.registry import RULES
 
 pytestmark = pytest.mark.filterwarnings(
     "error::matgrad.autograd.functional.BatchingFallbackWarning"

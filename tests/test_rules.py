@@ -12,9 +12,9 @@ import pytest
 from op_specs import SPECS
 
 import matgrad as mg
-from matgrad.ops.registry import RULES
 from matgrad.autograd import BatchingUnsupported, gradcheck, gradgradcheck
 from matgrad.autograd.gradcheck import analytical_jacobian
+from matgrad.ops.registry import RULES
 from matgrad.viz import graph_nodes
 
 CASES = [

@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 
 import matgrad as mg
-from matgrad.backend.structured import OneHotBatch, ScaledArray
 from matgrad.autograd.functional import jacobian
+from matgrad.backend.structured import OneHotBatch, ScaledArray
 
 rng = np.random.default_rng(7)
 

@@ -25,6 +25,7 @@ from .core.grad_mode import (
     no_grad,
     set_grad_enabled,
 )
+from .core.tensor_base import Size, as_tensor, get_default_dtype, set_default_dtype
 from .creation import (
     arange,
     asarray,
@@ -163,7 +164,6 @@ from .ops.composite import (
     zeros_like,
 )
 from .ops.einsum import einsum
-from .core.tensor_base import Size, as_tensor, get_default_dtype, set_default_dtype
 from .tensor import Tensor
 
 float32 = _np.dtype("float32")

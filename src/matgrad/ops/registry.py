@@ -15,6 +15,7 @@ or the name of a function of :mod:`matgrad.backend.forward` or :mod:`matgrad.bac
 from __future__ import annotations
 
 import ast
+import os
 import types
 from importlib import resources
 from typing import Any
@@ -100,8 +101,14 @@ def resolve_forward(rule: Rule) -> Any:
 
 FORWARDS: dict[str, Any] = {name: resolve_forward(rule) for name, rule in RULES.items()}
 OP_OBJECTS: dict[str, Op] = {name: Op(rule, FORWARDS[name]) for name, rule in RULES.items()}
-# what callers use: each op's generated entry point, ``OPS["mm"](A, B)``
-OPS: dict[str, Any] = {name: entry_point(op) for name, op in OP_OBJECTS.items()}
+# MATGRAD_REFERENCE_PATH=1 (read at import) makes every op take the plain Op.reference path
+# instead of its generated entry point: for stepping through an op in a debugger, and for the
+# test that proves both paths give identical values, gradients and graphs
+REFERENCE_PATH = os.environ.get("MATGRAD_REFERENCE_PATH", "") == "1"
+# what callers use: each op's entry point, ``OPS["mm"](A, B)``
+OPS: dict[str, Any] = {
+    name: op.reference if REFERENCE_PATH else entry_point(op) for name, op in OP_OBJECTS.items()
+}
 
 
 def formula_namespace(kind: str, ops: dict[str, Any], modules: tuple[Any, ...]) -> Any:
