@@ -663,22 +663,7 @@ def tan(x: Tensor, /) -> Tensor:
 
 
 def tanh(x: Tensor, /) -> Tensor:
-    out = OPS["tanh"](x)
-    if out.dtype.kind == "c":
-        _complex_tanh_at_infinity(_raw(x), out._data)
-    return out
-
-
-def _complex_tanh_at_infinity(z: Any, out: Any) -> None:
-    """tanh(+-inf + yj) for finite y is +-1 + 0j with the sign of y on the zero (the
-    standard's special case; NumPy follows C99: the sign of sin(2y)). Written in place: the
-    result is fresh."""
-    infinite = np.isinf(np.real(z)) & np.isfinite(np.imag(z))
-    if np.any(infinite):
-        fixed = np.empty(out.shape, dtype=out.dtype)
-        fixed.real = np.sign(np.real(z))
-        fixed.imag = np.copysign(0.0, np.imag(z))  # (1j * -0.0 would lose the sign)
-        np.copyto(out, fixed, where=infinite)
+    return OPS["tanh"](x)
 
 
 # without gradient: piecewise constant, boolean or integer valued

@@ -1,10 +1,10 @@
-"""The array namespace: every primitive op's forward computation on raw arrays.
+"""Forward computations on raw arrays that take more than one line, and the raw-array helpers
+rule formulas call.
 
-This module is the one place that calls the array library. Its functions have the same names
-and signatures as matgrad's tensor functions (``matgrad._ops``), so a formula from
-``derivatives.yaml`` runs on either: on raw arrays when no graph of the backward pass is wanted
-(fast), on tensors when it is (``create_graph=True``). NumPy is the default; calls go through
-NumPy's API, which dispatches to other array libraries that implement ``__array_function__``.
+A row of ``derivatives.yaml`` names its forward: a one-line expression on the array namespace
+(``forward: xp.tanh(self)``), or a function here (or in :mod:`matgrad.backend.lapack`) named
+like the row. Functions here take the row's parameters. Calls go through NumPy's API, which
+dispatches to other array libraries that implement ``__array_function__`` (Dask, CuPy).
 
 Conventions: ``dim`` arguments arrive normalised to negative integers (counted from the last
 axis), so the same formulas work when cotangents carry extra leading batch dimensions.
@@ -26,31 +26,6 @@ Array = Any
 
 # -- elementwise -------------------------------------------------------------------------------
 # NumPy's ufuncs themselves where the op is one (saves a Python call on every op)
-add = np.add
-
-
-sub = np.subtract
-
-
-mul = np.multiply
-
-
-div = np.true_divide
-
-
-neg = np.negative
-
-
-pow = np.power  # noqa: A001 - PyTorch's name
-
-
-exp = np.exp
-
-
-log = np.log
-
-
-log1p = np.log1p
 
 
 def expm1(self: Array) -> Array:
@@ -66,74 +41,28 @@ def expm1(self: Array) -> Array:
     return out
 
 
-sqrt = np.sqrt
-
-
-abs = np.abs
-
-
-sign = np.sign
-
-
-sin = np.sin
-
-
-cos = np.cos
-
-
-tan = np.tan
-
-
-tanh = np.tanh
-
-
 # the Array API's elementwise functions (NumPy's ufuncs)
-asin = np.arcsin
 
 
-acos = np.arccos
+def tanh(self: Array) -> Array:
+    """tanh, with the Array API's value at complex infinities: tanh(+-inf + yj) for finite y
+    is +-1 + 0j with the sign of y on the zero (NumPy gives NaN there)."""
+    out = np.tanh(self)
+    if getattr(out, "dtype", None) is not None and out.dtype.kind == "c":
+        _complex_tanh_at_infinity(self, out)
+    return out
 
 
-atan = np.arctan
-
-
-atan2 = np.arctan2
-
-
-sinh = np.sinh
-
-
-cosh = np.cosh
-
-
-asinh = np.arcsinh
-
-
-acosh = np.arccosh
-
-
-atanh = np.arctanh
-
-
-log2 = np.log2
-
-
-log10 = np.log10
-
-
-hypot = np.hypot
-
-
-logaddexp = np.logaddexp
-
-
-square = np.square
-
-
-copysign = np.copysign
-
-
-remainder = np.remainder
+def _complex_tanh_at_infinity(z: Any, out: Any) -> None:
+    """tanh(+-inf + yj) for finite y is +-1 + 0j with the sign of y on the zero (the
+    standard's special case; NumPy follows C99: the sign of sin(2y)). Written in place: the
+    result is fresh."""
+    infinite = np.isinf(np.real(z)) & np.isfinite(np.imag(z))
+    if np.any(infinite):
+        fixed = np.empty(out.shape, dtype=out.dtype)
+        fixed.real = np.sign(np.real(z))
+        fixed.imag = np.copysign(0.0, np.imag(z))  # (1j * -0.0 would lose the sign)
+        np.copyto(out, fixed, where=infinite)
 
 
 def floor_divide(self: Array, other: Array) -> Array:
@@ -148,24 +77,6 @@ def floor_divide(self: Array, other: Array) -> Array:
     return np.floor_divide(self, other)
 
 
-def sigmoid(self: Array) -> Array:
-    return scipy.special.expit(self)
-
-
-def relu(self: Array) -> Array:
-    return np.maximum(self, 0)
-
-
-maximum = np.maximum
-
-
-minimum = np.minimum
-
-
-def where(condition: Array, self: Array, other: Array) -> Array:
-    return np.where(condition, self, other)
-
-
 def clamp(self: Array, min: Any = None, max: Any = None) -> Array:  # noqa: A002
     if min is None and max is None:
         raise ValueError("clamp: at least one of min and max must be given")
@@ -173,22 +84,6 @@ def clamp(self: Array, min: Any = None, max: Any = None) -> Array:  # noqa: A002
 
 
 # -- comparisons and other functions without gradient -----------------------------------------
-gt = np.greater
-
-
-ge = np.greater_equal
-
-
-lt = np.less
-
-
-le = np.less_equal
-
-
-eq = np.equal
-
-
-ne = np.not_equal
 
 
 def zeros_like(self: Array) -> Array:
@@ -199,33 +94,7 @@ def ones_like(self: Array) -> Array:
     return np.ones_like(self)
 
 
-def argmax(self: Array, dim: int | None = None, keepdim: bool = False) -> Array:
-    return np.argmax(self, axis=dim, keepdims=keepdim)
-
-
-def argmin(self: Array, dim: int | None = None, keepdim: bool = False) -> Array:
-    return np.argmin(self, axis=dim, keepdims=keepdim)
-
-
 # -- reductions --------------------------------------------------------------------------------
-def sum(self: Array, dim: tuple[int, ...] | None = None, keepdim: bool = False) -> Array:  # noqa: A001
-    return np.sum(self, axis=dim, keepdims=keepdim)
-
-
-def mean(self: Array, dim: tuple[int, ...] | None = None, keepdim: bool = False) -> Array:
-    return np.mean(self, axis=dim, keepdims=keepdim)
-
-
-def prod(self: Array, dim: int | None = None, keepdim: bool = False) -> Array:
-    return np.prod(self, axis=dim, keepdims=keepdim)
-
-
-def cumsum(self: Array, dim: int) -> Array:
-    return np.cumsum(self, axis=dim)
-
-
-def cumprod(self: Array, dim: int) -> Array:
-    return np.cumprod(self, axis=dim)
 
 
 def has_zero(self: Array) -> bool:
@@ -235,27 +104,13 @@ def has_zero(self: Array) -> bool:
     return not np.all(self)
 
 
-def amax(self: Array, dim: tuple[int, ...] | None = None, keepdim: bool = False) -> Array:
-    return np.amax(self, axis=dim, keepdims=keepdim)
-
-
-def amin(self: Array, dim: tuple[int, ...] | None = None, keepdim: bool = False) -> Array:
-    return np.amin(self, axis=dim, keepdims=keepdim)
-
-
 # -- shape ops ---------------------------------------------------------------------------------
-def reshape(self: Array, shape: tuple[int, ...]) -> Array:
-    return np.reshape(self, shape)
 
 
 def permute(self: Array, dims: tuple[int, ...]) -> Array:
     # dims are negative; keep any extra leading (batch) axes in front, in order
     lead = self.ndim - len(dims)
     return np.transpose(self, tuple(range(lead)) + tuple(d + self.ndim for d in dims))
-
-
-def transpose(self: Array, dim0: int, dim1: int) -> Array:
-    return np.swapaxes(self, dim0, dim1)
 
 
 def expand(self: Array, shape: tuple[int, ...]) -> Array:
@@ -265,14 +120,6 @@ def expand(self: Array, shape: tuple[int, ...]) -> Array:
     if isinstance(self, np.ndarray):
         return np.broadcast_to(self, shape)
     return _backend.broadcast_to(self, shape)
-
-
-def squeeze(self: Array, dim: tuple[int, ...]) -> Array:
-    return np.squeeze(self, axis=dim)
-
-
-def unsqueeze(self: Array, dim: int) -> Array:
-    return np.expand_dims(self, dim)
 
 
 def getitem(self: Array, index: Any) -> Array:
@@ -353,18 +200,6 @@ def zeros_scatter_along(self: Array, indices: Array, dim: int, shape: tuple[int,
     return out
 
 
-def cat(tensors: list[Array], dim: int = 0) -> Array:
-    return np.concatenate(tensors, axis=dim)
-
-
-def stack(tensors: list[Array], dim: int = 0) -> Array:
-    return np.stack(tensors, axis=dim)
-
-
-def diagonal(self: Array, offset: int = 0, dim1: int = -2, dim2: int = -1) -> Array:
-    return np.diagonal(self, offset=offset, axis1=dim1, axis2=dim2)
-
-
 def diag_embed(self: Array, offset: int = 0, dim1: int = -2, dim2: int = -1) -> Array:
     n = self.shape[-1] + builtins.abs(offset)
     out_ndim = self.ndim + 1
@@ -377,22 +212,6 @@ def diag_embed(self: Array, offset: int = 0, dim1: int = -2, dim2: int = -1) -> 
     out = padded[..., :, None] * eye
     # the new pair of axes sits last; move it to (dim1, dim2)
     return np.moveaxis(out, (-2, -1), (d1, d2))
-
-
-def tril(self: Array, diagonal: int = 0) -> Array:
-    return np.tril(self, diagonal)
-
-
-def triu(self: Array, diagonal: int = 0) -> Array:
-    return np.triu(self, diagonal)
-
-
-def flip(self: Array, dims: tuple[int, ...]) -> Array:
-    return np.flip(self, axis=dims)
-
-
-def roll(self: Array, shifts: tuple[int, ...], dims: tuple[int, ...] | None) -> Array:
-    return np.roll(self, shifts, axis=dims)
 
 
 def pad(self: Array, pad: tuple[int, ...], value: float = 0.0) -> Array:
@@ -411,17 +230,6 @@ def pad(self: Array, pad: tuple[int, ...], value: float = 0.0) -> Array:
 
 
 # -- products ----------------------------------------------------------------------------------
-def matmul(self: Array, other: Array) -> Array:
-    return np.matmul(self, other)
-
-
-mm = matmul
-bmm = matmul
-mv = matmul
-
-
-def dot(self: Array, other: Array) -> Array:
-    return np.matmul(self, other)
 
 
 def outer(self: Array, other: Array) -> Array:
@@ -439,8 +247,6 @@ def _index_result_ndim(shape: tuple[int, ...], index: Any) -> int:
 
 
 # -- dtype and constants -----------------------------------------------------------------------
-def to_dtype(self: Array, dtype: Any) -> Array:
-    return self.astype(dtype, copy=False)
 
 
 def full_like_shape(value: Any, shape: tuple[int, ...], dtype: Any) -> Array:
@@ -449,7 +255,3 @@ def full_like_shape(value: Any, shape: tuple[int, ...], dtype: Any) -> Array:
 
 def eye_like(self: Array, n: int) -> Array:
     return _backend.namespace(self).eye(n, dtype=self.dtype)
-
-
-def clone(self: Array) -> Array:
-    return self.copy()

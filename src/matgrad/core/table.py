@@ -34,8 +34,11 @@ import yaml
 from .nodes import RuleNode
 
 RESERVED_KEYS = {"name", "result", "batched", "broadcasts", "doc", "forward", "variants", "kind"}
-# what a row may say an op is (explain and the per-element engine read it)
-KINDS = ("elementwise", "reduction", "linear", "shape", "product", "factorization", "index")
+# what a row may say an op is (explain and the per-element engine read it): elementwise (a
+# diagonal Jacobian), a reduction over axes, a scan along one (cumsum), a rearrangement of
+# elements (shape), a gather or scatter (index), a matrix product, or a linear-algebra function
+# with no element-wise form (linalg)
+KINDS = ("elementwise", "reduction", "scan", "shape", "index", "product", "linalg")
 # where an op appears besides the formula namespaces (PyTorch's `variants:`): a top-level
 # function, a Tensor method, an in-place Tensor method, matgrad.linalg, the Array API namespace
 VARIANTS = ("function", "method", "inplace", "linalg", "array_api")
@@ -415,7 +418,10 @@ def _variants(row: dict, line: int, op_name: str) -> dict[str, str]:
     """``variants: [function, method]`` or ``variants: {linalg: det, method: det}`` -> a dict
     from variant to public name."""
     raw = row.get("variants", [])
-    items = raw.items() if isinstance(raw, dict) else ((v, op_name) for v in raw)
+    if isinstance(raw, dict):
+        items = ((k, v) for k, v in raw.items() if k != "__line__")
+    else:
+        items = ((v, op_name) for v in raw)
     out = {}
     for variant, public in items:
         if variant not in VARIANTS:
