@@ -43,6 +43,7 @@ from .core.tensor_base import Tensor, get_default_dtype, nested_to_arrays
 from .ops import composite as _ops
 from .ops import linalg as _la
 from .ops.registry import OPS
+from .ops.registry import PRIMITIVES as _P
 
 __array_api_version__ = "2024.12"
 SUPPORTED_VERSIONS = ("2021.12", "2022.12", "2023.12", "2024.12")
@@ -207,7 +208,7 @@ def asarray(
             if copy is False:
                 raise ValueError(f"asarray: converting {obj.dtype} to {dt} needs a copy")
             return _place(astype(obj, dt), device)
-        return _place(_ops.clone(obj) if copy else obj, device)
+        return _place(_P.clone(obj) if copy else obj, device)
     if not isinstance(obj, np.ndarray | np.generic) and _backend.is_array(obj):
         arr = obj if dt is None or obj.dtype == dt else obj.astype(dt)  # Dask / CuPy
         return _wrap(arr.copy() if copy and arr is obj else arr)
@@ -374,7 +375,7 @@ def astype(
     x = _tensor(x)
     dt = np.dtype(dtype)
     if dt == x.dtype:
-        out = _ops.clone(x) if copy else x
+        out = _P.clone(x) if copy else x
     elif x.dtype.kind in "fc" and dt.kind in "fc" and not (x.dtype.kind == "c" != dt.kind):
         out = _ops.to_dtype(x, dt)
     else:
@@ -534,14 +535,14 @@ def clip(x: Tensor, /, min: Any = None, max: Any = None) -> Tensor:  # noqa: A00
     the gradient passes where x is inside."""
     x = _tensor(x)
     if min is None and max is None:
-        return _ops.clone(x)
+        return _P.clone(x)
     out = _ops.clamp(x, min, max)
     return out if out.dtype == x.dtype else astype(out, x.dtype)
 
 
 def conj(x: Tensor, /) -> Tensor:
     x = _tensor(x)
-    return _nograd(np.conj, x) if x.dtype.kind == "c" else _ops.clone(x)
+    return _nograd(np.conj, x) if x.dtype.kind == "c" else _P.clone(x)
 
 
 def copysign(x1: Any, x2: Any, /) -> Tensor:
@@ -614,7 +615,7 @@ def negative(x: Tensor, /) -> Tensor:
 
 
 def positive(x: Tensor, /) -> Tensor:
-    return _ops.clone(_tensor(x))
+    return _P.clone(_tensor(x))
 
 
 def pow(x1: Any, x2: Any, /) -> Tensor:  # noqa: A001
@@ -623,7 +624,7 @@ def pow(x1: Any, x2: Any, /) -> Tensor:  # noqa: A001
 
 def real(x: Tensor, /) -> Tensor:
     x = _tensor(x)
-    return _nograd(np.real, x) if x.dtype.kind == "c" else _ops.clone(x)
+    return _nograd(np.real, x) if x.dtype.kind == "c" else _P.clone(x)
 
 
 def reciprocal(x: Tensor, /) -> Tensor:
@@ -856,7 +857,7 @@ def vecdot(x1: Tensor, x2: Tensor, /, *, axis: int = -1) -> Tensor:
         )
     if a.dtype.kind == "c":
         a = conj(a)
-    products = _ops.mul(a, b)
+    products = _P.mul(a, b)
     if products.dtype.kind in "biu":  # in the inputs' dtype (NumPy's sum would widen it)
         return _nograd(np.sum, products, axis=axis, dtype=products.dtype)
     return _ops.sum(products, axis)
@@ -941,7 +942,7 @@ def reshape(x: Tensor, /, shape: Any, *, copy: builtins.bool | None = None) -> T
         out = _ops.reshape(x, shape)
     except RuntimeError as exc:
         raise ValueError(str(exc)) from None
-    return _ops.clone(out) if copy else out
+    return _P.clone(out) if copy else out
 
 
 def roll(x: Tensor, /, shift: Any, *, axis: Any = None) -> Tensor:
@@ -1118,7 +1119,7 @@ def sort(
     value's original position)."""
     x = _tensor(x)
     if x.ndim == 0:
-        return _ops.clone(x)
+        return _P.clone(x)
     ax = _normalize_axis(axis, x.ndim, "sort")
     return _ops.take_along_axis(x, _argsort(x._data, ax, descending, stable), ax)
 
@@ -1146,7 +1147,7 @@ def _cumulative(
         if dt is not None:
             x = astype(x, dt, copy=False)
         fn = _ops.cumsum if op == "cumulative_sum" else _ops.cumprod
-        out = fn(x, ax) if x.shape[ax] else _ops.clone(x)
+        out = fn(x, ax) if x.shape[ax] else _P.clone(x)
     if include_initial:
         shape = list(out.shape)
         shape[ax] = 1
@@ -1431,7 +1432,7 @@ def _linalg_outer(x1: Tensor, x2: Tensor, /) -> Tensor:
     a, b = _tensor(x1), _tensor(x2)
     if a.ndim != 1 or b.ndim != 1:
         raise ValueError("linalg.outer: expected two 1-D tensors")
-    return _ops.outer(a, b)
+    return _P.outer(a, b)
 
 
 def _linalg_pinv(x: Tensor, /, *, rtol: Any = None) -> Tensor:

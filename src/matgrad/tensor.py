@@ -23,7 +23,9 @@ from .core.tensor_base import (
 )
 from .core.tensor_base import Tensor as _Record
 from .ops import composite as _ops
+from .ops.bindings import INPLACE, METHODS
 from .ops import linalg as _linalg
+from .ops.registry import PRIMITIVES as _P
 
 
 @extend
@@ -258,10 +260,6 @@ class Tensor(_Record):
     def bool(self) -> Tensor:
         return self.to(np.bool_)
 
-    def clone(self) -> Tensor:
-        """A copy with its own memory; differentiable (the gradient passes through)."""
-        return _ops.clone(self)
-
     def contiguous(self) -> Tensor:
         return self
 
@@ -285,19 +283,19 @@ class Tensor(_Record):
         return _ops.OPS["mul"](self, other)
 
     def __rmul__(self, other: Any) -> Tensor:
-        return _ops.mul(other, self)
+        return _P.mul(other, self)
 
     def __truediv__(self, other: Any) -> Tensor:
         return _ops.OPS["div"](self, other)
 
     def __rtruediv__(self, other: Any) -> Tensor:
-        return _ops.div(other, self)
+        return _P.div(other, self)
 
     def __pow__(self, exponent: Any) -> Tensor:
-        return _ops.pow(self, exponent)
+        return _P.pow(self, exponent)
 
     def __rpow__(self, base: Any) -> Tensor:
-        return _ops.pow(base, self)
+        return _P.pow(base, self)
 
     def __floordiv__(self, other: Any) -> Tensor:
         return _ops.floor_divide(self, other)
@@ -306,10 +304,10 @@ class Tensor(_Record):
         return _ops.floor_divide(other, self)
 
     def __mod__(self, other: Any) -> Tensor:
-        return _ops.remainder(self, other)
+        return _P.remainder(self, other)
 
     def __rmod__(self, other: Any) -> Tensor:
-        return _ops.remainder(other, self)
+        return _P.remainder(other, self)
 
     def __matmul__(self, other: Any) -> Tensor:
         return _ops.matmul(self, other)
@@ -318,13 +316,13 @@ class Tensor(_Record):
         return _ops.matmul(other, self)
 
     def __neg__(self) -> Tensor:
-        return _ops.neg(self)
+        return _P.neg(self)
 
     def __pos__(self) -> Tensor:
         return self
 
     def __abs__(self) -> Tensor:
-        return _ops.abs(self)
+        return _P.abs(self)
 
     def __gt__(self, other: Any) -> Tensor:
         return _ops.gt(self, other)
@@ -436,24 +434,6 @@ class Tensor(_Record):
         self._fw_grad = new._fw_grad
         return self
 
-    def add_(self, other: Any, alpha: float = 1) -> Tensor:
-        return self._inplace("add_", lambda s: s + (other if alpha == 1 else other * alpha))
-
-    def sub_(self, other: Any, alpha: float = 1) -> Tensor:
-        return self._inplace("sub_", lambda s: s - (other if alpha == 1 else other * alpha))
-
-    def mul_(self, other: Any) -> Tensor:
-        return self._inplace("mul_", lambda s: s * other)
-
-    def div_(self, other: Any) -> Tensor:
-        return self._inplace("div_", lambda s: s / other)
-
-    def pow_(self, exponent: Any) -> Tensor:
-        return self._inplace("pow_", lambda s: s**exponent)
-
-    def clamp_(self, min: Any = None, max: Any = None) -> Tensor:  # noqa: A002
-        return self._inplace("clamp_", lambda s: _ops.clamp(s, min, max))
-
     def zero_(self) -> Tensor:
         return self._inplace("zero_", lambda s: _overwrite(s, 0.0))
 
@@ -462,24 +442,6 @@ class Tensor(_Record):
 
     def copy_(self, src: Any) -> Tensor:
         return self._inplace("copy_", lambda s: _overwrite(s, src))
-
-    def exp_(self) -> Tensor:
-        return self._inplace("exp_", _ops.exp)
-
-    def tanh_(self) -> Tensor:
-        return self._inplace("tanh_", _ops.tanh)
-
-    def relu_(self) -> Tensor:
-        return self._inplace("relu_", _ops.relu)
-
-    def neg_(self) -> Tensor:
-        return self._inplace("neg_", _ops.neg)
-
-    def sqrt_(self) -> Tensor:
-        return self._inplace("sqrt_", _ops.sqrt)
-
-    def abs_(self) -> Tensor:
-        return self._inplace("abs_", _ops.abs)
 
     def __iadd__(self, other: Any) -> Tensor:
         return self.add_(other)
@@ -500,7 +462,7 @@ class Tensor(_Record):
         return self._inplace("__ifloordiv__", lambda s: _ops.floor_divide(s, other))
 
     def __imod__(self, other: Any) -> Tensor:
-        return self._inplace("__imod__", lambda s: _ops.remainder(s, other))
+        return self._inplace("__imod__", lambda s: _P.remainder(s, other))
 
     def __imatmul__(self, other: Any) -> Tensor:
         return self._inplace("__imatmul__", lambda s: _ops.matmul(s, other))
@@ -521,94 +483,9 @@ class Tensor(_Record):
         return self._inplace("__irshift__", lambda s: _ops.bitwise_right_shift(s, other))
 
     # -- methods forwarding to matgrad functions ---------------------------------------------
-    def exp(self) -> Tensor:
-        return _ops.OPS["exp"](self)
-
-    def log(self) -> Tensor:
-        return _ops.OPS["log"](self)
-
-    def log1p(self) -> Tensor:
-        return _ops.log1p(self)
-
-    def expm1(self) -> Tensor:
-        return _ops.expm1(self)
-
-    def sqrt(self) -> Tensor:
-        return _ops.sqrt(self)
-
-    def abs(self) -> Tensor:
-        return _ops.abs(self)
-
-    def sign(self) -> Tensor:
-        return _ops.sign(self)
-
-    def sin(self) -> Tensor:
-        return _ops.OPS["sin"](self)
-
-    def cos(self) -> Tensor:
-        return _ops.OPS["cos"](self)
-
-    def tan(self) -> Tensor:
-        return _ops.tan(self)
-
-    def tanh(self) -> Tensor:
-        return _ops.OPS["tanh"](self)
-
-    def sigmoid(self) -> Tensor:
-        return _ops.OPS["sigmoid"](self)
-
-    def relu(self) -> Tensor:
-        return _ops.OPS["relu"](self)
-
-    def neg(self) -> Tensor:
-        return _ops.neg(self)
-
-    def pow(self, exponent: Any) -> Tensor:
-        return _ops.pow(self, exponent)
-
-    def square(self) -> Tensor:
-        return _ops.mul(self, self)
-
-    def add(self, other: Any, alpha: float = 1) -> Tensor:
-        return _ops.add(self, other, alpha)
-
-    def sub(self, other: Any, alpha: float = 1) -> Tensor:
-        return _ops.sub(self, other, alpha)
-
-    def mul(self, other: Any) -> Tensor:
-        return _ops.mul(self, other)
-
-    def div(self, other: Any) -> Tensor:
-        return _ops.div(self, other)
-
-    def maximum(self, other: Any) -> Tensor:
-        return _ops.maximum(self, other)
-
-    def minimum(self, other: Any) -> Tensor:
-        return _ops.minimum(self, other)
-
-    def clamp(self, min: Any = None, max: Any = None) -> Tensor:  # noqa: A002
-        return _ops.clamp(self, min, max)
-
-    clip = clamp
 
     def where(self, condition: Any, other: Any) -> Tensor:
-        return _ops.where(condition, self, other)
-
-    def sum(self, dim: Any = None, keepdim: bool = False, dtype: Any = None) -> Tensor:
-        return _ops.sum(self, dim, keepdim, dtype)
-
-    def mean(self, dim: Any = None, keepdim: bool = False) -> Tensor:
-        return _ops.mean(self, dim, keepdim)
-
-    def prod(self, dim: int | None = None, keepdim: bool = False) -> Tensor:
-        return _ops.prod(self, dim, keepdim)
-
-    def amax(self, dim: Any = None, keepdim: bool = False) -> Tensor:
-        return _ops.amax(self, dim, keepdim)
-
-    def amin(self, dim: Any = None, keepdim: bool = False) -> Tensor:
-        return _ops.amin(self, dim, keepdim)
+        return _P.where(condition, self, other)
 
     def max(self, dim: Any = None, keepdim: bool = False) -> Any:
         return _ops.max(self, dim, keepdim)
@@ -637,15 +514,6 @@ class Tensor(_Record):
     def log_softmax(self, dim: int = -1) -> Tensor:
         return _ops.log_softmax(self, dim)
 
-    def cumsum(self, dim: int) -> Tensor:
-        return _ops.cumsum(self, dim)
-
-    def cumprod(self, dim: int) -> Tensor:
-        return _ops.cumprod(self, dim)
-
-    def reshape(self, *shape: Any) -> Tensor:
-        return _ops.reshape(self, *shape)
-
     def view(self, *shape: Any) -> Tensor:
         return _ops.reshape(self, *shape)
 
@@ -655,26 +523,11 @@ class Tensor(_Record):
     def reshape_as(self, other: Tensor) -> Tensor:
         return _ops.reshape(self, other.shape)
 
-    def permute(self, *dims: Any) -> Tensor:
-        return _ops.permute(self, *dims)
-
-    def transpose(self, dim0: int, dim1: int) -> Tensor:
-        return _ops.transpose(self, dim0, dim1)
-
     def t(self) -> Tensor:
         return _ops.t(self)
 
-    def expand(self, *shape: Any) -> Tensor:
-        return _ops.expand(self, *shape)
-
     def expand_as(self, other: Tensor) -> Tensor:
         return _ops.expand(self, other.shape)
-
-    def squeeze(self, dim: Any = None) -> Tensor:
-        return _ops.squeeze(self, dim)
-
-    def unsqueeze(self, dim: int) -> Tensor:
-        return _ops.unsqueeze(self, dim)
 
     def flatten(self, start_dim: int = 0, end_dim: int = -1) -> Tensor:
         return _ops.flatten(self, start_dim, end_dim)
@@ -691,47 +544,11 @@ class Tensor(_Record):
     def unbind(self, dim: int = 0) -> tuple[Tensor, ...]:
         return _ops.unbind(self, dim)
 
-    def diagonal(self, offset: int = 0, dim1: int = 0, dim2: int = 1) -> Tensor:
-        return _ops.diagonal(self, offset, dim1, dim2)
-
-    def diag_embed(self, offset: int = 0, dim1: int = -2, dim2: int = -1) -> Tensor:
-        return _ops.diag_embed(self, offset, dim1, dim2)
-
     def diag(self, diagonal: int = 0) -> Tensor:
         return _ops.diag(self, diagonal)
 
     def trace(self) -> Tensor:
         return _ops.trace(self)
-
-    def tril(self, diagonal: int = 0) -> Tensor:
-        return _ops.tril(self, diagonal)
-
-    def triu(self, diagonal: int = 0) -> Tensor:
-        return _ops.triu(self, diagonal)
-
-    def flip(self, dims: Any) -> Tensor:
-        return _ops.flip(self, dims)
-
-    def roll(self, shifts: Any, dims: Any = None) -> Tensor:
-        return _ops.roll(self, shifts, dims)
-
-    def matmul(self, other: Any) -> Tensor:
-        return _ops.matmul(self, other)
-
-    def mm(self, mat2: Tensor) -> Tensor:
-        return _ops.mm(self, mat2)
-
-    def bmm(self, mat2: Tensor) -> Tensor:
-        return _ops.bmm(self, mat2)
-
-    def mv(self, vec: Tensor) -> Tensor:
-        return _ops.mv(self, vec)
-
-    def dot(self, other: Tensor) -> Tensor:
-        return _ops.dot(self, other)
-
-    def outer(self, vec2: Tensor) -> Tensor:
-        return _ops.outer(self, vec2)
 
     def eq(self, other: Any) -> Tensor:
         return _ops.eq(self, other)
@@ -760,12 +577,6 @@ class Tensor(_Record):
     def norm(self, p: Any = "fro", dim: Any = None, keepdim: bool = False) -> Tensor:
         return _linalg.norm(self, p, dim, keepdim)
 
-    def inverse(self) -> Tensor:
-        return _linalg.inv(self)
-
-    def det(self) -> Tensor:
-        return _linalg.det(self)
-
     # -- shape properties ----------------------------------------------------------------------
     @property
     def T(self) -> Tensor:  # noqa: N802
@@ -774,6 +585,24 @@ class Tensor(_Record):
     @property
     def mT(self) -> Tensor:  # noqa: N802
         return _ops.transpose(self, -2, -1)
+
+
+def _inplace_method(name: str, fn: Callable[..., Tensor]) -> Callable[..., Tensor]:
+    """``x.<name>(*args)``: ``fn(x, *args)`` written into ``x``'s memory (see ``_inplace``)."""
+
+    def method(self: Tensor, *args: Any, **kwargs: Any) -> Tensor:
+        return self._inplace(name, lambda s: fn(s, *args, **kwargs))
+
+    method.__name__ = method.__qualname__ = name
+    method.__doc__ = f"In-place version of :meth:`Tensor.{name[:-1]}`."
+    return method
+
+
+# the methods the table declares (`variants: [method, inplace]`), registered once
+for _name, _fn in METHODS.items():
+    setattr(Tensor, _name, _fn)
+for _name, _fn in INPLACE.items():
+    setattr(Tensor, _name, _inplace_method(_name, _fn))
 
 
 class InplaceCastError(RuntimeError, TypeError):

@@ -36,6 +36,7 @@ from ..core import grad_mode as _grad_mode
 from ..core.engine import grad as _autograd_grad
 from ..core.graph import BatchingUnsupported
 from ..ops import composite as _ops
+from ..ops.registry import PRIMITIVES as _P
 from ..tensor import Tensor
 from . import forward_ad
 
@@ -146,7 +147,7 @@ def _prepare_input(x: Tensor, create_graph: bool, need_graph: bool) -> Tensor:
     derivative is itself differentiable), a new leaf otherwise (requiring grad when
     ``need_graph``). A forward-mode tangent that ``x`` carries is kept (forward-over-reverse)."""
     if create_graph and x.requires_grad:
-        return _ops.clone(x)  # records CloneBackward; pushes x's tangent along
+        return _P.clone(x)  # records CloneBackward; pushes x's tangent along
     leaf = x.detach()
     if need_graph:
         leaf.requires_grad_(True)
@@ -210,7 +211,7 @@ def _owned(t: Tensor, create_graph: bool) -> Tensor:
     """``t``, copied if its memory is read-only (the cached identity, a broadcast view)."""
     if t._data.flags.writeable:
         return t
-    return _ops.clone(t) if create_graph else Tensor._wrap(np.array(t._data))
+    return _P.clone(t) if create_graph else Tensor._wrap(np.array(t._data))
 
 
 def _stack(

@@ -73,8 +73,9 @@ class Rule:
     broadcasts: bool = False  # the inputs broadcast against each other (NumPy's rules)
     forward: str = ""  # the row's `forward:`: an expression on `xp`, or a function's name
     kind: str = ""  # one of KINDS
-    # variant -> public name (`variants: [function, method]` uses the op's own name)
-    variants: dict[str, str] = field(default_factory=dict)
+    # variant -> public names (`variants: [function, method]` uses the op's own name; a
+    # mapping names them: `{linalg: det, method: [clamp, clip]}`)
+    variants: dict[str, tuple[str, ...]] = field(default_factory=dict)
     # per VJP argument: the indices of the inputs whose formulas read it (a node saves an
     # argument only when one of those inputs needs a gradient)
     arg_users: dict[str, tuple[int, ...]] = field(default_factory=dict)
@@ -414,9 +415,10 @@ def _kind(row: dict, line: int) -> str:
     return kind
 
 
-def _variants(row: dict, line: int, op_name: str) -> dict[str, str]:
-    """``variants: [function, method]`` or ``variants: {linalg: det, method: det}`` -> a dict
-    from variant to public name."""
+def _variants(row: dict, line: int, op_name: str) -> dict[str, tuple[str, ...]]:
+    """``variants: [function, method]`` or ``variants: {linalg: det, method: [det, ...]}`` ->
+    a dict from variant to public names (the first is the op's name there, the rest
+    aliases)."""
     raw = row.get("variants", [])
     if isinstance(raw, dict):
         items = ((k, v) for k, v in raw.items() if k != "__line__")
@@ -426,7 +428,8 @@ def _variants(row: dict, line: int, op_name: str) -> dict[str, str]:
     for variant, public in items:
         if variant not in VARIANTS:
             raise _fail(row, line, f"variant {variant!r} is not one of {', '.join(VARIANTS)}")
-        out[variant] = str(public)
+        names = public if isinstance(public, list) else [public]
+        out[variant] = tuple(str(n) for n in names)
     return out
 
 

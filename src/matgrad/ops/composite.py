@@ -20,11 +20,9 @@ import numpy as np
 
 from ..backend import forward as _forward
 from ..core.tensor_base import Tensor, as_tensor
-from .registry import OPS
+from .registry import OPS, PRIMITIVES as P
 
 Dims = int | Sequence[int] | None
-
-_add, _sub, _mul, _div, _neg, _pow = (OPS[n] for n in ("add", "sub", "mul", "div", "neg", "pow"))
 
 
 # -- argument normalisation --------------------------------------------------------------------
@@ -68,166 +66,18 @@ def _tensor(x: Any) -> Tensor:
 def add(input: Any, other: Any, alpha: float = 1) -> Tensor:
     """input + alpha * other, with NumPy broadcasting."""
     if alpha != 1:
-        other = _mul(other, alpha)
-    return _add(input, other)
+        other = P.mul(other, alpha)
+    return P.add(input, other)
 
 
 def sub(input: Any, other: Any, alpha: float = 1) -> Tensor:
     if alpha != 1:
-        other = _mul(other, alpha)
-    return _sub(input, other)
-
-
-def mul(input: Any, other: Any) -> Tensor:
-    return _mul(input, other)
-
-
-def div(input: Any, other: Any) -> Tensor:
-    return _div(input, other)
-
-
-def neg(input: Tensor) -> Tensor:
-    return _neg(input)
-
-
-def pow(input: Any, exponent: Any) -> Tensor:  # noqa: A001
-    return _pow(input, exponent)
+        other = P.mul(other, alpha)
+    return P.sub(input, other)
 
 
 def _unary(name: str) -> Any:
     return OPS[name]
-
-
-def exp(input: Tensor) -> Tensor:
-    return OPS["exp"](input)
-
-
-def log(input: Tensor) -> Tensor:
-    return OPS["log"](input)
-
-
-def log1p(input: Tensor) -> Tensor:
-    return OPS["log1p"](input)
-
-
-def expm1(input: Tensor) -> Tensor:
-    return OPS["expm1"](input)
-
-
-def sqrt(input: Tensor) -> Tensor:
-    return OPS["sqrt"](input)
-
-
-def abs(input: Tensor) -> Tensor:  # noqa: A001
-    return OPS["abs"](input)
-
-
-def sign(input: Tensor) -> Tensor:
-    return OPS["sign"](input)
-
-
-def sin(input: Tensor) -> Tensor:
-    return OPS["sin"](input)
-
-
-def cos(input: Tensor) -> Tensor:
-    return OPS["cos"](input)
-
-
-def tan(input: Tensor) -> Tensor:
-    return OPS["tan"](input)
-
-
-def tanh(input: Tensor) -> Tensor:
-    return OPS["tanh"](input)
-
-
-def sigmoid(input: Tensor) -> Tensor:
-    return OPS["sigmoid"](input)
-
-
-def relu(input: Tensor) -> Tensor:
-    return OPS["relu"](input)
-
-
-def asin(input: Tensor) -> Tensor:
-    return OPS["asin"](input)
-
-
-def acos(input: Tensor) -> Tensor:
-    return OPS["acos"](input)
-
-
-def atan(input: Tensor) -> Tensor:
-    return OPS["atan"](input)
-
-
-def atan2(input: Any, other: Any) -> Tensor:
-    """The angle of the point (other, input): atan2(y, x), elementwise with broadcasting."""
-    return OPS["atan2"](input, other)
-
-
-def sinh(input: Tensor) -> Tensor:
-    return OPS["sinh"](input)
-
-
-def cosh(input: Tensor) -> Tensor:
-    return OPS["cosh"](input)
-
-
-def asinh(input: Tensor) -> Tensor:
-    return OPS["asinh"](input)
-
-
-def acosh(input: Tensor) -> Tensor:
-    return OPS["acosh"](input)
-
-
-def atanh(input: Tensor) -> Tensor:
-    return OPS["atanh"](input)
-
-
-def log2(input: Tensor) -> Tensor:
-    return OPS["log2"](input)
-
-
-def log10(input: Tensor) -> Tensor:
-    return OPS["log10"](input)
-
-
-def square(input: Tensor) -> Tensor:
-    return OPS["square"](input)
-
-
-def hypot(input: Any, other: Any) -> Tensor:
-    return OPS["hypot"](input, other)
-
-
-def logaddexp(input: Any, other: Any) -> Tensor:
-    """log(exp(input) + exp(other)), computed without overflow."""
-    return OPS["logaddexp"](input, other)
-
-
-def remainder(input: Any, other: Any) -> Tensor:
-    """input - other * floor(input / other) (the sign of ``other``, as Python's ``%``)."""
-    return OPS["remainder"](input, other)
-
-
-def copysign(input: Any, other: Any) -> Tensor:
-    return OPS["copysign"](input, other)
-
-
-def maximum(input: Any, other: Any) -> Tensor:
-    return OPS["maximum"](input, other)
-
-
-def minimum(input: Any, other: Any) -> Tensor:
-    return OPS["minimum"](input, other)
-
-
-def where(condition: Any, input: Any, other: Any) -> Tensor:
-    """Elementwise ``input if condition else other``, broadcasting all three."""
-    return OPS["where"](condition, input, other)
 
 
 def clamp(input: Tensor, min: Any = None, max: Any = None) -> Tensor:  # noqa: A002
@@ -236,24 +86,16 @@ def clamp(input: Tensor, min: Any = None, max: Any = None) -> Tensor:  # noqa: A
     if isinstance(min, Tensor) or isinstance(max, Tensor):
         out = input
         if min is not None:
-            out = maximum(out, min)
+            out = P.maximum(out, min)
         if max is not None:
-            out = minimum(out, max)
+            out = P.minimum(out, max)
         return out
     return OPS["clamp"](input, min=min, max=max)
-
-
-clip = clamp
 
 
 def to_dtype(input: Tensor, dtype: Any) -> Tensor:
     """Convert to ``dtype``; differentiable between floating dtypes."""
     return OPS["to_dtype"](input, dtype=np.dtype(dtype))
-
-
-def clone(input: Tensor) -> Tensor:
-    """A copy with its own memory; the gradient passes through unchanged."""
-    return OPS["clone"](input)
 
 
 # -- functions without gradient ----------------------------------------------------------------
@@ -425,7 +267,7 @@ def max(input: Any, dim: Any = None, keepdim: bool = False) -> Any:  # noqa: A00
     """``max(x)`` -> the largest value; ``max(x, dim)`` -> (values, indices);
     ``max(x, y)`` -> the elementwise maximum."""
     if isinstance(dim, Tensor):
-        return maximum(input, dim)
+        return P.maximum(input, dim)
     if dim is None:
         return amax(input)
     return MinMax(amax(input, dim, keepdim), argmax(input, dim, keepdim))
@@ -433,7 +275,7 @@ def max(input: Any, dim: Any = None, keepdim: bool = False) -> Any:  # noqa: A00
 
 def min(input: Any, dim: Any = None, keepdim: bool = False) -> Any:  # noqa: A001
     if isinstance(dim, Tensor):
-        return minimum(input, dim)
+        return P.minimum(input, dim)
     if dim is None:
         return amin(input)
     return MinMax(amin(input, dim, keepdim), argmin(input, dim, keepdim))
@@ -446,20 +288,20 @@ def var(input: Tensor, dim: Dims = None, correction: int = 1, keepdim: bool = Fa
 
 
 def std(input: Tensor, dim: Dims = None, correction: int = 1, keepdim: bool = False) -> Tensor:
-    return sqrt(var(input, dim, correction, keepdim))
+    return P.sqrt(var(input, dim, correction, keepdim))
 
 
 def logsumexp(input: Tensor, dim: Dims = None, keepdim: bool = False) -> Tensor:
-    """log(sum(exp(x))) computed stably (shifted by the detached maximum)."""
+    """P.log(sum(P.exp(x))) computed stably (shifted by the detached maximum)."""
     shift = amax(input, dim, keepdim=True).detach()
-    shift = where(isfinite(shift), shift, 0.0)
-    out = log(sum(exp(input - shift), dim, keepdim=True)) + shift
+    shift = P.where(isfinite(shift), shift, 0.0)
+    out = P.log(sum(P.exp(input - shift), dim, keepdim=True)) + shift
     return out if keepdim else squeeze(out, dim if dim is not None else None)
 
 
 def softmax(input: Tensor, dim: int = -1) -> Tensor:
     shifted = input - amax(input, dim, keepdim=True).detach()
-    e = exp(shifted)
+    e = P.exp(shifted)
     return e / sum(e, dim, keepdim=True)
 
 
@@ -496,9 +338,6 @@ def reshape(input: Tensor, *shape: Any) -> Tensor:
     return OPS["reshape"](input, shape=target)
 
 
-view = reshape
-
-
 def permute(input: Tensor, *dims: Any) -> Tensor:
     input = _tensor(input)
     dims = _shape_arg(dims)
@@ -520,9 +359,6 @@ def transpose(input: Tensor, dim0: int, dim1: int) -> Tensor:
         dim0=_norm_dim("transpose", dim0, input.ndim),
         dim1=_norm_dim("transpose", dim1, input.ndim),
     )
-
-
-swapaxes = transpose
 
 
 def t(input: Tensor) -> Tensor:
@@ -674,9 +510,6 @@ def cat(tensors: Sequence[Tensor], dim: int = 0) -> Tensor:
                 f"{[tuple(t.shape) for t in tensors]}"
             )
     return OPS["cat"](tensors, dim=d)
-
-
-concatenate = cat
 
 
 def stack(tensors: Sequence[Tensor], dim: int = 0) -> Tensor:
@@ -867,13 +700,6 @@ def dot(input: Tensor, other: Tensor) -> Tensor:
             f"{tuple(other.shape)}"
         )
     return OPS["dot"](input, other)
-
-
-def outer(input: Tensor, vec2: Tensor) -> Tensor:
-    return OPS["outer"](_tensor(input), _tensor(vec2))
-
-
-ger = outer
 
 
 def inner(input: Tensor, other: Tensor) -> Tensor:

@@ -50,6 +50,7 @@ from ..core.grad_mode import state
 from ..core.tensor_base import Tensor, as_tensor
 from . import composite as _ops
 from .registry import OPS
+from .registry import PRIMITIVES as _P
 
 __all__ = [
     "BasisDependentGradientWarning",
@@ -142,7 +143,7 @@ def logdet(A: Any) -> Tensor:
     sign, logabsdet = slogdet(A)
     if not np.any(sign._data < 0):
         return logabsdet
-    return _ops.where(sign < 0, math.nan, logabsdet)
+    return _P.where(sign < 0, math.nan, logabsdet)
 
 
 def _is_vector_rhs(A: Tensor, B: Tensor) -> bool:
@@ -326,7 +327,7 @@ def matrix_norm(
         # at the zero matrix every U V^T-like matrix is a subgradient: take 0 (as vector_norm)
         zero = np.all(s._data == 0, axis=-1, keepdims=True)
         if zero.any():
-            s = _ops.where(Tensor._wrap(zero), 0.0, s)
+            s = _P.where(Tensor._wrap(zero), 0.0, s)
         out = (
             _ops.sum(s, -1)
             if ord == "nuc"
@@ -334,7 +335,7 @@ def matrix_norm(
         )
     elif ord in (1, -1, math.inf, -math.inf):
         col_sums = abs(ord) == 1
-        sums = _ops.sum(_ops.abs(moved), -2 if col_sums else -1)
+        sums = _ops.sum(_P.abs(moved), -2 if col_sums else -1)
         out = _ops.amax(sums, -1) if ord > 0 else _ops.amin(sums, -1)
     else:
         raise ValueError(f"linalg.matrix_norm: unsupported ord {ord!r}")
@@ -467,7 +468,7 @@ def cross(input: Any, other: Any, *, dim: int = -1) -> Tensor:  # noqa: A002
 
 def vecdot(x: Any, y: Any, *, dim: int = -1) -> Tensor:
     """sum(x * y, dim) (inputs broadcast)."""
-    return _ops.sum(_ops.mul(x, y), dim)
+    return _ops.sum(_P.mul(x, y), dim)
 
 
 def tensordot(a: Any, b: Any, dims: Any = 2) -> Tensor:
@@ -548,7 +549,7 @@ def _adjugate_t(A: Tensor) -> Tensor:
     """adj(A)^T = det(U) det(V) U diag(prod_{j != i} s_j) V^T, differentiably (via svd)."""
     U, S, Vh = OPS["linalg_svd"](A, False)
     n = S.shape[-1]
-    others = _ops.where(Tensor._wrap(np.eye(n, dtype=bool)), 1.0, _ops.unsqueeze(S, -2))
+    others = _P.where(Tensor._wrap(np.eye(n, dtype=bool)), 1.0, _ops.unsqueeze(S, -2))
     p = _ops.prod(others, -1)
     d = np.linalg.det(U._data) * np.linalg.det(Vh._data)
     return (U * _ops.unsqueeze(p, -2)) @ Vh * Tensor._wrap(np.asarray(d)[..., None, None])
@@ -599,8 +600,8 @@ def inverse_gaps(values: Tensor, tol: float, plus: bool, scale: float) -> Tensor
     """Differentiable twin of ``_array_fns.inverse_gaps``."""
     v_j, v_i = _ops.unsqueeze(values, -2), _ops.unsqueeze(values, -1)
     gaps = v_j + v_i if plus else v_j - v_i
-    ok = _ops.abs(gaps) > tol
-    return _ops.where(ok, scale / _ops.where(ok, gaps, 1.0), 0.0)
+    ok = _P.abs(gaps) > tol
+    return _P.where(ok, scale / _P.where(ok, gaps, 1.0), 0.0)
 
 
 def gap_quotient(K: Tensor, values: Tensor, tol: float, plus: bool, scale: float) -> Tensor:
@@ -611,7 +612,7 @@ def gap_quotient(K: Tensor, values: Tensor, tol: float, plus: bool, scale: float
 def with_diagonal(M: Tensor, d: Tensor) -> Tensor:
     """M with its diagonal replaced by d (out of place, differentiable)."""
     eye = Tensor._wrap(np.eye(M.shape[-1], dtype=bool))
-    return _ops.where(eye, _ops.unsqueeze(d, -2), M)
+    return _P.where(eye, _ops.unsqueeze(d, -2), M)
 
 
 def warn_if_basis_dependent(

@@ -111,6 +111,10 @@ OPS: dict[str, Any] = {
 }
 
 
+#: the table's entry points as a namespace: ``PRIMITIVES.exp(x)`` records ExpBackward0
+PRIMITIVES = types.SimpleNamespace(**OPS)
+
+
 def formula_namespace(kind: str, ops: dict[str, Any], modules: tuple[Any, ...]) -> Any:
     """A namespace with a function per row (``ops``) and the helpers formulas call (found in
     ``modules``); raises naming any helper that is missing."""
