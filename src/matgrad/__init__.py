@@ -49,6 +49,7 @@ from .creation import (
 )
 from .explain import explain
 from .ops import linalg
+from .ops.bindings import FUNCTIONS as _FUNCTIONS
 from .ops.composite import (
     allclose,
     argmax,
@@ -87,7 +88,6 @@ from .ops.composite import (
     var,
     zeros_like,
 )
-from .ops.bindings import FUNCTIONS as _FUNCTIONS
 from .ops.einsum import einsum
 from .tensor import Tensor
 

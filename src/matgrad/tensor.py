@@ -23,8 +23,8 @@ from .core.tensor_base import (
 )
 from .core.tensor_base import Tensor as _Record
 from .ops import composite as _ops
-from .ops.bindings import INPLACE, METHODS
 from .ops import linalg as _linalg
+from .ops.bindings import INPLACE, METHODS
 from .ops.registry import PRIMITIVES as _P
 
 

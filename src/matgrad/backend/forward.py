@@ -16,8 +16,6 @@ import builtins
 from typing import Any
 
 import numpy as np
-import scipy.linalg.blas
-import scipy.special
 
 from . import arrays as _backend
 

@@ -18,7 +18,6 @@ from ..core.table import Rule, RuleTableError
 from . import composite, linalg
 from .registry import OPS, RULES
 
-
 _WRITTEN_IN = {"function": "ops/composite.py", "linalg": "ops/linalg.py", "array_api": "array_api"}
 
 

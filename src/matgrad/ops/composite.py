@@ -20,7 +20,8 @@ import numpy as np
 
 from ..backend import forward as _forward
 from ..core.tensor_base import Tensor, as_tensor
-from .registry import OPS, PRIMITIVES as P
+from .registry import OPS
+from .registry import PRIMITIVES as P
 
 Dims = int | Sequence[int] | None
 
