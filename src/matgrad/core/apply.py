@@ -43,6 +43,39 @@ def plan_of(rule: Rule) -> tuple[tuple[int, Any], ...]:
     return tuple(plan)
 
 
+def normalize_dim(op: str, dim: int, ndim: int) -> int:
+    if not isinstance(dim, int | np.integer):
+        raise TypeError(f"{op}: dim must be an integer, got {dim!r}")
+    if not -max(ndim, 1) <= dim < max(ndim, 1):
+        raise IndexError(
+            f"{op}: dimension {dim} is out of range for a tensor of {ndim} dimension(s) "
+            f"(expected in [{-ndim}, {ndim - 1}])"
+        )
+    return int(dim) - ndim if dim >= 0 else int(dim)
+
+
+def normalize_dims(op: str, dim: Any, ndim: int) -> tuple[int, ...]:
+    """None -> every axis; an int or a sequence -> a sorted tuple of negative axes."""
+    if dim is None:
+        return tuple(range(-ndim, 0))
+    dims = (dim,) if isinstance(dim, int | np.integer) else tuple(dim)
+    out = tuple(sorted({normalize_dim(op, d, ndim) for d in dims}))
+    if len(out) != len(dims):
+        raise ValueError(f"{op}: dim {dim!r} names an axis twice")
+    return out
+
+
+def normalize_attrs(rule: Rule, first: Any, attrs: dict[str, Any]) -> None:
+    """Normalise ``rule``'s typed attributes in ``attrs`` against the ndim of ``first`` (the
+    op's first input): ``Dim`` -> a negative axis, ``Dims`` -> a sorted tuple of them."""
+    ndim = ndim_of(first)
+    for name, kind in rule.attr_types.items():
+        if kind == "Dim":
+            attrs[name] = normalize_dim(rule.name, attrs[name], ndim)
+        else:
+            attrs[name] = normalize_dims(rule.name, attrs[name], ndim)
+
+
 def tensor_edge(x: Any) -> InputEdge:
     """The input edge a node keeps for ``x`` (see ``_graph.InputEdge``)."""
     if not isinstance(x, Tensor):
@@ -96,6 +129,8 @@ class Op:
                 if name not in rule.attr_defaults:
                     raise TypeError(f"{rule.name}() missing the keyword argument '{name}'")
                 attrs[name] = rule.attr_defaults[name]
+        if rule.attr_types:
+            normalize_attrs(rule, inputs[0], attrs)
         flat = [
             x for group in inputs for x in (group if isinstance(group, list | tuple) else (group,))
         ]

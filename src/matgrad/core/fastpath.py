@@ -27,6 +27,9 @@ from .apply import (
     SHAPE,
     SHAPES,
     Op,
+    ndim_of,
+    normalize_dim,
+    normalize_dims,
     op_error,
     shape_of,
 )
@@ -42,13 +45,14 @@ SOURCES: dict[tuple[str, str], str] = {}
 class _Names:
     """How generated code refers to an op's values: through the containers a separate
     ``record`` function receives (``inputs[0]``), or, inlined into the op's own function, by
-    its local names (``x0``, ``d0``, ``result``, the attribute itself)."""
+    its local names (the parameter, ``d0``, ``result``, the attribute itself)."""
 
-    def __init__(self, inline: bool) -> None:
+    def __init__(self, inline: bool, params: list[str] | None = None) -> None:
         self.inline = inline
+        self.params = params or []
 
     def input(self, i: int) -> str:
-        return f"x{i}" if self.inline else f"inputs[{i}]"
+        return self.params[i] if self.inline else f"inputs[{i}]"
 
     def data(self, i: int) -> str:
         return f"d{i}" if self.inline else f"datas[{i}]"
@@ -174,6 +178,12 @@ def _compile_record(op: Op) -> Any:
     return _compile("record", "inputs, datas, outs, attrs", lines, rule, node_class=op.node_class)
 
 
+def public_parameters(rule: Rule) -> list[str]:
+    """The entry point's parameter names: the row's, with ``self`` called ``input`` as in
+    PyTorch's Python functions (``matgrad.mul(input, other)``)."""
+    return ["input" if name == "self" else name for name in rule.inputs]
+
+
 def entry_point(op: Op) -> Any:
     """The function the public API calls for ``op``: for a row without list inputs, made
     here, unrolled over its inputs (``fn(*tensor_inputs, **attrs)`` unwraps tensors, runs the
@@ -182,10 +192,13 @@ def entry_point(op: Op) -> Any:
     if op.has_list:
         return op.reference
     rule = op.rule
-    params = [f"x{i}" for i in range(len(rule.inputs))]
+    params = public_parameters(rule)
     kw = [f"{a}={rule.attr_defaults[a]!r}" if a in rule.attr_defaults else a for a in rule.attrs]
     signature = ", ".join(params + kw)
     lines = ["rq = tg = foreign = False"]
+    for name, kind in rule.attr_types.items():  # typed attributes: see core.table.ATTR_TYPES
+        normalize = "normalize_dim" if kind == "Dim" else "normalize_dims"
+        lines.append(f"{name} = {normalize}({rule.name!r}, {name}, ndim_of({params[0]}))")
     for i, x in enumerate(params):
         lines += [
             f"if isinstance({x}, Tensor):",
@@ -230,7 +243,7 @@ def entry_point(op: Op) -> Any:
             "result._fw_grad = None",
             # recording, inlined: this runs for every op that an input asks a gradient of
             "if rq and state.enabled and out.dtype.kind in 'fc':",
-            *(f"    {line}" for line in _record_lines(rule, op.plan, _Names(inline=True))),
+            *(f"    {line}" for line in _record_lines(rule, op.plan, _Names(True, params))),
             "    result.grad_fn = node",
             "    result._requires_grad = True",
             "else:",
@@ -264,6 +277,9 @@ def entry_point(op: Op) -> Any:
         generic=np.generic,
         asarray=np.asarray,
         check_backends=_check_backends,
+        normalize_dim=normalize_dim,
+        normalize_dims=normalize_dims,
+        ndim_of=ndim_of,
     )
 
 

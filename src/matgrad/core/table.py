@@ -39,6 +39,11 @@ RESERVED_KEYS = {"name", "result", "batched", "broadcasts", "doc", "forward", "v
 # elements (shape), a gather or scatter (index), a matrix product, or a linear-algebra function
 # with no element-wise form (linalg)
 KINDS = ("elementwise", "reduction", "scan", "shape", "index", "product", "linalg")
+# Typed attributes, normalised by the op itself against its first input's ndim (so formulas,
+# public functions and tensor-mode backward passes all hand the forward the same thing):
+#   Dim dim    one axis -> a negative int (IndexError if out of range)
+#   Dims dim   None (every axis), an int or a sequence -> a sorted tuple of negative axes
+ATTR_TYPES = ("Dim", "Dims")
 # where an op appears besides the formula namespaces (PyTorch's `variants:`): a top-level
 # function, a Tensor method, an in-place Tensor method, matgrad.linalg, the Array API namespace
 VARIANTS = ("function", "method", "inplace", "linalg", "array_api")
@@ -57,6 +62,7 @@ class Rule:
     input_is_list: tuple[bool, ...]
     attrs: tuple[str, ...]  # non-tensor parameters, in order
     attr_defaults: dict[str, Any]
+    attr_types: dict[str, str]  # typed attributes (ATTR_TYPES) -> their type
     outputs: tuple[str, ...]  # ("result",) or the named outputs
     vjp_formulas: dict[str, str]  # input -> formula text
     jvp_formula: str
@@ -108,6 +114,8 @@ def _parse_signature(row: dict, line: int) -> tuple:
     # PyTorch's notation `Tensor self`, `Tensor[] tensors` -> Python annotations
     head = re.sub(r"Tensor\[\]\s+(\w+)", r"\1: list[Tensor]", head)
     head = re.sub(r"Tensor\s+(\w+)", r"\1: Tensor", head)
+    # typed attributes the op normalises (see ATTR_TYPES)
+    head = re.sub(r"\b(Dims|Dim)\s+(\w+)", r"\2: \1", head)
     try:
         fn = ast.parse(f"def {head.strip()}: pass").body[0]
         ret_node = ast.parse(ret.strip(), mode="eval").body if arrow else None
@@ -116,9 +124,18 @@ def _parse_signature(row: dict, line: int) -> tuple:
     assert isinstance(fn, ast.FunctionDef)
     args = fn.args.args
     defaults = [None] * (len(args) - len(fn.args.defaults)) + list(fn.args.defaults)
-    inputs, is_list, attrs, attr_defaults = [], [], [], {}
+    inputs, is_list, attrs, attr_defaults, attr_types = [], [], [], {}, {}
     for arg, default in zip(args, defaults, strict=True):
         ann = ast.unparse(arg.annotation) if arg.annotation is not None else ""
+        if ann in ATTR_TYPES:
+            attr_types[arg.arg] = ann
+        elif ann and ann not in ("Tensor", "list[Tensor]"):
+            raise _fail(
+                row,
+                line,
+                f"unknown parameter type {ann!r} (known: Tensor, Tensor[], "
+                f"{', '.join(ATTR_TYPES)})",
+            )
         if ann in ("Tensor", "list[Tensor]"):
             if attrs:
                 raise _fail(row, line, "tensor parameters must come before other parameters")
@@ -133,7 +150,7 @@ def _parse_signature(row: dict, line: int) -> tuple:
     else:
         elts = ret_node.elts if isinstance(ret_node, ast.Tuple) else [ret_node]
         outputs = tuple(ast.unparse(e) for e in elts)
-    return fn.name, tuple(inputs), tuple(is_list), tuple(attrs), attr_defaults, outputs
+    return fn.name, tuple(inputs), tuple(is_list), tuple(attrs), attr_defaults, outputs, attr_types
 
 
 def _parse_formula(row: dict, line: int, key: str, text: Any) -> ast.expr:
@@ -313,7 +330,7 @@ def _build_jvp(ctx, row, line, op_name, inputs, is_list, attrs, outputs, vjp_tre
 
 
 def _build_rule(ctx: _Context, row: dict, line: int) -> Rule:
-    op_name, inputs, is_list, attrs, defaults, outputs = _parse_signature(row, line)
+    op_name, inputs, is_list, attrs, defaults, outputs, attr_types = _parse_signature(row, line)
     for key in row:
         if key not in RESERVED_KEYS and key not in inputs:
             raise _fail(row, line, f"'{key}' is not an input of {op_name} (inputs: {inputs})")
@@ -366,6 +383,7 @@ def _build_rule(ctx: _Context, row: dict, line: int) -> Rule:
         input_is_list=is_list,
         attrs=attrs,
         attr_defaults=defaults,
+        attr_types=attr_types,
         outputs=outputs,
         vjp_formulas={k: str(row[k]).strip() for k in inputs if k in row},
         jvp_formula=str(row["result"]).strip(),

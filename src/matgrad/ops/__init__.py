@@ -9,15 +9,8 @@ from ..core.nodes import set_formula_namespaces
 from . import composite, linalg
 from .registry import OPS, RAW, formula_namespace
 
-
-def _tensor_functions() -> dict[str, object]:
-    # a row's tensor function: its public normaliser where composite or linalg has one
-    # (same name and parameters as the row), else its entry point
-    return {
-        name: getattr(composite, name, None) or getattr(linalg, name, None) or fn
-        for name, fn in OPS.items()
-    }
-
-
-TENSOR = formula_namespace("tensor", _tensor_functions(), (composite, linalg))
+# formulas on tensors (a create_graph backward pass records its own graph): each row is its
+# entry point itself, so formulas reach the ops without the public functions' argument
+# handling; the helpers are the tensor twins in composite and linalg
+TENSOR = formula_namespace("tensor", OPS, (composite, linalg))
 set_formula_namespaces(RAW, TENSOR)

@@ -19,6 +19,8 @@ from typing import Any
 import numpy as np
 
 from ..backend import forward as _forward
+from ..core.apply import normalize_dim as _norm_dim
+from ..core.apply import normalize_dims as _norm_dims
 from ..core.tensor_base import Tensor, as_tensor
 from .registry import OPS
 from .registry import PRIMITIVES as P
@@ -29,28 +31,6 @@ Dims = int | Sequence[int] | None
 # -- argument normalisation --------------------------------------------------------------------
 def _ndim(x: Any) -> int:
     return x.ndim if isinstance(x, Tensor) else np.ndim(x)
-
-
-def _norm_dim(op: str, dim: int, ndim: int) -> int:
-    if not isinstance(dim, int | np.integer):
-        raise TypeError(f"{op}: dim must be an integer, got {dim!r}")
-    if not -builtins.max(ndim, 1) <= dim < builtins.max(ndim, 1):
-        raise IndexError(
-            f"{op}: dimension {dim} is out of range for a tensor of {ndim} dimension(s) "
-            f"(expected in [{-ndim}, {ndim - 1}])"
-        )
-    return int(dim) - ndim if dim >= 0 else int(dim)
-
-
-def _norm_dims(op: str, dim: Dims, ndim: int) -> tuple[int, ...]:
-    """None -> every axis; an int or a sequence -> a sorted tuple of negative axes."""
-    if dim is None:
-        return tuple(range(-ndim, 0))
-    dims = (dim,) if isinstance(dim, int | np.integer) else tuple(dim)
-    out = tuple(sorted({_norm_dim(op, d, ndim) for d in dims}))
-    if len(out) != len(dims):
-        raise ValueError(f"{op}: dim {dim!r} names an axis twice")
-    return out
 
 
 def _shape_arg(shape: tuple) -> tuple[int, ...]:
@@ -250,17 +230,6 @@ def prod(input: Tensor, dim: int | None = None, keepdim: bool = False) -> Tensor
     return OPS["prod"](input, dim=_norm_dim("prod", dim, input.ndim), keepdim=bool(keepdim))
 
 
-def amax(input: Tensor, dim: Dims = None, keepdim: bool = False) -> Tensor:
-    """Largest value over ``dim``; the gradient is split evenly among ties."""
-    input = _tensor(input)
-    return OPS["amax"](input, dim=_norm_dims("amax", dim, input.ndim), keepdim=bool(keepdim))
-
-
-def amin(input: Tensor, dim: Dims = None, keepdim: bool = False) -> Tensor:
-    input = _tensor(input)
-    return OPS["amin"](input, dim=_norm_dims("amin", dim, input.ndim), keepdim=bool(keepdim))
-
-
 MinMax = namedtuple("MinMax", ["values", "indices"])
 
 
@@ -270,16 +239,16 @@ def max(input: Any, dim: Any = None, keepdim: bool = False) -> Any:  # noqa: A00
     if isinstance(dim, Tensor):
         return P.maximum(input, dim)
     if dim is None:
-        return amax(input)
-    return MinMax(amax(input, dim, keepdim), argmax(input, dim, keepdim))
+        return P.amax(input)
+    return MinMax(P.amax(input, dim, keepdim), argmax(input, dim, keepdim))
 
 
 def min(input: Any, dim: Any = None, keepdim: bool = False) -> Any:  # noqa: A001
     if isinstance(dim, Tensor):
         return P.minimum(input, dim)
     if dim is None:
-        return amin(input)
-    return MinMax(amin(input, dim, keepdim), argmin(input, dim, keepdim))
+        return P.amin(input)
+    return MinMax(P.amin(input, dim, keepdim), argmin(input, dim, keepdim))
 
 
 def var(input: Tensor, dim: Dims = None, correction: int = 1, keepdim: bool = False) -> Tensor:
@@ -294,32 +263,20 @@ def std(input: Tensor, dim: Dims = None, correction: int = 1, keepdim: bool = Fa
 
 def logsumexp(input: Tensor, dim: Dims = None, keepdim: bool = False) -> Tensor:
     """P.log(sum(P.exp(x))) computed stably (shifted by the detached maximum)."""
-    shift = amax(input, dim, keepdim=True).detach()
+    shift = P.amax(input, dim, keepdim=True).detach()
     shift = P.where(isfinite(shift), shift, 0.0)
     out = P.log(sum(P.exp(input - shift), dim, keepdim=True)) + shift
     return out if keepdim else squeeze(out, dim if dim is not None else None)
 
 
 def softmax(input: Tensor, dim: int = -1) -> Tensor:
-    shifted = input - amax(input, dim, keepdim=True).detach()
+    shifted = input - P.amax(input, dim, keepdim=True).detach()
     e = P.exp(shifted)
     return e / sum(e, dim, keepdim=True)
 
 
 def log_softmax(input: Tensor, dim: int = -1) -> Tensor:
     return input - logsumexp(input, dim, keepdim=True)
-
-
-def cumsum(input: Tensor, dim: int) -> Tensor:
-    """Cumulative sum along ``dim`` (its gradient is the reversed cumulative sum)."""
-    input = _tensor(input)
-    return OPS["cumsum"](input, dim=_norm_dim("cumsum", dim, input.ndim))
-
-
-def cumprod(input: Tensor, dim: int) -> Tensor:
-    """Cumulative product along ``dim``; gradients are exact with zeros."""
-    input = _tensor(input)
-    return OPS["cumprod"](input, dim=_norm_dim("cumprod", dim, input.ndim))
 
 
 # -- shape primitives --------------------------------------------------------------------------

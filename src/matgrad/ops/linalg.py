@@ -328,15 +328,11 @@ def matrix_norm(
         zero = np.all(s._data == 0, axis=-1, keepdims=True)
         if zero.any():
             s = _P.where(Tensor._wrap(zero), 0.0, s)
-        out = (
-            _ops.sum(s, -1)
-            if ord == "nuc"
-            else (_ops.amax(s, -1) if ord == 2 else _ops.amin(s, -1))
-        )
+        out = _ops.sum(s, -1) if ord == "nuc" else (_P.amax(s, -1) if ord == 2 else _P.amin(s, -1))
     elif ord in (1, -1, math.inf, -math.inf):
         col_sums = abs(ord) == 1
         sums = _ops.sum(_P.abs(moved), -2 if col_sums else -1)
-        out = _ops.amax(sums, -1) if ord > 0 else _ops.amin(sums, -1)
+        out = _P.amax(sums, -1) if ord > 0 else _P.amin(sums, -1)
     else:
         raise ValueError(f"linalg.matrix_norm: unsupported ord {ord!r}")
     if keepdim:

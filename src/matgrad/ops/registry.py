@@ -105,9 +105,23 @@ OP_OBJECTS: dict[str, Op] = {name: Op(rule, FORWARDS[name]) for name, rule in RU
 # instead of its generated entry point: for stepping through an op in a debugger, and for the
 # test that proves both paths give identical values, gradients and graphs
 REFERENCE_PATH = os.environ.get("MATGRAD_REFERENCE_PATH", "") == "1"
+
+
+def reference_entry_point(op: Op) -> Any:
+    """``op.reference`` as a plain function (so that, as a Tensor method, it binds ``self``)."""
+
+    def reference(*inputs: Any, **attrs: Any) -> Any:
+        return op.reference(*inputs, **attrs)
+
+    reference.__name__ = reference.__qualname__ = f"reference_{op.name}"
+    reference.op = op  # type: ignore[attr-defined]
+    return reference
+
+
 # what callers use: each op's entry point, ``OPS["mm"](A, B)``
 OPS: dict[str, Any] = {
-    name: op.reference if REFERENCE_PATH else entry_point(op) for name, op in OP_OBJECTS.items()
+    name: reference_entry_point(op) if REFERENCE_PATH else entry_point(op)
+    for name, op in OP_OBJECTS.items()
 }
 
 
