@@ -1146,7 +1146,7 @@ def _cumulative(
     else:
         if dt is not None:
             x = astype(x, dt, copy=False)
-        fn = _ops.cumsum if op == "cumulative_sum" else _ops.cumprod
+        fn = _P.cumsum if op == "cumulative_sum" else _P.cumprod
         out = fn(x, ax) if x.shape[ax] else _P.clone(x)
     if include_initial:
         shape = list(out.shape)
@@ -1181,7 +1181,7 @@ def cumulative_prod(
 
 
 def max(x: Tensor, /, *, axis: Any = None, keepdims: builtins.bool = False) -> Tensor:  # noqa: A001
-    return _ops.amax(_tensor(x), _axes(axis), keepdims)
+    return _P.amax(_tensor(x), _axes(axis), keepdims)
 
 
 def mean(x: Tensor, /, *, axis: Any = None, keepdims: builtins.bool = False) -> Tensor:
@@ -1189,7 +1189,7 @@ def mean(x: Tensor, /, *, axis: Any = None, keepdims: builtins.bool = False) -> 
 
 
 def min(x: Tensor, /, *, axis: Any = None, keepdims: builtins.bool = False) -> Tensor:  # noqa: A001
-    return _ops.amin(_tensor(x), _axes(axis), keepdims)
+    return _P.amin(_tensor(x), _axes(axis), keepdims)
 
 
 def _reduced_to_last(x: Tensor, axes: tuple[int, ...]) -> Tensor:
