@@ -275,20 +275,31 @@ def record_sample(op: str, i: int, sample: Any) -> dict:
     return rec
 
 
+def is_reference(name: str, fn: Any) -> bool:
+    """Is ``fn`` (``OPS[name]``) the plain path of its row: ``Op.reference`` bound to the row's
+    :class:`Op`, or a thin function wrapping it (marked ``fn.op``; a plain function binds
+    ``self`` as a Tensor method), not generated code."""
+    op = registry.OP_OBJECTS[name]
+    if inspect.ismethod(fn):
+        return fn.__func__ is apply.Op.reference and fn.__self__ is op
+    code = getattr(fn, "__code__", None)
+    return (
+        getattr(fn, "op", None) is op
+        and code is not None
+        and not code.co_filename.startswith(GENERATED_PREFIX)
+    )
+
+
 def process_facts() -> dict:
     """How this process runs its ops."""
     ops = registry.OPS
-
-    def is_reference(fn: Any) -> bool:
-        return inspect.ismethod(fn) and fn.__func__ is apply.Op.reference
-
     mm = ops["mm"]
     return {
         "env": os.environ.get(ENV_FLAG),
         "REFERENCE_PATH": registry.REFERENCE_PATH,
-        "mm_is_bound_reference": is_reference(mm) and mm.__self__ is registry.OP_OBJECTS["mm"],
-        "mm_filename": getattr(getattr(mm, "__code__", None), "co_filename", None),
-        "reference_ops": sorted(name for name, fn in ops.items() if is_reference(fn)),
+        "mm_is_reference": is_reference("mm", mm),
+        "mm": f"{mm!r} from {getattr(getattr(mm, '__code__', None), 'co_filename', None)}",
+        "reference_ops": sorted(name for name, fn in ops.items() if is_reference(name, fn)),
         "n_sources": len(fastpath.SOURCES),
     }
 
@@ -313,8 +324,11 @@ def _differences(a: Any, b: Any, where: str, out: list[str]) -> None:
         elif not np.array_equal(a, b, equal_nan=a.dtype.kind in "fc"):
             detail = ""
             if a.dtype.kind in "fc":
-                diff = np.abs(a - b)
-                detail = f", max abs difference {np.nanmax(diff) if diff.size else 0:.3g}"
+                if not np.array_equal(np.isnan(a), np.isnan(b)):
+                    detail += ", NaNs in different places"
+                finite = np.isfinite(a) & np.isfinite(b)
+                if finite.any() and (a[finite] != b[finite]).any():
+                    detail += f", max abs difference {np.abs(a[finite] - b[finite]).max():.3g}"
             out.append(f"{where}: values differ{detail}")
         return
     if type(a) is not type(b):
@@ -328,7 +342,8 @@ def _differences(a: Any, b: Any, where: str, out: list[str]) -> None:
     elif isinstance(a, list | tuple):
         if len(a) != len(b):
             out.append(
-                f"{where}: {len(a)} entries (fast) vs {len(b)} (reference): {a!r:.300} vs {b!r:.300}"
+                f"{where}: {len(a)} entries (fast) vs {len(b)} (reference): "
+                f"{a!r:.300} vs {b!r:.300}"
             )
         else:
             for k, (x, y) in enumerate(zip(a, b, strict=True)):
@@ -348,6 +363,28 @@ def _same_ops(calls: Any) -> Any:
         kind, _, what = entry.partition(":")
         names.add(what if kind == "reference" else what.rsplit(" for ", 1)[-1].rstrip(">"))
     return sorted(names)
+
+
+def _path_problems(op: str, i: int, calls_f: Any, calls_r: Any) -> list[str]:
+    """The same ops ran in both processes; this one ran the op's generated entry point (a row
+    with a list input takes ``Op.reference`` in both), the reference process no generated code."""
+    where = f"{op} sample {i}: calls"
+    if not (isinstance(calls_f, list) and isinstance(calls_r, list)):
+        return [f"{where}: {calls_f!r:.300} (fast) vs {calls_r!r:.300} (reference)"]
+    problems = []
+    if _same_ops(calls_f) != _same_ops(calls_r):
+        problems.append(
+            f"{where}: different ops ran: {_same_ops(calls_f)} (fast) vs "
+            f"{_same_ops(calls_r)} (reference)"
+        )
+    if any(c.startswith("generated:") for c in calls_r):
+        problems.append(f"{where}: generated code ran in the reference process: {calls_r}")
+    if f"reference:{op}" not in calls_r:
+        problems.append(f"{where}: Op.reference of {op} did not run in the reference process")
+    has_list = registry.OP_OBJECTS[op].has_list if op in registry.OP_OBJECTS else True
+    if not has_list and f"generated:{GENERATED_PREFIX}: call_{op} for {op}>" not in calls_f:
+        problems.append(f"{where}: the generated entry point of {op} did not run: {calls_f}")
+    return problems
 
 
 # -- the fixture: this process and the reference subprocess --------------------------------------
@@ -410,21 +447,7 @@ def test_generated_entry_points_equal_the_reference_path(op, records):
             if quantity in ("digest", "calls"):
                 continue
             _differences(f.get(quantity), r.get(quantity), f"{op} sample {i}: {quantity}", problems)
-        calls_f, calls_r = f["calls"], r["calls"]
-        if _same_ops(calls_f) != _same_ops(calls_r):
-            problems.append(
-                f"{op} sample {i}: different ops ran: {_same_ops(calls_f)} (fast) vs "
-                f"{_same_ops(calls_r)} (reference)"
-            )
-        if isinstance(calls_r, list) and any(c.startswith("generated:") for c in calls_r):
-            problems.append(f"{op} sample {i}: generated code ran in the reference process")
-        generated = op in registry.OP_OBJECTS and not registry.OP_OBJECTS[op].has_list
-        if (
-            generated
-            and isinstance(calls_f, list)
-            and not any(c.endswith(f" for {op}>") for c in calls_f)
-        ):
-            problems.append(f"{op} sample {i}: the generated entry point of {op} did not run")
+        problems += _path_problems(op, i, f["calls"], r["calls"])
     assert not problems, f"{len(problems)} differences:\n" + "\n".join(problems[:40])
 
 
@@ -433,8 +456,9 @@ def test_reference_mode_is_really_on(records):
     ref = reference["facts"]
     assert ref["env"] == "1"
     assert ref["REFERENCE_PATH"] is True, "the subprocess did not read MATGRAD_REFERENCE_PATH=1"
-    assert ref["mm_is_bound_reference"], f"OPS['mm'] in the subprocess: {ref['mm_filename']}"
-    assert ref["reference_ops"] == sorted(registry.OPS), "ops not on the reference path"
+    assert ref["mm_is_reference"], f"OPS['mm'] in the subprocess: {ref['mm']}"
+    missing = sorted(set(registry.OPS) - set(ref["reference_ops"]))
+    assert not missing, f"ops not on the reference path in the subprocess: {missing}"
     assert ref["n_sources"] == 0, "the subprocess generated entry points"
     # this process: the generated entry points
     facts = fast["facts"]
@@ -444,15 +468,15 @@ def test_reference_mode_is_really_on(records):
     assert mm.__code__.co_filename.startswith(GENERATED_PREFIX), mm.__code__.co_filename
     lists = sorted(name for name, op in registry.OP_OBJECTS.items() if op.has_list)
     assert facts["reference_ops"] == lists, "only rows with list inputs take Op.reference"
-    # every op ran through the path its process was meant to use
-    ran_reference = {
+    # the profiler saw only Op.reference run in the subprocess (per sample: see the op tests)
+    ran = {
         c
-        for op in reference["ops"].values()
-        for s in op
+        for samples in reference["ops"].values()
+        for s in samples
         if isinstance(s["calls"], list)
         for c in s["calls"]
     }
-    assert ran_reference and all(c.startswith("reference:") for c in ran_reference)
+    assert ran and all(c.startswith("reference:") for c in ran), sorted(ran)
 
 
 def test_generated_source_is_readable():
@@ -465,11 +489,17 @@ def test_generated_source_is_readable():
         mm(a, b)
     text = "".join(traceback.format_exception(info.value))
     assert "mm: " in str(info.value) and "(3, 4)" in str(info.value)
-    assert f"{GENERATED_PREFIX}: call_mm for mm>" in text, text
+    filename = f"{GENERATED_PREFIX}: call_mm for mm>"
+    assert filename in text, text
     shown = [line.strip() for line in source.splitlines()[1:] if line.strip()]
     assert any(line in text for line in shown), f"no line of the generated source in:\n{text}"
-    # a forward raising inside the generated code shows the line that called it
-    assert "out = forward(" in text
+    # the frame of the generated function shows its own line of the generated source
+    frames = [
+        fr for fr in traceback.extract_tb(info.value.__traceback__) if fr.filename == filename
+    ]
+    assert frames, f"no frame of {filename} in:\n{text}"
+    assert frames[-1].line == source.splitlines()[frames[-1].lineno - 1].strip()
+    assert "raise op_error('mm'" in frames[-1].line
     missing = sorted(
         name
         for name, rule in registry.RULES.items()
@@ -478,6 +508,43 @@ def test_generated_source_is_readable():
     assert not missing, f"rows without generated source: {missing}"
     multi = [name for name, op in registry.OP_OBJECTS.items() if op.multi and not op.has_list]
     assert all((name, "record") in fastpath.SOURCES for name in multi)
+
+
+def test_the_comparison_reports_each_kind_of_difference():
+    """The comparison cannot pass silently: every kind of difference is reported, by place."""
+    base = {
+        "grad": ("tensor", "input 0", "float64", (2,), np.array([1.0, np.nan]), True, None),
+        "graph": [{"class": "MulBackward0", "next": ((("AccumulateGrad", 1), 0),)}],
+        "n": 3,
+    }
+    assert_same = []
+    _differences(base, pickle.loads(pickle.dumps(base)), "x", assert_same)
+    assert assert_same == [], "NaNs in the same places are equal"
+    changes = {
+        "values differ, max abs difference 0.5": ("grad", 4, np.array([1.5, np.nan])),
+        "values differ, NaNs in different places": ("grad", 4, np.array([np.nan, 1.0])),
+        "float64(2,) (fast) vs float32(2,)": ("grad", 4, np.array([1.0, np.nan], np.float32)),
+        "float64(2,) (fast) vs float64(1, 2)": ("grad", 4, np.array([[1.0, np.nan]])),
+        "x graph[0] class: 'MulBackward0' (fast) vs 'AddBackward0'": ("graph", None, None),
+        "x n: 3 (fast) vs 4": ("n", None, 4),
+    }
+    for expected, (key, pos, value) in changes.items():
+        other = pickle.loads(pickle.dumps(base))
+        if key == "graph":
+            other["graph"][0]["class"] = "AddBackward0"
+        elif pos is None:
+            other[key] = value
+        else:
+            other[key] = other[key][:pos] + (value,) + other[key][pos + 1 :]
+        found: list[str] = []
+        _differences(base, other, "x", found)
+        assert any(expected in line for line in found), (expected, found)
+    found = []
+    _differences({"a": 1}, {"b": 1}, "x", found)
+    assert found == ["x: 'a' only in fast", "x: 'b' only in reference"]
+    assert _path_problems("mm", 0, ["reference:mm"], ["reference:mm"]) == [
+        "mm sample 0: calls: the generated entry point of mm did not run: ['reference:mm']"
+    ]
 
 
 if __name__ == "__main__":

@@ -16,7 +16,8 @@ formula runs with: raw arrays or tensors) or a helper of :mod:`matgrad.formulas`
 
 ``result: auto_linear`` makes the forward formula the op itself applied to the tangents;
 ``result: auto_element_wise`` reuses the single input's backward formula with ``grad`` replaced
-by the tangent (valid where the Jacobian is diagonal). A row may say ``batched: false`` when its
+by the tangent (valid where the Jacobian is diagonal); ``result: auto_bilinear`` is
+``op(a_t, b) + op(a, b_t)`` for an op bilinear in its two inputs (JAX's ``defbilinear``). A row may say ``batched: false`` when its
 formulas cannot take cotangents with extra leading batch axes, and ``broadcasts: true`` when its
 inputs broadcast against each other (batched tangents of lower-rank inputs then get size-1 axes).
 """
@@ -280,6 +281,13 @@ def _build_jvp(ctx, row, line, op_name, inputs, is_list, attrs, outputs, vjp_tre
         raise _fail(row, line, "missing the forward-mode formula 'result:'")
     if text == "auto_linear":
         call = f"{op_name}(" + ", ".join([f"{n}_t" for n in inputs] + list(attrs)) + ")"
+        tree = ast.parse(call, mode="eval").body
+    elif text == "auto_bilinear":
+        if len(inputs) != 2 or any(is_list):
+            raise _fail(row, line, "auto_bilinear needs exactly two tensor inputs")
+        a, b = inputs
+        rest = "".join(f", {x}" for x in attrs)
+        call = f"{op_name}({a}_t, {b}{rest}) + {op_name}({a}, {b}_t{rest})"
         tree = ast.parse(call, mode="eval").body
     elif text == "auto_element_wise":
         if len(inputs) != 1:
