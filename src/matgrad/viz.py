@@ -21,7 +21,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from .core.graph import AccumulateGrad, Node
+from .core.graph import AccumulateGrad, Node, walk
 from .tensor import Tensor
 
 __all__ = [
@@ -69,22 +69,9 @@ def root_node(t: Tensor) -> Node | None:
 
 
 def graph_nodes(roots: Iterable[Node | None]) -> list[Node]:
-    """Every node reachable from ``roots`` along ``next_functions``, each once, in depth-first
-    pre-order (inputs in order): the numbering used by ``explain`` and :func:`to_dot`.
-    Iterative, so graphs of any depth work."""
-    order: list[Node] = []
-    seen: set[int] = set()
-    stack = [r for r in reversed(list(roots)) if r is not None]
-    while stack:
-        node = stack.pop()
-        if id(node) in seen:
-            continue
-        seen.add(id(node))
-        order.append(node)
-        for nxt, _ in reversed(node.next_functions):
-            if nxt is not None and id(nxt) not in seen:
-                stack.append(nxt)
-    return order
+    """Every node reachable from ``roots``, each once, in depth-first pre-order (inputs in
+    order): the numbering used by ``explain`` and :func:`to_dot` (the engine's walk)."""
+    return walk(roots)[0]
 
 
 def edge_labels(node: Node) -> list[str]:

@@ -42,27 +42,6 @@ def expm1(self: Array) -> Array:
 # the Array API's elementwise functions (NumPy's ufuncs)
 
 
-def tanh(self: Array) -> Array:
-    """tanh, with the Array API's value at complex infinities: tanh(+-inf + yj) for finite y
-    is +-1 + 0j with the sign of y on the zero (NumPy gives NaN there)."""
-    out = np.tanh(self)
-    if getattr(out, "dtype", None) is not None and out.dtype.kind == "c":
-        _complex_tanh_at_infinity(self, out)
-    return out
-
-
-def _complex_tanh_at_infinity(z: Any, out: Any) -> None:
-    """tanh(+-inf + yj) for finite y is +-1 + 0j with the sign of y on the zero (the
-    standard's special case; NumPy follows C99: the sign of sin(2y)). Written in place: the
-    result is fresh."""
-    infinite = np.isinf(np.real(z)) & np.isfinite(np.imag(z))
-    if np.any(infinite):
-        fixed = np.empty(out.shape, dtype=out.dtype)
-        fixed.real = np.sign(np.real(z))
-        fixed.imag = np.copysign(0.0, np.imag(z))  # (1j * -0.0 would lose the sign)
-        np.copyto(out, fixed, where=infinite)
-
-
 def floor_divide(self: Array, other: Array) -> Array:
     """floor(self / other), NumPy's ``floor_divide`` with the Array API's special cases where
     an operand is infinite (NumPy gives NaN for inf // 2 and -1 for -1 // inf; the standard

@@ -7,14 +7,14 @@ raw arrays unless ``create_graph=True``, when they are tensors and the pass reco
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 import numpy as np
 
 from . import grad_mode as _grad_mode
 from . import nodes
-from .graph import AccumulateGrad, Node, bump_version
+from .graph import AccumulateGrad, Node, bump_version, walk
 from .nodes import fit_gradient
 from .tensor_base import Tensor, as_tensor
 
@@ -142,50 +142,24 @@ def grad(
                 results.append(None)
                 continue
         results.append(g if isinstance(g, Tensor) else Tensor._wrap(g))
-    return tuple(results) if not single_input else tuple(results)
+    return tuple(results)
 
 
-def _collect(roots: list[Node]) -> dict[Node, int]:
-    """Number of incoming gradients per node reachable from ``roots`` (iterative DFS)."""
-    dependencies: dict[Node, int] = {}
-    root_set = set(roots)
-    stack = list(roots)
-    while stack:
-        for edge in stack.pop()._next:
-            nxt = edge[0]
-            if nxt is None:
-                continue
-            if nxt in dependencies:
-                dependencies[nxt] += 1
-            else:  # first visit
-                dependencies[nxt] = 1
-                if nxt not in root_set:
-                    stack.append(nxt)
-    return dependencies
-
-
-def _needed(roots: list[Node], targets: set[Node]) -> set[Node]:
-    """The nodes that lie on a path from a root to a target (only those need to run)."""
-    order: list[Node] = []
-    seen: set[Node] = set()
-    stack: list[tuple[Node, bool]] = [(r, False) for r in roots]
-    while stack:
-        node, done = stack.pop()
-        if done:
-            order.append(node)
-            continue
-        if node in seen:
-            continue
-        seen.add(node)
-        stack.append((node, True))
+def _needed(nodes: list[Node], targets: set[Node]) -> set[Node]:
+    """The nodes of ``nodes`` that lie on a path to a target (only those need to run): the
+    targets and everything above them, found by walking the edges backwards."""
+    consumers: dict[Node, list[Node]] = {}
+    for node in nodes:
         for edge in node._next:
-            nxt = edge[0]
-            if nxt is not None and nxt not in seen:
-                stack.append((nxt, False))
-    needed: set[Node] = set()
-    for node in order:  # children before parents
-        if node in targets or any(e[0] in needed for e in node._next if e[0] is not None):
-            needed.add(node)
+            if edge[0] is not None:
+                consumers.setdefault(edge[0], []).append(node)
+    needed = {t for t in targets if t in consumers or t in nodes}
+    stack = list(needed)
+    while stack:
+        for parent in consumers.get(stack.pop(), ()):
+            if parent not in needed:
+                needed.add(parent)
+                stack.append(parent)
     return needed
 
 
@@ -233,8 +207,8 @@ def _run(
             targets[key] = i
     target_nodes = {k[0] for k in targets}
 
-    dependencies = _collect(roots)
-    needed = _needed(roots, target_nodes) if inputs is not None else None
+    reachable, dependencies = walk(roots)
+    needed = _needed(reachable, target_nodes) if inputs is not None else None
     ready = [n for n in roots if dependencies.get(n, 0) == 0]
     grad_mode = _grad_mode.enable_grad() if create_graph else _grad_mode.no_grad()
     raw = not create_graph and nbatch == 0  # the common case: arrays, one cotangent
@@ -266,13 +240,8 @@ def _run(
                     in_grads = node._apply(grads, create_graph, nbatch)
                     released = False
                 if hooks is not None and hooks.post:
-                    for hook in hooks.post:
-                        replaced = hook(
-                            tuple(_to_tensor(g) for g in in_grads),
-                            tuple(_to_tensor(g) for g in grads),
-                        )
-                        if replaced is not None:
-                            in_grads = [_from_tensor(g, create_graph) for g in replaced]
+                    outputs_grads = tuple(_to_tensor(g) for g in grads)
+                    in_grads = run_hooks(hooks.post, list(in_grads), create_graph, outputs_grads)
             if not retain_graph and not released:
                 node._release()
             for edge, g in zip(node._next, in_grads, strict=True):
@@ -327,26 +296,29 @@ def _all_none(grads: list[Any]) -> bool:
     return grads[0] is None if len(grads) == 1 else all(g is None for g in grads)
 
 
+def run_hooks(hooks: Iterable[Callable], grads: Any, create_graph: bool, *context: Any) -> Any:
+    """Call each hook on ``grads`` (one gradient, or a list of them: passed as a tuple) as
+    tensors; a hook that returns something replaces them. The one place hooks are run."""
+    for hook in hooks:
+        if isinstance(grads, list):
+            replaced = hook(tuple(_to_tensor(g) for g in grads), *context)
+            if replaced is not None:
+                grads = [_from_tensor(g, create_graph) for g in replaced]
+        else:
+            replaced = hook(_to_tensor(grads), *context)
+            if replaced is not None:
+                grads = _from_tensor(replaced, create_graph)
+    return grads
+
+
 def _run_pre_hooks(node: Node, hooks: Any, grads: list[Any], create_graph: bool) -> list[Any]:
     """Tensor hooks (per output, ``retain_grad`` last), then the node's pre-hooks."""
-    grads = _run_tensor_hooks(hooks, grads, create_graph)
-    for hook in hooks.pre:
-        replaced = hook(tuple(_to_tensor(g) for g in grads))
-        if replaced is not None:
-            grads = [_from_tensor(g, create_graph) for g in replaced]
-    return grads
-
-
-def _run_tensor_hooks(hooks_of: Any, grads: list[Any], create_graph: bool) -> list[Any]:
     grads = list(grads)
-    for nr, hooks in hooks_of.tensor_pre.items():
-        if grads[nr] is None:
-            continue
-        for hook in sorted(hooks, key=lambda h: getattr(h, "retain", False)):
-            replaced = hook(_to_tensor(grads[nr]))
-            if replaced is not None:
-                grads[nr] = _from_tensor(replaced, create_graph)
-    return grads
+    for nr, tensor_hooks in hooks.tensor_pre.items():
+        if grads[nr] is not None:
+            ordered = sorted(tensor_hooks, key=lambda h: getattr(h, "retain", False))
+            grads[nr] = run_hooks(ordered, grads[nr], create_graph)
+    return run_hooks(hooks.pre, grads, create_graph)
 
 
 def _accumulate(leaf: Tensor, g: Any, create_graph: bool, handed: set[int]) -> None:
@@ -354,10 +326,7 @@ def _accumulate(leaf: Tensor, g: Any, create_graph: bool, handed: set[int]) -> N
     if g is None:
         return
     if leaf._leaf_hooks:
-        for hook in leaf._leaf_hooks:
-            replaced = hook(_to_tensor(g))
-            if replaced is not None:
-                g = _from_tensor(replaced, create_graph)
+        g = run_hooks(leaf._leaf_hooks, g, create_graph)
     if create_graph:
         g = _to_tensor(g)
         leaf.grad = g if leaf.grad is None else leaf.grad + g

@@ -6,7 +6,7 @@ below the tensor record, which needs ``AccumulateGrad`` and hook handles.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -138,3 +138,25 @@ class AccumulateGrad(Node):
 
     def _apply(self, grads: list[Any], create_graph: bool, nbatch: int) -> list[Any]:
         return []
+
+
+def walk(roots: Iterable[Node | None]) -> tuple[list[Node], dict[Node, int]]:
+    """Every node reachable from ``roots`` along the input edges, each once, in depth-first
+    pre-order (a node's inputs in order), and how many edges of those nodes enter each node.
+    Iterative, so graphs of any depth work. The one graph walk: the engine schedules nodes by
+    the counts, ``viz`` and ``explain`` number nodes by the order."""
+    visited: dict[Node, None] = {}  # insertion-ordered: the pre-order
+    incoming: dict[Node, int] = {}
+    stack = [r for r in reversed(list(roots)) if r is not None]
+    while stack:
+        node = stack.pop()
+        if node in visited:
+            continue
+        visited[node] = None
+        for edge in reversed(node._next):
+            nxt = edge[0]
+            if nxt is not None:
+                incoming[nxt] = incoming.get(nxt, 0) + 1
+                if nxt not in visited:
+                    stack.append(nxt)
+    return list(visited), incoming
