@@ -100,7 +100,6 @@ def grad(
     Jacobians are computed without a Python loop."""
     outputs_l = _as_list(outputs)
     inputs_l = _as_list(inputs)
-    single_input = isinstance(inputs, Tensor)
     if retain_graph is None:
         retain_graph = create_graph
     if allow_unused is None:

@@ -17,9 +17,10 @@ formula runs with: raw arrays or tensors) or a helper of :mod:`matgrad.formulas`
 ``result: auto_linear`` makes the forward formula the op itself applied to the tangents;
 ``result: auto_element_wise`` reuses the single input's backward formula with ``grad`` replaced
 by the tangent (valid where the Jacobian is diagonal); ``result: auto_bilinear`` is
-``op(a_t, b) + op(a, b_t)`` for an op bilinear in its two inputs (JAX's ``defbilinear``). A row may say ``batched: false`` when its
-formulas cannot take cotangents with extra leading batch axes, and ``broadcasts: true`` when its
-inputs broadcast against each other (batched tangents of lower-rank inputs then get size-1 axes).
+``op(a_t, b) + op(a, b_t)`` for an op bilinear in its two inputs (JAX's ``defbilinear``). A
+row may say ``batched: false`` when its formulas cannot take cotangents with extra leading batch
+axes, and ``broadcasts: true`` when its inputs broadcast against each other (batched tangents
+of lower-rank inputs then get size-1 axes).
 """
 
 from __future__ import annotations
