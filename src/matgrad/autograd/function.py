@@ -8,7 +8,7 @@ from ..core import grad_mode as _grad_mode
 from ..core import nodes
 from ..core.apply import tensor_edge
 from ..core.graph import BatchingUnsupported, Node
-from ..core.nodes import fit_gradient
+from ..core.nodes import check_version, fit_gradient, freed_error
 from ..tensor import Tensor
 
 
@@ -33,17 +33,10 @@ class FunctionCtx:
     @property
     def saved_tensors(self) -> tuple[Tensor | None, ...]:
         if self._released:
-            raise RuntimeError(
-                f"{self._node_name}: trying to backward a second time; saved tensors were "
-                "freed. Specify retain_graph=True on the first backward() call."
-            )
-        for t, version in self._saved:
-            if t is not None and t._version != version:
-                raise RuntimeError(
-                    f"one of the variables needed for gradient computation has been modified "
-                    f"by an inplace operation: {self._node_name} saved a tensor of shape "
-                    f"{tuple(t.shape)} at version {version}; it is now at version {t._version}"
-                )
+            raise freed_error(self._node_name)
+        for i, (t, version) in enumerate(self._saved):
+            if t is not None:
+                check_version(self._node_name, f"saved_tensors[{i}]", t, version)
         return tuple(t for t, _ in self._saved)
 
     def mark_non_differentiable(self, *tensors: Tensor) -> None:

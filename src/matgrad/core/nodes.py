@@ -33,6 +33,29 @@ def set_formula_namespaces(raw: Any, tensor: Any) -> None:
     RAW, TENSOR = raw, tensor
 
 
+def freed_error(node_name: str) -> RuntimeError:
+    """Saved values used after a backward pass freed them."""
+    return RuntimeError(
+        f"Trying to backward through {node_name} a second time (or to use its saved "
+        "tensors after they were freed). Saved tensors are freed after a backward pass; "
+        "specify retain_graph=True on the first backward() or autograd.grad() call if "
+        "you need to backward through the graph again."
+    )
+
+
+def check_version(node_name: str, what: str, tensor: Tensor, version: int) -> None:
+    """The one saved-tensor check: raise if ``tensor`` changed in place since a node saved it
+    at ``version`` (``what`` names the saved value)."""
+    if tensor._version != version:
+        raise RuntimeError(
+            f"one of the variables needed for gradient computation has been modified "
+            f"by an inplace operation: {node_name} saved {what} (shape "
+            f"{tuple(tensor.shape)}) at version {version}, and it is now at version "
+            f"{tensor._version}. Use an out-of-place operation or clone() the tensor before "
+            "modifying it."
+        )
+
+
 class RuleNode(Node):
     """A node made from a row of the rule table; subclasses are generated per row with the
     class attribute ``rule`` and are named like PyTorch's (``MmBackward0``)."""
@@ -75,24 +98,13 @@ class RuleNode(Node):
     # -- saved values --------------------------------------------------------------------------
     def _check_versions(self) -> None:
         if self._args is None:
-            raise RuntimeError(
-                f"Trying to backward through {self.name()} a second time (or to use its saved "
-                "tensors after they were freed). Saved tensors are freed after a backward pass; "
-                "specify retain_graph=True on the first backward() or autograd.grad() call if "
-                "you need to backward through the graph again."
-            )
+            raise freed_error(self.name())
         saved = self._saved
         for k in range(0, len(saved), 3):
             pos, holder, version = saved[k : k + 3]
             tensor = holder() if isinstance(holder, weakref.ref) else holder
-            if tensor is not None and tensor._version != version:
-                raise RuntimeError(
-                    f"one of the variables needed for gradient computation has been modified "
-                    f"by an inplace operation: {self.name()} saved "
-                    f"'{self.rule.vjp_args[pos]}' (shape {tuple(tensor.shape)}) at version "
-                    f"{version}, and it is now at version {tensor._version}. "
-                    "Use an out-of-place operation or clone() the tensor before modifying it."
-                )
+            if tensor is not None:
+                check_version(self.name(), f"'{self.rule.vjp_args[pos]}'", tensor, version)
 
     def _tensor_args(self) -> list[Any]:
         """The saved values as tensors (for formulas that must record a graph)."""

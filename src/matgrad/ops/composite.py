@@ -29,8 +29,6 @@ Dims = int | Sequence[int] | None
 
 
 # -- argument normalisation --------------------------------------------------------------------
-def _ndim(x: Any) -> int:
-    return x.ndim if isinstance(x, Tensor) else np.ndim(x)
 
 
 def _shape_arg(shape: tuple) -> tuple[int, ...]:
@@ -55,10 +53,6 @@ def sub(input: Any, other: Any, alpha: float = 1) -> Tensor:
     if alpha != 1:
         other = P.mul(other, alpha)
     return P.sub(input, other)
-
-
-def _unary(name: str) -> Any:
-    return OPS[name]
 
 
 def clamp(input: Tensor, min: Any = None, max: Any = None) -> Tensor:  # noqa: A002
