@@ -161,6 +161,15 @@ class Tensor(_Record):
         return self._data.tolist()
 
     def __array__(self, dtype: Any = None, copy: Any = None) -> np.ndarray:
+        """``np.asarray(t)``: the data, for a tensor that does not require grad. A tensor that
+        does raises, as ``.numpy()`` does: NumPy code (``scipy.special.erf(t)``) would compute
+        on the values and silently drop the graph."""
+        if self._requires_grad:
+            raise RuntimeError(
+                "Can't convert a Tensor that requires grad to a NumPy array (np.asarray, or a "
+                "NumPy/SciPy function applied to it): the result would not be differentiated. "
+                "Use tensor.detach() for the values, or matgrad's own function for the op."
+            )
         arr = np.asarray(self._data)
         return arr if dtype is None else arr.astype(dtype)
 
@@ -396,41 +405,73 @@ class Tensor(_Record):
 
     # -- in-place ops --------------------------------------------------------------------------
     def _inplace(self, name: str, compute: Callable[[Tensor], Tensor]) -> Tensor:
-        """Run ``compute`` out of place, then write its result into this tensor's memory,
-        bump the version counter and make this tensor the result in the graph."""
+        """Run ``compute`` out of place on this tensor's current value, then write the result
+        into its memory, bump the (shared) version counter and make this tensor the result in
+        the graph.
+
+        The current value is copied first when recording, so nodes that save it (``mul_`` by a
+        tensor that requires grad, ``exp_``, ...) keep the value they need. On a view, the
+        write lands in the base's memory, and the base's history is rewritten as PyTorch's
+        CopySlices does: the base becomes ``index_put(base, new value, the view's positions)``,
+        so gradients reach both the region written through the view and the rest of the base;
+        every live view of the base then gets its graph from the new base."""
         recording = _grad_mode.state.enabled
-        if recording and self._requires_grad and self.grad_fn is None:
-            raise RuntimeError(
-                f"{name}: a leaf Variable that requires grad is being used in an in-place "
-                "operation. Wrap it in `with matgrad.no_grad():` (e.g. for a parameter "
-                "update) or clone() it first."
-            )
+        base = self._base
         if recording:
-            old = Tensor._wrap(self._data)
-            old._version_counter = self._shared_counter()
+            if self._requires_grad and self.grad_fn is None:
+                raise RuntimeError(
+                    f"{name}: a leaf Variable that requires grad is being used in an in-place "
+                    "operation. Wrap it in `with matgrad.no_grad():` (e.g. for a parameter "
+                    "update) or clone() it first."
+                )
+            if base is not None and base._requires_grad and base.grad_fn is None:
+                raise RuntimeError(
+                    f"{name}: a view of a leaf Variable that requires grad is being used in an "
+                    "in-place operation. Wrap it in `with matgrad.no_grad():` or clone() the "
+                    "leaf first."
+                )
+        data = self._data
+        if isinstance(data, np.ndarray) and not data.flags.writeable:
+            if base is not None:
+                raise RuntimeError(
+                    f"{name}: unsupported operation: this view's memory cannot be written (more "
+                    "than one element of an expanded view refers to a single memory location, "
+                    "or the base is read-only). Please clone() the tensor before performing the "
+                    "operation."
+                )
+            data = self._data = np.array(data)  # a broadcast array: own the memory first
+        if recording:
+            old = Tensor._wrap(data.copy() if isinstance(data, np.ndarray) else data)
             old.grad_fn, old._output_nr = self.grad_fn, self._output_nr
             old._requires_grad, old._fw_grad = self._requires_grad, self._fw_grad
             new = compute(old)
         else:
             new = compute(self)
-        data = new._data
-        if data.shape != self._data.shape:
+        result = new._data
+        if result.shape != data.shape:
             raise RuntimeError(
-                f"{name}: the result of shape {tuple(data.shape)} cannot be written in place "
-                f"into a tensor of shape {tuple(self._data.shape)}"
+                f"{name}: the result of shape {tuple(result.shape)} cannot be written in place "
+                f"into a tensor of shape {tuple(data.shape)}"
             )
-        if not np.can_cast(data.dtype, self._data.dtype, casting="same_kind"):
+        if not np.can_cast(result.dtype, data.dtype, casting="same_kind"):
             raise InplaceCastError(
-                f"{name}: result type {data.dtype} can't be cast to the tensor's dtype "
-                f"{self._data.dtype} in place"
+                f"{name}: result type {result.dtype} can't be cast to the tensor's dtype "
+                f"{data.dtype} in place"
             )
-        if isinstance(self._data, np.ndarray) and not self._data.flags.writeable:
-            self._data = np.array(self._data)
-        self._data[...] = data
+        rewrite = recording and new.grad_fn is not None
+        new_base = _written_base(base, self, new) if rewrite and base is not None else None
+        data[...] = result  # for a view: into the base's memory
         bump_version(self)
-        if recording and new.grad_fn is not None:
+        if rewrite:
             self.grad_fn, self._output_nr = new.grad_fn, new._output_nr
             self._requires_grad = True
+            if new_base is not None:
+                base.grad_fn, base._output_nr = new_base.grad_fn, new_base._output_nr
+                base._requires_grad = True
+                base._fw_grad = new_base._fw_grad
+                _refresh_views(base)
+            elif self._views:
+                _refresh_views(self)
         self._fw_grad = new._fw_grad
         return self
 
@@ -585,6 +626,42 @@ class Tensor(_Record):
     @property
     def mT(self) -> Tensor:  # noqa: N802
         return _ops.transpose(self, -2, -1)
+
+
+def _view_positions(base: Tensor, view: Tensor) -> tuple[np.ndarray, ...]:
+    """The index into ``base`` of each element of ``view`` (one array per axis of the base,
+    flattened in the view's order): the view's ops replayed on the positions of the base."""
+    positions = np.arange(base._data.size).reshape(base._data.shape)
+    for op, attrs in view._view_chain:
+        positions = op.forward(positions, **attrs)
+    return np.unravel_index(np.ravel(positions), base._data.shape)
+
+
+def _written_base(base: Tensor, view: Tensor, new: Tensor) -> Tensor:
+    """The base after ``new`` is written through ``view``, as a recorded op of the base's
+    current value and ``new`` (PyTorch's CopySlices): the gradient of the written region
+    goes to ``new``, the rest to the old base."""
+    old = Tensor._wrap(base._data)  # read now, before the write (index_put copies it)
+    old.grad_fn, old._output_nr = base.grad_fn, base._output_nr
+    old._requires_grad, old._fw_grad = base._requires_grad, base._fw_grad
+    return _P.index_put(old, _ops.reshape(new, (-1,)), _view_positions(base, view))
+
+
+def _refresh_views(base: Tensor) -> None:
+    """Give every live view of ``base`` a graph from the base's current history (after the
+    base was written in place): its view ops replayed on the base."""
+    if not base._requires_grad:
+        return
+    for ref in list(base._views or ()):
+        view = ref()
+        if view is None:
+            continue
+        replayed = base
+        with _grad_mode.enable_grad():
+            for op, attrs in view._view_chain:
+                replayed = op.reference(replayed, **attrs)
+        view.grad_fn, view._output_nr = replayed.grad_fn, replayed._output_nr
+        view._requires_grad = replayed._requires_grad
 
 
 def _inplace_method(name: str, fn: Callable[..., Tensor]) -> Callable[..., Tensor]:

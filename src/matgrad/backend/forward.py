@@ -177,6 +177,15 @@ def zeros_scatter_along(self: Array, indices: Array, dim: int, shape: tuple[int,
     return out
 
 
+def diagonal(self: Array, offset: int, dim1: int, dim2: int) -> Array:
+    """The diagonal as a view; writable where ``self`` is (NumPy marks it read-only), so
+    in-place ops on it write into ``self`` as PyTorch's do."""
+    out = np.diagonal(self, offset=offset, axis1=dim1, axis2=dim2)
+    if isinstance(out, np.ndarray) and isinstance(self, np.ndarray) and self.flags.writeable:
+        out.flags.writeable = True
+    return out
+
+
 def diag_embed(self: Array, offset: int = 0, dim1: int = -2, dim2: int = -1) -> Array:
     n = self.shape[-1] + builtins.abs(offset)
     out_ndim = self.ndim + 1

@@ -17,7 +17,7 @@ from . import nodes
 from .grad_mode import state
 from .graph import NO_EDGE, BatchingUnsupported, InputEdge
 from .table import Rule
-from .tensor_base import Tensor
+from .tensor_base import Tensor, complex_autograd_message
 
 # what a saved argument of a rule is, computed once per rule
 INPUT, OUTPUT, SHAPE, NDIM, DTYPE, SHAPES, RSHAPE, RNDIM, ATTR = range(9)
@@ -76,13 +76,43 @@ def normalize_attrs(rule: Rule, first: Any, attrs: dict[str, Any]) -> None:
             attrs[name] = normalize_dims(rule.name, attrs[name], ndim)
 
 
+def is_view_of(out: Any, data: Any) -> bool:
+    """Whether NumPy array ``out`` is a view of ``data``'s memory (NumPy sets a view's
+    ``base`` to the array owning the memory, or to an intermediate for broadcasts)."""
+    if type(out) is not np.ndarray or type(data) is not np.ndarray:
+        return False
+    owner = data if data.base is None else data.base
+    base = out.base
+    while base is not None:
+        if base is owner or base is data:
+            return True
+        base = getattr(base, "base", None)
+    return False
+
+
+def make_view(view: Tensor, source: Tensor, op: Op, attrs: dict[str, Any]) -> None:
+    """Make ``view`` (the output of view op ``op`` on ``source``) a view of ``source``'s base:
+    it shares the base's version counter and remembers the ops that make it from the base, so
+    an in-place op on it can rewrite the base's history (see ``Tensor._inplace``)."""
+    base = source._base if source._base is not None else source
+    view._version_counter = source._shared_counter()
+    view._base = base
+    view._view_chain = (*source._view_chain, (op, dict(attrs)))
+    views = base._views
+    if views is None:
+        views = base._views = []
+    elif len(views) > 64:  # drop the references to views that are gone
+        views[:] = [r for r in views if r() is not None]
+    views.append(weakref.ref(view))
+
+
 def tensor_edge(x: Any) -> InputEdge:
     """The input edge a node keeps for ``x`` (see ``_graph.InputEdge``)."""
     if not isinstance(x, Tensor):
         return NO_EDGE
     data = x._data
     dt = data.dtype
-    if dt.kind not in "fc":
+    if dt.kind != "f":
         return NO_EDGE
     if not x._requires_grad:
         return (None, 0, data.shape, dt)
@@ -150,7 +180,11 @@ class Op:
         arrays = [x._data for x in flat if isinstance(x, Tensor)] + [o._data for o in outs]
         if any(type(a) is not np.ndarray for a in arrays):  # no silent conversion to NumPy
             _backend.check_same_backend(self.name, arrays)
+        if rule.view and isinstance(inputs[0], Tensor) and is_view_of(outs[0]._data, datas[0]):
+            make_view(outs[0], inputs[0], self, attrs)
         if requires and state.enabled:
+            if any(o._data.dtype.kind == "c" for o in outs):
+                raise RuntimeError(complex_autograd_message(f"{self.name} returned complex"))
             self._record(inputs, flat, datas, outs, attrs)
         if tangent and state.forward_level:
             self._push_tangent(inputs, outs, attrs)
@@ -168,7 +202,7 @@ class Op:
         args, saved = self._gather(inputs, datas, outs, attrs, needs)
         node = self.node_class(edges, args, saved, lens if self.has_list else None)
         for i, o in enumerate(outs):
-            if o._data.dtype.kind in "fc":
+            if o._data.dtype.kind == "f":
                 o.grad_fn = node
                 o._output_nr = i
                 o._requires_grad = True
@@ -177,7 +211,8 @@ class Op:
         self, inputs: tuple, datas: list, outs: tuple[Tensor, ...], attrs: dict, needs: list
     ) -> tuple[tuple, tuple]:
         """The values the row's formulas read (in the order of ``rule.vjp_args``) and the
-        tensors among them with their versions (for the in-place check). A value is saved
+        tensors among them, flat: ``(position, tensor or weak reference, version counter of an
+        output or None, version) * k`` (for the in-place check). A value is saved
         only if the formula of an input that needs a gradient reads it."""
         rule = self.rule
         args: list[Any] = []
@@ -188,15 +223,17 @@ class Op:
                 x = inputs[key]
                 args.append(datas[key] if needed else None)
                 if needed and isinstance(x, Tensor):
-                    saved += (pos, x, x._version)
+                    saved += (pos, x, None, x._version)
             elif kind == OUTPUT:
                 # an output is held weakly (no cycle through its grad_fn) and recreated from its
                 # data if freed; under forward AD it is held itself, since a recreated output
-                # would lack the tangent that forward-over-reverse reads
+                # would lack the tangent that forward-over-reverse reads. Its version counter
+                # is kept too: the check outlives the output object
                 o = outs[key]
                 args.append(o._data if needed else None)
                 if needed:
-                    saved += (pos, o if state.forward_level else weakref.ref(o), 0)
+                    held = o if state.forward_level else weakref.ref(o)
+                    saved += (pos, held, o._shared_counter(), o._version)
             elif kind == ATTR:
                 args.append(attrs[key])
             elif kind == SHAPE:
@@ -274,7 +311,7 @@ class Op:
             return
         results_t = result_t if self.multi else (result_t,)
         for o, t in zip(outs, results_t, strict=True):
-            if t is not None and o._data.dtype.kind in "fc":
+            if t is not None and o._data.dtype.kind == "f":
                 t = t if isinstance(t, Tensor) else Tensor._wrap(np.asarray(t))
                 target = batch_shape + tuple(o.shape)
                 if tuple(t.shape) != target:  # a tangent from a broadcast input

@@ -27,6 +27,8 @@ from .apply import (
     SHAPE,
     SHAPES,
     Op,
+    is_view_of,
+    make_view,
     ndim_of,
     normalize_dim,
     normalize_dims,
@@ -36,7 +38,7 @@ from .apply import (
 from .grad_mode import state
 from .graph import NO_EDGE
 from .table import Rule
-from .tensor_base import Tensor
+from .tensor_base import Tensor, complex_autograd_message
 
 # (op name, function name) -> the generated source
 SOURCES: dict[tuple[str, str], str] = {}
@@ -83,20 +85,25 @@ def _gather_lines(rule: Rule, plan: tuple[tuple[int, Any], ...], names: _Names) 
                 f"    a{pos} = {n.data(key)}\n"
                 f"    if isinstance(x, Tensor):\n"
                 f"        vc = x._version_counter\n"
-                f"        saved += ({pos}, x, 0 if vc is None else vc[0])\n"
+                f"        saved += ({pos}, x, None, 0 if vc is None else vc[0])\n"
                 f"else:\n"
                 f"    a{pos} = None"
             )
         elif kind == OUTPUT:
             # an output is held weakly (no cycle through its grad_fn) and recreated from its
             # data if freed; under forward AD it is held itself, since a recreated output would
-            # lack the tangent that forward-over-reverse reads in a create_graph backward pass
+            # lack the tangent that forward-over-reverse reads in a create_graph backward pass.
+            # Its version counter is kept too: the check outlives the output object
             out = n.output(key)
             arg_exprs.append(f"a{pos}")
             saved_lines.append(
                 f"if {needed}:\n"
                 f"    a{pos} = {out}._data\n"
-                f"    saved += ({pos}, {out} if state.forward_level else weakref_ref({out}), 0)\n"
+                f"    vc = {out}._version_counter\n"
+                f"    if vc is None:\n"
+                f"        vc = {out}._version_counter = [0]\n"
+                f"    held = {out} if state.forward_level else weakref_ref({out})\n"
+                f"    saved += ({pos}, held, vc, vc[0])\n"
                 f"else:\n"
                 f"    a{pos} = None"
             )
@@ -128,7 +135,7 @@ def _record_lines(rule: Rule, plan: tuple[tuple[int, Any], ...], names: _Names) 
             "if isinstance(x, Tensor):",
             "    data = x._data",
             "    dt = data.dtype",
-            "    if dt.kind not in 'fc':",
+            "    if dt.kind != 'f':",
             f"        e{i} = NO_EDGE",
             "    elif x._requires_grad:",
             "        fn = x.grad_fn",
@@ -170,7 +177,7 @@ def _compile_record(op: Op) -> Any:
     rule = op.rule
     lines = _record_lines(rule, op.plan, _Names(inline=False)) + [
         "for i, o in enumerate(outs):",
-        "    if o._data.dtype.kind in 'fc':",
+        "    if o._data.dtype.kind == 'f':",
         "        o.grad_fn = node",
         "        o._output_nr = i",
         "        o._requires_grad = True",
@@ -227,6 +234,8 @@ def entry_point(op: Op) -> Any:
             "outs = tuple(wrap(o) for o in out)",
             "if foreign or any(type(o._data) is not ndarray for o in outs):",
             f"    check_backends({rule.name!r}, ({inputs}), *(o._data for o in outs))",
+            "if rq and state.enabled and any(o._data.dtype.kind == 'c' for o in outs):",
+            f"    raise RuntimeError(complex_message({rule.name + ' returned complex'!r}))",
         ]
     else:
         lines += [
@@ -241,12 +250,23 @@ def entry_point(op: Op) -> Any:
             "result._data = out",
             "result._output_nr = 0",
             "result._fw_grad = None",
+            "result._version_counter = None",
+            *(
+                [  # a view op: the output may share the input's memory (see apply.make_view)
+                    f"if isinstance({params[0]}, Tensor) and is_view_of(out, d0):",
+                    f"    make_view(result, {params[0]}, op, {attrs})",
+                ]
+                if rule.view
+                else []
+            ),
             # recording, inlined: this runs for every op that an input asks a gradient of
-            "if rq and state.enabled and out.dtype.kind in 'fc':",
+            "if rq and state.enabled and out.dtype.kind == 'f':",
             *(f"    {line}" for line in _record_lines(rule, op.plan, _Names(True, params))),
             "    result.grad_fn = node",
             "    result._requires_grad = True",
             "else:",
+            "    if rq and state.enabled and out.dtype.kind == 'c':",
+            f"        raise RuntimeError(complex_message({rule.name + ' returned complex'!r}))",
             "    result.grad_fn = None",
             "    result._requires_grad = False",
         ]
@@ -280,6 +300,10 @@ def entry_point(op: Op) -> Any:
         normalize_dim=normalize_dim,
         normalize_dims=normalize_dims,
         ndim_of=ndim_of,
+        is_view_of=is_view_of,
+        make_view=make_view,
+        op=op,
+        complex_message=complex_autograd_message,
     )
 
 

@@ -47,13 +47,18 @@ def check_version(node_name: str, what: str, tensor: Tensor, version: int) -> No
     """The one saved-tensor check: raise if ``tensor`` changed in place since a node saved it
     at ``version`` (``what`` names the saved value)."""
     if tensor._version != version:
-        raise RuntimeError(
-            f"one of the variables needed for gradient computation has been modified "
-            f"by an inplace operation: {node_name} saved {what} (shape "
-            f"{tuple(tensor.shape)}) at version {version}, and it is now at version "
-            f"{tensor._version}. Use an out-of-place operation or clone() the tensor before "
-            "modifying it."
-        )
+        raise version_error(node_name, what, tensor.shape, version, tensor._version)
+
+
+def version_error(
+    node_name: str, what: str, shape: tuple[int, ...], version: int, current: int
+) -> RuntimeError:
+    return RuntimeError(
+        f"one of the variables needed for gradient computation has been modified "
+        f"by an inplace operation: {node_name} saved {what} (shape {tuple(shape)}) at "
+        f"version {version}, and it is now at version {current}. Use an out-of-place "
+        "operation or clone() the tensor before modifying it."
+    )
 
 
 class RuleNode(Node):
@@ -75,7 +80,8 @@ class RuleNode(Node):
         self._epoch = inplace_epoch[0]
         self._hooks = None
         self._args: tuple[Any, ...] | None = args  # raw values, in the order of rule.vjp_args
-        # the tensors among the args, flat: (arg position, tensor or weakref, version) * k
+        # the tensors among the args, flat: (arg position, tensor or weakref, version counter
+        # of an output or None, version) * k
         self._saved = saved
         self._list_lens = list_lens  # lengths of list inputs (None: the row has none)
 
@@ -100,17 +106,18 @@ class RuleNode(Node):
         if self._args is None:
             raise freed_error(self.name())
         saved = self._saved
-        for k in range(0, len(saved), 3):
-            pos, holder, version = saved[k : k + 3]
-            tensor = holder() if isinstance(holder, weakref.ref) else holder
-            if tensor is not None:
-                check_version(self.name(), f"'{self.rule.vjp_args[pos]}'", tensor, version)
+        for k in range(0, len(saved), 4):
+            pos, holder, counter, version = saved[k : k + 4]
+            current = counter[0] if counter is not None else holder._version
+            if current != version:
+                what = f"'{self.rule.vjp_args[pos]}'"
+                raise version_error(self.name(), what, self._args[pos].shape, version, current)
 
     def _tensor_args(self) -> list[Any]:
         """The saved values as tensors (for formulas that must record a graph)."""
         args = list(self._args)
         saved = self._saved
-        for k in range(0, len(saved), 3):
+        for k in range(0, len(saved), 4):
             pos, holder = saved[k], saved[k + 1]
             if isinstance(holder, weakref.ref):  # an output of this node
                 out_nr = self.rule.outputs.index(self.rule.vjp_args[pos])
@@ -119,7 +126,7 @@ class RuleNode(Node):
                     data = args[pos]
                     tensor = (
                         Tensor._make_result(data, self, out_nr)
-                        if data.dtype.kind in "fc"
+                        if data.dtype.kind == "f"
                         else Tensor._wrap(data)
                     )
                 args[pos] = tensor
@@ -134,7 +141,7 @@ class RuleNode(Node):
                 "without retain_graph=True."
             )
         pos = self.rule.vjp_args.index(name)
-        if pos in self._saved[::3]:
+        if pos in self._saved[::4]:
             return self._tensor_args()[pos]
         return self._args[pos]
 

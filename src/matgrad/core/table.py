@@ -35,7 +35,9 @@ import yaml
 
 from .nodes import RuleNode
 
-RESERVED_KEYS = {"name", "result", "batched", "broadcasts", "doc", "forward", "variants", "kind"}
+RESERVED_KEYS = {
+    "name", "result", "batched", "broadcasts", "doc", "forward", "variants", "kind", "view"
+}  # fmt: skip
 # what a row may say an op is (explain and the per-element engine read it): elementwise (a
 # diagonal Jacobian), a reduction over axes, a scan along one (cumsum), a rearrangement of
 # elements (shape), a gather or scatter (index), a matrix product, or a linear-algebra function
@@ -81,6 +83,9 @@ class Rule:
     broadcasts: bool = False  # the inputs broadcast against each other (NumPy's rules)
     forward: str = ""  # the row's `forward:`: an expression on `xp`, or a function's name
     kind: str = ""  # one of KINDS
+    # PyTorch makes this op's output a view of its first input (shared memory and version
+    # counter) whenever the forward returns one (basic indexing, reshape without a copy, ...)
+    view: bool = False
     # variant -> public names (`variants: [function, method]` uses the op's own name; a
     # mapping names them: `{linalg: det, method: [clamp, clip]}`)
     variants: dict[str, tuple[str, ...]] = field(default_factory=dict)
@@ -408,6 +413,7 @@ def _build_rule(ctx: _Context, row: dict, line: int) -> Rule:
         broadcasts=bool(row.get("broadcasts", False)),
         forward=str(row.get("forward", "")).strip(),
         kind=_kind(row, line),
+        view=bool(row.get("view", False)),
         variants=_variants(row, line, op_name),
         arg_users={
             arg: tuple(i for i, n in enumerate(inputs) if arg in users_of.get(n, ()))

@@ -33,6 +33,14 @@ def set_default_dtype(dtype: Any) -> None:
     _default_dtype[0] = dt
 
 
+def complex_autograd_message(what: str) -> str:
+    return (
+        f"complex autograd is not supported yet ({what}): a complex tensor cannot require "
+        "grad, and an op on tensors that require grad cannot return a complex result. "
+        "Differentiate the real and imaginary parts as real tensors instead."
+    )
+
+
 class Tensor:
     """An n-dimensional array that can record the operations applied to it.
 
@@ -50,11 +58,20 @@ class Tensor:
         "grad_fn",
         "_output_nr",
         "_fw_grad",
+        # [count] of in-place changes, shared by every tensor of the same memory (a view, its
+        # base, a detached alias); None until first needed. It is what a node checks a saved
+        # tensor against, and a node saving an output keeps the list itself, so the check
+        # works after the output object is gone
+        "_version_counter",
         "__dict__",
         "__weakref__",
     )
     grad: Tensor | None = None
-    _version_counter: list[int] | None = None  # made on first in-place change or sharing
+    # a view (basic indexing, reshape, transpose, ...: PyTorch's view ops) records its base
+    # tensor and the ops (with attributes) that make it from the base
+    _base: Tensor | None = None
+    _view_chain: tuple = ()
+    _views: list | None = None  # on a base: weak references to its views
     _acc_ref: weakref.ref | None = None
     _retains_grad = False
     _leaf_hooks: list[Callable] | None = None
@@ -67,6 +84,7 @@ class Tensor:
         self.grad_fn = None
         self._output_nr = 0
         self._fw_grad = None
+        self._version_counter = None
         if requires_grad:
             self.requires_grad = True
 
@@ -81,6 +99,7 @@ class Tensor:
         t.grad_fn = None
         t._output_nr = 0
         t._fw_grad = None
+        t._version_counter = None
         return t
 
     @classmethod
@@ -98,7 +117,9 @@ class Tensor:
 
     @requires_grad.setter
     def requires_grad(self, value: bool) -> None:
-        if value and self._data.dtype.kind not in "fc":
+        if value and self._data.dtype.kind == "c":
+            raise RuntimeError(complex_autograd_message(f"dtype {self._data.dtype}"))
+        if value and self._data.dtype.kind != "f":
             raise RuntimeError(
                 f"only tensors of floating point dtype can require gradients, "
                 f"got dtype {self._data.dtype} (convert with .double() or .float() first)"
@@ -128,6 +149,10 @@ class Tensor:
         if self._version_counter is None:
             self._version_counter = [0]
         return self._version_counter
+
+    def _is_view(self) -> bool:
+        """Whether this tensor is a view of another (shares its memory and version counter)."""
+        return self._base is not None
 
     @property
     def retains_grad(self) -> bool:

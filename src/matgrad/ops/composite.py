@@ -37,6 +37,11 @@ def _shape_arg(shape: tuple) -> tuple[int, ...]:
     return tuple(int(s) for s in shape)
 
 
+def _values(x: Any) -> Any:
+    """The array behind a tensor (no graph is read), or ``x`` itself."""
+    return x._data if isinstance(x, Tensor) else x
+
+
 def _tensor(x: Any) -> Tensor:
     return x if isinstance(x, Tensor) else as_tensor(x)
 
@@ -159,11 +164,13 @@ def isfinite(input: Tensor) -> Tensor:
 
 
 def allclose(input: Any, other: Any, rtol: float = 1e-5, atol: float = 1e-8) -> bool:
-    return bool(np.allclose(np.asarray(input), np.asarray(other), rtol=rtol, atol=atol))
+    return bool(
+        np.allclose(np.asarray(_values(input)), np.asarray(_values(other)), rtol=rtol, atol=atol)
+    )
 
 
 def equal(input: Any, other: Any) -> bool:
-    a, b = np.asarray(input), np.asarray(other)
+    a, b = np.asarray(_values(input)), np.asarray(_values(other))
     return a.shape == b.shape and bool(np.array_equal(a, b))
 
 
@@ -176,18 +183,21 @@ def argmin(input: Tensor, dim: int | None = None, keepdim: bool = False) -> Tens
 
 
 def zeros_like(input: Any, dtype: Any = None, requires_grad: bool = False) -> Tensor:
-    return Tensor(np.zeros_like(np.asarray(input), dtype=dtype), requires_grad=requires_grad)
+    data = np.zeros_like(np.asarray(_values(input)), dtype=dtype)
+    return Tensor(data, requires_grad=requires_grad)
 
 
 def ones_like(input: Any, dtype: Any = None, requires_grad: bool = False) -> Tensor:
-    return Tensor(np.ones_like(np.asarray(input), dtype=dtype), requires_grad=requires_grad)
+    data = np.ones_like(np.asarray(_values(input)), dtype=dtype)
+    return Tensor(data, requires_grad=requires_grad)
 
 
 def full_like(
     input: Any, fill_value: Any, dtype: Any = None, requires_grad: bool = False
 ) -> Tensor:
     return Tensor(
-        np.full_like(np.asarray(input), fill_value, dtype=dtype), requires_grad=requires_grad
+        np.full_like(np.asarray(_values(input)), fill_value, dtype=dtype),
+        requires_grad=requires_grad,
     )
 
 
@@ -205,14 +215,14 @@ def sum(input: Tensor, dim: Dims = None, keepdim: bool = False, dtype: Any = Non
     input = _tensor(input)
     if dtype is not None:
         input = to_dtype(input, dtype)
-    return OPS["sum"](input, dim=_norm_dims("sum", dim, input.ndim), keepdim=bool(keepdim))
+    return OPS["sum"](input, dim, bool(keepdim))
 
 
 def mean(input: Tensor, dim: Dims = None, keepdim: bool = False) -> Tensor:
     input = _tensor(input)
     if input.dtype.kind not in "fc":
         raise RuntimeError(f"mean: input dtype should be floating point, got {input.dtype}")
-    return OPS["mean"](input, dim=_norm_dims("mean", dim, input.ndim), keepdim=bool(keepdim))
+    return OPS["mean"](input, dim, bool(keepdim))
 
 
 def prod(input: Tensor, dim: int | None = None, keepdim: bool = False) -> Tensor:
