@@ -14,7 +14,7 @@ import numpy as np
 
 from . import grad_mode as _grad_mode
 from . import nodes
-from .graph import AccumulateGrad, Node, bump_version, walk
+from .graph import ACCUMULATE_LOCK, AccumulateGrad, Node, bump_version, walk
 from .nodes import fit_gradient
 from .tensor_base import Tensor, as_tensor
 
@@ -324,6 +324,11 @@ def _accumulate(leaf: Tensor, g: Any, create_graph: bool, handed: set[int]) -> N
     """Add ``g`` into ``leaf.grad``, after the leaf's hooks."""
     if g is None:
         return
+    with ACCUMULATE_LOCK:
+        _accumulate_locked(leaf, g, create_graph, handed)
+
+
+def _accumulate_locked(leaf: Tensor, g: Any, create_graph: bool, handed: set[int]) -> None:
     if leaf._leaf_hooks:
         g = run_hooks(leaf._leaf_hooks, g, create_graph)
     if create_graph:

@@ -6,6 +6,7 @@ below the tensor record, which needs ``AccumulateGrad`` and hook handles.
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any
 
@@ -19,6 +20,11 @@ Edge = tuple["Node | None", int]
 InputEdge = tuple["Node | None", int, "tuple[int, ...] | None", Any]
 NO_EDGE: InputEdge = (None, 0, None, None)
 _WANT = (True,)  # stands for an edge whose gradient is wanted (see Rule.vjp's `needs`)
+
+# `.grad` (and a retained gradient) is read, added to and written back: threads running
+# backward passes into one leaf (a shared parameter) take turns, so no contribution is lost.
+# Re-entrant: a hook that runs inside may start a backward pass of its own
+ACCUMULATE_LOCK = threading.RLock()
 
 # Counts in-place changes to any tensor. A node remembers the count when it is made; while it
 # is unchanged, none of its saved tensors can have been modified and the per-tensor version

@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 
 from ..backend import arrays as _backend
-from .graph import AccumulateGrad, Node, _RemovableHandle
+from .graph import ACCUMULATE_LOCK, AccumulateGrad, Node, _RemovableHandle
 
 _default_dtype = [np.dtype(np.float64)]
 
@@ -188,7 +188,8 @@ class Tensor:
         def store(grad: Any) -> None:
             t = ref()
             if t is not None:
-                t.grad = grad if t.grad is None else t.grad + grad
+                with ACCUMULATE_LOCK:
+                    t.grad = grad if t.grad is None else t.grad + grad
 
         self.grad_fn._add_tensor_pre_hook(self._output_nr, _RetainGradHook(store))
 
