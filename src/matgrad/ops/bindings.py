@@ -35,6 +35,8 @@ def variant_function(rule: Rule, variant: str) -> Any:
         return variant_function(rule, base) if base in rule.variants else OPS[rule.name]
     elif variant == "function":
         fn = _written(composite, name)
+    elif name.startswith("linalg."):  # the Array API's linalg extension: matgrad.linalg's
+        return variant_function(rule, "linalg")  # function (array_api adds the standard's checks)
     else:  # array_api: the standard's own signatures are written in matgrad.array_api
         fn = None
     if fn is not None:

@@ -119,14 +119,17 @@ def reference_entry_point(op: Op) -> Any:
 
 
 # what callers use: each op's entry point, ``OPS["mm"](A, B)``
+# (a row with a list input has no generated code: it takes the reference path)
 OPS: dict[str, Any] = {
-    name: reference_entry_point(op) if REFERENCE_PATH else entry_point(op)
+    name: reference_entry_point(op) if REFERENCE_PATH or op.has_list else entry_point(op)
     for name, op in OP_OBJECTS.items()
 }
 
 
 #: the table's entry points as a namespace: ``PRIMITIVES.exp(x)`` records ExpBackward0
 PRIMITIVES = types.SimpleNamespace(**OPS)
+for _name, _fn in OPS.items():  # where pickle (and a reader) finds each one again
+    _fn.__module__, _fn.__qualname__ = __name__, f"PRIMITIVES.{_name}"
 
 
 def formula_namespace(kind: str, ops: dict[str, Any], modules: tuple[Any, ...]) -> Any:
