@@ -754,7 +754,7 @@ def test_help_and_usage_errors(runs):
 
 
 def test_jacobian_falls_back_to_a_loop_when_batching_is_unsupported(monkeypatch):
-    explain_mod = importlib.import_module("matgrad.explain")
+    explain_mod = importlib.import_module("matgrad.explain.sections")
     batched = matgrad.explain("C = A @ B", compare=False)
 
     def refuse(*args, **kwargs):
@@ -765,3 +765,31 @@ def test_jacobian_falls_back_to_a_loop_when_batching_is_unsupported(monkeypatch)
     close(looped.jacobian("C", "A"), batched.jacobian("C", "A"))
     close(looped.jacobian("C", "B"), batched.jacobian("C", "B"))
     assert looped.to_dict()["jacobians"][0]["method"].startswith("loop")
+
+
+# -- the allow-lists and size checks come from the table ----------------------------------------
+def test_allow_lists_are_the_tables_variants():
+    from matgrad.explain import language
+    from matgrad.ops.bindings import INPLACE
+    from matgrad.ops.registry import RULES
+
+    for rule in RULES.values():
+        for name in rule.variants.get("function", ()):
+            assert name in language.FUNCTIONS, (rule.name, name)
+        for name in rule.variants.get("method", ()):
+            assert name in language.METHODS, (rule.name, name)
+        for name in rule.variants.get("linalg", ()):
+            assert name in language.LINALG_FUNCTIONS, (rule.name, name)
+    assert not set(INPLACE) & set(language.METHODS)  # in-place methods would modify inputs
+    assert {"softmax", "einsum", "logsumexp", "trace"} <= set(language.FUNCTIONS)
+    assert {"det", "inv", "svd", "logdet", "norm"} <= set(language.LINALG_FUNCTIONS)
+
+
+def test_size_checks_and_expansions_name_rows_of_the_table():
+    from matgrad.explain import evaluate, per_element
+    from matgrad.ops.registry import RULES
+
+    assert set(evaluate._ROW_SIZE) <= set(RULES)
+    assert set(per_element._ROW_EXPANSIONS) <= set(RULES)
+    assert not set(evaluate._COMPOSITE_SIZE) & set(RULES)  # composites have no row
+    assert not set(per_element._COMPOSITES) & set(RULES)

@@ -1,37 +1,60 @@
-"""A tiny per-element (scalar) reverse-mode autodiff engine.
+"""A tiny per-element (scalar) reverse-mode autodiff engine, driven by the rule table.
 
-This module exists only as a point of comparison for matgrad's tensor-level engine: the
-``explain`` report uses it to show what a per-element expansion of a computation would cost
-(every multiply, add and elementwise function becomes its own graph node).
+This module exists as a point of comparison for matgrad's tensor-level engine: the ``explain``
+report uses it to show what a per-element expansion of a computation would cost (every
+multiply, add and elementwise function becomes its own graph node).
 
 Each :class:`Scalar` stores, at creation time, the local partial derivatives with respect to
 its parents, so :func:`backward` is a plain weighted sum over an iteratively computed
 topological order (no recursion, so very deep graphs work).
 
-Float semantics follow IEEE/NumPy rather than Python's ``math`` module: ``log(0)`` is
-``-inf``, ``sqrt(-1)`` is ``nan``, ``1 / 0`` is ``inf``, overflow gives ``inf``; nothing
-raises for a value-domain reason.
+There is no second copy of any derivative here. A scalar node of an elementwise op of
+``derivatives.yaml`` (``kind: elementwise``) computes its value with the row's forward
+(``FORWARDS[name]``) and its local partials with the row's compiled vector-Jacobian product
+(``RULES[name].vjp``), both evaluated on NumPy float64 scalars with the raw-array formula
+namespace and ``grad = 1``. ``Scalar.tanh()``, ``Scalar.exp()``, ... are made from the rows
+(one method per row, under the row's name, its function and method names and its NumPy ufunc's
+name, so ``np.tanh`` of an object array of Scalars works), and the operators ``+ - * / **``,
+unary ``-`` and ``abs`` are the rows that compute NumPy's ``add``, ``subtract``, ``multiply``,
+``true_divide``, ``power``, ``negative`` and ``absolute``. Matrix products, sums and means are
+compositions of those (sums of products), not rules.
 
-Conventions at non-differentiable points (matching common autodiff practice):
-``abs``/``sign``/``relu`` have derivative 0 at 0, ``x ** 0`` has derivative 0, the
-derivative of ``a ** b`` with respect to ``b`` is 0 where ``a == 0`` and ``b >= 0``, and
-``maximum``/``minimum`` split the gradient 0.5/0.5 on ties.
+Float semantics follow IEEE/NumPy: ``log(0)`` is ``-inf``, ``sqrt(-1)`` is ``nan``, ``1 / 0``
+is ``inf``, overflow gives ``inf``; nothing raises or warns for a value-domain reason.
+Conventions at non-differentiable points are the table's: ``abs``/``sign``/``relu`` have
+derivative 0 at 0, ``x ** 0`` has derivative 0, the derivative of ``a ** b`` with respect to
+``b`` is 0 where ``a == 0``, and ``maximum``/``minimum`` split the gradient 0.5/0.5 on ties.
+
+The second half of the module is the per-element backend of the ``explain`` evaluator: it runs
+an expression on NumPy object arrays of Scalars.
 """
 
 from __future__ import annotations
 
-import math
-from collections.abc import Callable, Iterable
-from typing import NoReturn, TypeAlias
+import ast
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from contextlib import contextmanager
+from typing import Any, NoReturn, TypeAlias
 
 import numpy as np
 import numpy.typing as npt
 
+from ..core.apply import ATTR, DTYPE, INPUT, NDIM, OUTPUT, RNDIM, RSHAPE, SHAPE, plan_of
+from ..core.table import Rule
+from ..ops.registry import FORWARDS, RAW, RULES
+from .evaluate import Backend, Stop, numel, row_of, split_call
+from .language import SCALAR_NODE_LIMIT
+
 __all__ = [
+    "ELEMENTWISE",
     "NO_ELEMENTWISE_FORM",
+    "NotModelled",
     "Scalar",
+    "ScalarBackend",
+    "TooBig",
     "UnsupportedScalarOp",
     "apply_elementwise",
+    "apply_op",
     "backward",
     "count_nodes",
     "grads",
@@ -40,6 +63,7 @@ __all__ = [
     "maximum",
     "mean",
     "minimum",
+    "quiet",
     "sum",
     "unsupported",
     "values",
@@ -51,36 +75,20 @@ Operand: TypeAlias = "Scalar | Number"
 ObjectArray: TypeAlias = npt.NDArray[np.object_]
 FloatArray: TypeAlias = npt.NDArray[np.float64]
 
-_INF = math.inf
-_NAN = math.nan
+#: The table's elementwise rows (``kind: elementwise``): the ops a scalar node can be.
+ELEMENTWISE: dict[str, Rule] = {n: r for n, r in RULES.items() if r.kind == "elementwise"}
 
-#: Operations that have no element-wise form (defined through factorizations / algorithms).
+#: Names of ops with no element-wise form: the table's ``kind: linalg`` rows (defined through
+#: factorizations and iterative algorithms), under their row names and public names.
 NO_ELEMENTWISE_FORM: frozenset[str] = frozenset(
-    {
-        "inv",
-        "pinv",
-        "det",
-        "slogdet",
-        "logdet",
-        "svd",
-        "svdvals",
-        "eig",
-        "eigh",
-        "eigvals",
-        "eigvalsh",
-        "solve",
-        "lstsq",
-        "cholesky",
-        "qr",
-        "lu",
-        "expm",
-        "logm",
-        "sqrtm",
-    }
+    name
+    for rule in RULES.values()
+    if rule.kind == "linalg"
+    for name in (rule.name, *(n for names in rule.variants.values() for n in names))
 )
 
 
-class UnsupportedScalarOp(NotImplementedError):
+class UnsupportedScalarOp(NotImplementedError, Stop):
     """Raised for operations that cannot be expanded into per-element scalar operations."""
 
     def __init__(self, op_name: str) -> None:
@@ -100,102 +108,218 @@ def unsupported(op_name: str) -> NoReturn:
 
 
 # ---------------------------------------------------------------------------------------------
-# IEEE-style float helpers (Python's math module raises where NumPy returns inf/nan).
+# IEEE semantics without warnings: one errstate per batch of scalar operations
+
+_QUIET = [0]  # > 0 inside quiet(): the per-operation errstate is already in force
 
 
-def _is_odd_integer(p: float) -> bool:
-    return p.is_integer() and int(p) % 2 == 1
-
-
-def _div(a: float, b: float) -> float:
-    try:
-        return a / b
-    except ZeroDivisionError:
-        if a == 0.0 or a != a:
-            return _NAN
-        return math.copysign(_INF, a) * math.copysign(1.0, b)
-
-
-def _pow(a: float, p: float) -> float:
-    try:
-        return math.pow(a, p)
-    except ValueError:  # 0 ** negative, or negative ** non-integer
-        if a == 0.0:
-            return math.copysign(_INF, a) if _is_odd_integer(p) else _INF
-        return _NAN
-    except OverflowError:
-        return -_INF if a < 0.0 and _is_odd_integer(p) else _INF
-
-
-def _exp(x: float) -> float:
-    try:
-        return math.exp(x)
-    except OverflowError:
-        return _INF
-
-
-def _expm1(x: float) -> float:
-    try:
-        return math.expm1(x)
-    except OverflowError:
-        return _INF
-
-
-def _log(x: float) -> float:
-    if x > 0.0:
-        return math.log(x)
-    return -_INF if x == 0.0 else _NAN
-
-
-def _log1p(x: float) -> float:
-    if x > -1.0:
-        return math.log1p(x)
-    return -_INF if x == -1.0 else _NAN
-
-
-def _sqrt(x: float) -> float:
-    return math.sqrt(x) if x >= 0.0 else _NAN
-
-
-def _trig(fn: Callable[[float], float], x: float) -> float:
-    try:
-        return fn(x)
-    except ValueError:  # sin/cos/tan of +-inf
-        return _NAN
-
-
-def _sign(x: float) -> float:
-    if x > 0.0:
-        return 1.0
-    if x < 0.0:
-        return -1.0
-    return x if x != x else 0.0
-
-
-def _pow_base_deriv(a: float, p: float) -> float:
-    """d(a ** p)/da."""
-    return 0.0 if p == 0.0 else p * _pow(a, p - 1.0)
-
-
-def _pow_exp_deriv(a: float, value: float, p: float) -> float:
-    """d(a ** p)/dp given value = a ** p."""
-    if a == 0.0 and p >= 0.0:
-        return 0.0
-    return value * _log(a)
+@contextmanager
+def quiet() -> Iterator[None]:
+    """Run scalar operations with NumPy's floating-point warnings off (IEEE results, no
+    messages), once for the whole block instead of once per operation."""
+    with np.errstate(all="ignore"):
+        _QUIET[0] += 1
+        try:
+            yield
+        finally:
+            _QUIET[0] -= 1
 
 
 def _num(x: object) -> float | None:
-    """Return ``x`` as a float if it is a real Python/NumPy number, else ``None``."""
-    if isinstance(x, (int, float, np.integer, np.floating)):
+    """``x`` as a float if it is a real Python/NumPy number (or bool), else ``None``."""
+    if isinstance(x, int | float | np.integer | np.floating | np.bool_):
         return float(x)
     return None
+
+
+# ---------------------------------------------------------------------------------------------
+# a row of the table on scalars
+
+_NEEDED = (True,)  # the edge of an input that wants its partial (see core.nodes: needs[i][0])
+_NOT_NEEDED = (None,)
+_ONE = np.float64(1.0)
+_F64 = np.float64
+_F64_DTYPE = np.dtype(np.float64)
+
+
+class _RowOnScalars:
+    """One elementwise row, compiled for scalars: its forward, its VJP and the order of the
+    values the VJP reads (the row's ``vjp_args``, as ``core.apply.Op._gather`` assembles them
+    for tensors: inputs, outputs, attributes and metadata, which for scalars is shape ``()``,
+    ndim 0 and the operand's dtype)."""
+
+    __slots__ = ("name", "rule", "forward", "vjp", "plan", "n_inputs")
+
+    def __init__(self, rule: Rule) -> None:
+        if any(rule.input_is_list) or rule.n_outputs != 1:
+            raise ValueError(f"the row {rule.name!r} is not an op of scalars")
+        self.name = rule.name
+        self.rule = rule
+        self.forward = FORWARDS[rule.name]
+        self.vjp = rule.vjp
+        self.plan = plan_of(rule)
+        self.n_inputs = len(rule.inputs)
+
+    def bind(self, args: tuple[Any, ...], kwargs: Mapping[str, Any]) -> tuple[list, dict]:
+        """``(operands, attrs)`` of a call with the row's signature (inputs, then attributes,
+        by position or by name; attributes may take their defaults)."""
+        rule = self.rule
+        params = (*rule.inputs, *rule.attrs)
+        if len(args) > len(params):
+            raise TypeError(f"{self.name}() takes at most {len(params)} arguments")
+        given = dict(zip(params, args, strict=False))
+        for key, value in kwargs.items():
+            if key not in params or key in given:
+                raise TypeError(f"{self.name}() got an unexpected or repeated argument {key!r}")
+            given[key] = value
+        missing = [n for n in rule.inputs if n not in given]
+        missing += [n for n in rule.attrs if n not in given and n not in rule.attr_defaults]
+        if missing:
+            raise TypeError(f"{self.name}() is missing {', '.join(missing)}")
+        attrs = {n: given.get(n, rule.attr_defaults.get(n)) for n in rule.attrs}
+        return [given[n] for n in rule.inputs], attrs
+
+    def node(self, operands: tuple[Any, ...] | list[Any], attrs: Mapping[str, Any]) -> Any:
+        """The scalar node of this op on ``operands`` (Scalars, or numbers as constants); a
+        plain float when no operand is a Scalar."""
+        vals: list[Any] = []
+        needs: list[tuple[Any]] = []
+        tracked = False
+        for x in operands:
+            if isinstance(x, Scalar):
+                vals.append(_F64(x.value))
+                needs.append(_NEEDED)
+                tracked = True
+            elif type(x) is float or type(x) is int:  # the common constants, fast
+                vals.append(_F64(x))
+                needs.append(_NOT_NEEDED)
+            else:
+                vals.append(self._constant(x))
+                needs.append(_NOT_NEEDED)
+        value = self.forward(*vals, **attrs) if attrs else self.forward(*vals)
+        if not tracked:
+            return float(value)
+        meta = self._meta
+        args = [
+            vals[key] if kind == INPUT else value if kind == OUTPUT else meta(kind, key, attrs)
+            for kind, key in self.plan
+        ]
+        partials = self.vjp(RAW, needs, _ONE, *args)
+        parents = []
+        for x, p in zip(operands, partials, strict=True):
+            if isinstance(x, Scalar):  # no formula (copysign's sign input): no gradient
+                parents.append((x, 0.0 if p is None else float(p)))
+        return Scalar(float(value), tuple(parents), self.name)
+
+    def _constant(self, x: Any) -> Any:
+        if isinstance(x, bool | np.bool_):  # a condition (where): kept as it is
+            return x
+        v = _num(x)
+        if v is None:
+            raise TypeError(f"{self.name} expects Scalars or real numbers, got {type(x).__name__}")
+        return _F64(v)
+
+    def _meta(self, kind: int, key: Any, attrs: Mapping[str, Any]) -> Any:
+        # what a formula reads besides inputs and outputs, for scalars
+        if kind == ATTR:
+            return attrs[key]
+        if kind in (SHAPE, RSHAPE):
+            return ()
+        if kind in (NDIM, RNDIM):
+            return 0
+        if kind == DTYPE:
+            return _F64_DTYPE
+        raise ValueError(f"the row {self.name!r} reads list metadata")  # refused in __init__
+
+    def __call__(self, *operands: Any, **attrs: Any) -> Any:
+        if _QUIET[0]:
+            return self.node(operands, attrs)
+        with np.errstate(all="ignore"):
+            return self.node(operands, attrs)
+
+
+_ROWS: dict[str, _RowOnScalars] = {}
+
+
+def _row(name: str) -> _RowOnScalars:
+    """The elementwise row ``name``, compiled for scalars (once)."""
+    op = _ROWS.get(name)
+    if op is None:
+        if name not in ELEMENTWISE:
+            raise ValueError(f"{name!r} is not an elementwise row of the table")
+        op = _ROWS[name] = _RowOnScalars(ELEMENTWISE[name])
+    return op
+
+
+def _ufunc_rows() -> dict[np.ufunc, str]:
+    return {
+        fn: name
+        for name, fn in FORWARDS.items()
+        if name in ELEMENTWISE and isinstance(fn, np.ufunc)
+    }
+
+
+_ROW_OF_UFUNC = _ufunc_rows()
+
+
+def _row_of_ufunc(ufunc: np.ufunc) -> str:
+    name = _ROW_OF_UFUNC.get(ufunc)
+    if name is None:
+        raise RuntimeError(
+            f"no elementwise row of derivatives.yaml computes numpy.{ufunc.__name__}"
+        )
+    return name
+
+
+# Python's operators on numbers, as NumPy computes them for arrays: the table's rows with
+# these forwards are what `+ - * / **`, unary `-` and `abs()` of a Scalar record
+_OPERATOR_UFUNCS: dict[str, np.ufunc] = {
+    "+": np.add,
+    "-": np.subtract,
+    "*": np.multiply,
+    "/": np.true_divide,
+    "**": np.power,
+}
+OPERATOR_ROWS: dict[str, str] = {sym: _row_of_ufunc(u) for sym, u in _OPERATOR_UFUNCS.items()}
+NEG_ROW = _row_of_ufunc(np.negative)
+ABS_ROW = _row_of_ufunc(np.absolute)
+
+
+def _names_of(rule: Rule) -> list[str]:
+    """The names an elementwise row goes by: its own, its function and method names, and the
+    name of the NumPy ufunc that is its forward."""
+    names = [rule.name]
+    for variant in ("function", "method"):
+        names.extend(rule.variants.get(variant, ()))
+    fn = FORWARDS[rule.name]
+    if isinstance(fn, np.ufunc):
+        names.append(fn.__name__)
+    return list(dict.fromkeys(names))
+
+
+#: ``name -> row`` for every name of an elementwise row (see :func:`apply_elementwise`).
+ELEMENTWISE_NAMES: dict[str, str] = {}
+for _rule in ELEMENTWISE.values():
+    if not any(_rule.input_is_list) and _rule.n_outputs == 1:
+        for _name in _names_of(_rule):
+            ELEMENTWISE_NAMES.setdefault(_name, _rule.name)
+
+
+def apply_op(name: str, *operands: Operand, **attrs: Any) -> Any:
+    """The elementwise row ``name`` of the table on scalars: a :class:`Scalar` node (a float
+    when no operand is a Scalar). ``attrs`` are the row's attributes (``clamp``'s min, max)."""
+    return _row(ELEMENTWISE_NAMES.get(name, name))(*operands, **attrs)
 
 
 # ---------------------------------------------------------------------------------------------
 
 
 class Scalar:
-    """A scalar graph node: a value, an accumulated gradient and weighted parent links."""
+    """A scalar graph node: a value, an accumulated gradient and weighted parent links.
+
+    Besides the operators, a Scalar has a method per elementwise row of the table whose first
+    input is ``self`` (``x.tanh()``, ``x.exp()``, ``x.clamp(0, 1)``, ``x.atan2(y)``), under
+    each of the row's names (``x.arcsin()`` too, so NumPy's ufuncs work on object arrays)."""
 
     __slots__ = ("_parents", "grad", "op", "value")
 
@@ -221,174 +345,66 @@ class Scalar:
     def __float__(self) -> float:
         return self.value
 
-    # -- binary arithmetic ---------------------------------------------------------------------
-
-    def __add__(self, other: Operand) -> Scalar:
-        if isinstance(other, Scalar):
-            return Scalar(self.value + other.value, ((self, 1.0), (other, 1.0)), "add")
-        o = _num(other)
-        if o is None:
-            return NotImplemented
-        return Scalar(self.value + o, ((self, 1.0),), "add")
-
-    def __radd__(self, other: Number) -> Scalar:
-        o = _num(other)
-        if o is None:
-            return NotImplemented
-        return Scalar(o + self.value, ((self, 1.0),), "add")
-
-    def __sub__(self, other: Operand) -> Scalar:
-        if isinstance(other, Scalar):
-            return Scalar(self.value - other.value, ((self, 1.0), (other, -1.0)), "sub")
-        o = _num(other)
-        if o is None:
-            return NotImplemented
-        return Scalar(self.value - o, ((self, 1.0),), "sub")
-
-    def __rsub__(self, other: Number) -> Scalar:
-        o = _num(other)
-        if o is None:
-            return NotImplemented
-        return Scalar(o - self.value, ((self, -1.0),), "sub")
-
-    def __mul__(self, other: Operand) -> Scalar:
-        if isinstance(other, Scalar):
-            a, b = self.value, other.value
-            return Scalar(a * b, ((self, b), (other, a)), "mul")
-        o = _num(other)
-        if o is None:
-            return NotImplemented
-        return Scalar(self.value * o, ((self, o),), "mul")
-
-    def __rmul__(self, other: Number) -> Scalar:
-        o = _num(other)
-        if o is None:
-            return NotImplemented
-        return Scalar(o * self.value, ((self, o),), "mul")
-
-    def __truediv__(self, other: Operand) -> Scalar:
-        if isinstance(other, Scalar):
-            a, b = self.value, other.value
-            inv_b = _div(1.0, b)
-            return Scalar(_div(a, b), ((self, inv_b), (other, -_div(a, b * b))), "div")
-        o = _num(other)
-        if o is None:
-            return NotImplemented
-        return Scalar(_div(self.value, o), ((self, _div(1.0, o)),), "div")
-
-    def __rtruediv__(self, other: Number) -> Scalar:
-        o = _num(other)
-        if o is None:
-            return NotImplemented
-        b = self.value
-        return Scalar(_div(o, b), ((self, -_div(o, b * b)),), "div")
-
-    def __pow__(self, other: Operand) -> Scalar:
-        a = self.value
-        if isinstance(other, Scalar):
-            p = other.value
-            v = _pow(a, p)
-            parents = ((self, _pow_base_deriv(a, p)), (other, _pow_exp_deriv(a, v, p)))
-            return Scalar(v, parents, "pow")
-        o = _num(other)
-        if o is None:
-            return NotImplemented
-        return Scalar(_pow(a, o), ((self, _pow_base_deriv(a, o)),), "pow")
-
-    def __rpow__(self, other: Number) -> Scalar:
-        o = _num(other)
-        if o is None:
-            return NotImplemented
-        p = self.value
-        v = _pow(o, p)
-        return Scalar(v, ((self, _pow_exp_deriv(o, v, p)),), "pow")
-
-    # -- unary -----------------------------------------------------------------------------------
-
-    def __neg__(self) -> Scalar:
-        return Scalar(-self.value, ((self, -1.0),), "neg")
-
     def __pos__(self) -> Scalar:
         return self
 
-    def __abs__(self) -> Scalar:
-        return self.abs()
 
-    def _unary(self, value: float, deriv: float, op: str) -> Scalar:
-        return Scalar(value, ((self, deriv),), op)
+def _operator(row: str, reflected: bool) -> Callable[[Scalar, Operand], Any]:
+    op = _row(row)
 
-    def exp(self) -> Scalar:
-        """Elementwise e**x."""
-        v = _exp(self.value)
-        return self._unary(v, v, "exp")
+    node = op.node
+    no_attrs: dict[str, Any] = {}
 
-    def log(self) -> Scalar:
-        """Natural logarithm."""
-        x = self.value
-        return self._unary(_log(x), _div(1.0, x), "log")
+    def method(self: Scalar, other: Operand) -> Any:
+        if type(other) is not float and not isinstance(other, Scalar) and _num(other) is None:
+            return NotImplemented
+        operands = (other, self) if reflected else (self, other)
+        if _QUIET[0]:
+            return node(operands, no_attrs)
+        with np.errstate(all="ignore"):
+            return node(operands, no_attrs)
 
-    def log1p(self) -> Scalar:
-        """log(1 + x), accurate for small x."""
-        x = self.value
-        return self._unary(_log1p(x), _div(1.0, 1.0 + x), "log1p")
+    method.__doc__ = f"The table's `{row}` row (derivatives.yaml line {op.rule.line})."
+    return method
 
-    def expm1(self) -> Scalar:
-        """exp(x) - 1, accurate for small x."""
-        x = self.value
-        return self._unary(_expm1(x), _exp(x), "expm1")
 
-    def sqrt(self) -> Scalar:
-        """Square root."""
-        s = _sqrt(self.value)
-        return self._unary(s, _div(0.5, s), "sqrt")
+def _unary_operator(row: str) -> Callable[[Scalar], Any]:
+    op = _row(row)
 
-    def abs(self) -> Scalar:
-        """Absolute value (derivative 0 at 0)."""
-        x = self.value
-        return self._unary(abs(x), _sign(x), "abs")
+    def method(self: Scalar) -> Any:
+        return op(self)
 
-    def sign(self) -> Scalar:
-        """Sign of x (-1, 0, 1); derivative 0 everywhere."""
-        return self._unary(_sign(self.value), 0.0, "sign")
+    method.__doc__ = f"The table's `{row}` row (derivatives.yaml line {op.rule.line})."
+    return method
 
-    def sin(self) -> Scalar:
-        """Sine."""
-        x = self.value
-        return self._unary(_trig(math.sin, x), _trig(math.cos, x), "sin")
 
-    def cos(self) -> Scalar:
-        """Cosine."""
-        x = self.value
-        return self._unary(_trig(math.cos, x), -_trig(math.sin, x), "cos")
+def _row_method(row: str, public: str) -> Callable[..., Any]:
+    op = _row(row)
+    formulas = "; ".join(f"{k}: {v}" for k, v in op.rule.vjp_formulas.items())
 
-    def tan(self) -> Scalar:
-        """Tangent."""
-        t = _trig(math.tan, self.value)
-        return self._unary(t, 1.0 + t * t, "tan")
+    def method(self: Scalar, *args: Any, **kwargs: Any) -> Any:
+        operands, attrs = op.bind((self, *args), kwargs)
+        return op(*operands, **attrs)
 
-    def tanh(self) -> Scalar:
-        """Hyperbolic tangent."""
-        t = math.tanh(self.value)
-        return self._unary(t, 1.0 - t * t, "tanh")
+    method.__name__ = method.__qualname__ = public
+    method.__doc__ = (
+        f"The table's `{row}` row (derivatives.yaml line {op.rule.line}): the value from its "
+        f"forward, the partials from its vector-Jacobian product ({formulas})."
+    )
+    return method
 
-    def sigmoid(self) -> Scalar:
-        """Logistic function 1 / (1 + exp(-x)), computed stably."""
-        x = self.value
-        if x >= 0.0:
-            s = 1.0 / (1.0 + _exp(-x))
-        else:
-            e = _exp(x)
-            s = e / (1.0 + e)
-        return self._unary(s, s * (1.0 - s), "sigmoid")
 
-    def relu(self) -> Scalar:
-        """max(x, 0) (derivative 0 at 0)."""
-        x = self.value
-        if x > 0.0:
-            return self._unary(x, 1.0, "relu")
-        if x != x:
-            return self._unary(x, _NAN, "relu")
-        return self._unary(0.0, 0.0, "relu")
+_DUNDERS = {"__add__": "+", "__sub__": "-", "__mul__": "*", "__truediv__": "/", "__pow__": "**"}
+for _dunder, _sym in _DUNDERS.items():
+    setattr(Scalar, _dunder, _operator(OPERATOR_ROWS[_sym], reflected=False))
+    setattr(Scalar, "__r" + _dunder[2:], _operator(OPERATOR_ROWS[_sym], reflected=True))
+Scalar.__neg__ = _unary_operator(NEG_ROW)  # type: ignore[attr-defined]
+Scalar.__abs__ = _unary_operator(ABS_ROW)  # type: ignore[attr-defined]
+for _rule in ELEMENTWISE.values():
+    if _rule.inputs[:1] == ("self",) and _rule.name in ELEMENTWISE_NAMES.values():
+        for _name in _names_of(_rule):
+            if _name.isidentifier() and not hasattr(Scalar, _name):
+                setattr(Scalar, _name, _row_method(_rule.name, _name))
 
 
 def _as_scalar(x: Operand) -> Scalar:
@@ -401,33 +417,16 @@ def _as_scalar(x: Operand) -> Scalar:
     return Scalar(o)
 
 
-def _extremum(a: Operand, b: Operand, take_max: bool, op: str) -> Scalar:
-    va = a.value if isinstance(a, Scalar) else _num(a)
-    vb = b.value if isinstance(b, Scalar) else _num(b)
-    if va is None or vb is None:
-        raise TypeError(f"{op} expects Scalars or real numbers")
-    if va != va:  # nan propagates, gradient flows to the nan operand
-        da, db, v = 1.0, 0.0, va
-    elif vb != vb:
-        da, db, v = 0.0, 1.0, vb
-    elif va == vb:
-        da, db, v = 0.5, 0.5, va
-    elif (va > vb) == take_max:
-        da, db, v = 1.0, 0.0, va
-    else:
-        da, db, v = 0.0, 1.0, vb
-    parents = tuple((s, d) for s, d in ((a, da), (b, db)) if isinstance(s, Scalar))
-    return Scalar(v, parents, op)
+def maximum(a: Operand, b: Operand) -> Any:
+    """Max of two scalars (numbers act as constants): the table's ``maximum`` row (ties split
+    the gradient 0.5/0.5)."""
+    return _row(_row_of_ufunc(np.maximum))(a, b)
 
 
-def maximum(a: Operand, b: Operand) -> Scalar:
-    """Max of two scalars (numbers act as constants); ties split the gradient 0.5/0.5."""
-    return _extremum(a, b, True, "maximum")
-
-
-def minimum(a: Operand, b: Operand) -> Scalar:
-    """Min of two scalars (numbers act as constants); ties split the gradient 0.5/0.5."""
-    return _extremum(a, b, False, "minimum")
+def minimum(a: Operand, b: Operand) -> Any:
+    """Min of two scalars (numbers act as constants): the table's ``minimum`` row (ties split
+    the gradient 0.5/0.5)."""
+    return _row(_row_of_ufunc(np.minimum))(a, b)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -569,14 +568,15 @@ def matmul(a: ObjectArray, b: ObjectArray) -> ObjectArray:
     rows = a.tolist()
     cols = b.T.tolist()
     out = np.empty((m, n), dtype=object)
-    for i in range(m):
-        row = rows[i]
-        for j in range(n):
-            col = cols[j]
-            acc = row[0] * col[0]
-            for p in range(1, k):
-                acc = acc + row[p] * col[p]
-            out[i, j] = acc
+    with quiet():
+        for i in range(m):
+            row = rows[i]
+            for j in range(n):
+                col = cols[j]
+                acc = row[0] * col[0]
+                for p in range(1, k):
+                    acc = acc + row[p] * col[p]
+                out[i, j] = acc
     return out
 
 
@@ -589,8 +589,9 @@ def sum(arr: ObjectArray | Iterable[Operand]) -> Scalar:  # noqa: A001 - mirrors
     if not items:
         return Scalar(0.0)
     acc = _as_scalar(items[0])
-    for x in items[1:]:
-        acc = acc + x
+    with quiet():
+        for x in items[1:]:
+            acc = acc + x
     return acc
 
 
@@ -602,64 +603,430 @@ def mean(arr: ObjectArray | Iterable[Operand]) -> Scalar:
     return sum(a) / a.size
 
 
-_UNARY: dict[str, Callable[[Scalar], Scalar]] = {
-    "negative": Scalar.__neg__,
-    "positive": Scalar.__pos__,
-    "exp": Scalar.exp,
-    "log": Scalar.log,
-    "log1p": Scalar.log1p,
-    "expm1": Scalar.expm1,
-    "sqrt": Scalar.sqrt,
-    "square": lambda x: x * x,
-    "abs": Scalar.abs,
-    "absolute": Scalar.abs,
-    "sign": Scalar.sign,
-    "sin": Scalar.sin,
-    "cos": Scalar.cos,
-    "tan": Scalar.tan,
-    "tanh": Scalar.tanh,
-    "sigmoid": Scalar.sigmoid,
-    "relu": Scalar.relu,
-}
+def _on_arrays(op: _RowOnScalars, operands: list[Any], attrs: Mapping[str, Any]) -> ObjectArray:
+    """``op`` on object arrays and numbers, element by element (NumPy broadcasting)."""
+    if op.n_inputs == 1:  # documented: plain numbers in unary inputs are lifted to new leaves
 
-_BINARY: dict[str, Callable[[Operand, Operand], Operand]] = {
-    "add": lambda x, y: x + y,
-    "subtract": lambda x, y: x - y,
-    "multiply": lambda x, y: x * y,
-    "divide": lambda x, y: x / y,
-    "true_divide": lambda x, y: x / y,
-    "power": lambda x, y: x**y,
-    "maximum": maximum,
-    "minimum": minimum,
-}
+        def kernel(x: Any) -> Any:
+            return op.node((_as_scalar(x),), attrs)
+
+    else:
+
+        def kernel(*xs: Any) -> Any:
+            return op.node(xs, attrs)
+
+    with quiet():
+        result = np.frompyfunc(kernel, op.n_inputs, 1)(*operands)
+    return np.asarray(result, dtype=object)
 
 
 def apply_elementwise(
     name: str | np.ufunc, arr: ObjectArray | npt.ArrayLike, *others: ObjectArray | npt.ArrayLike
 ) -> ObjectArray:
-    """Apply an elementwise op by NumPy-style name (or ufunc, e.g. ``np.exp``) to object arrays.
+    """Apply an elementwise op of the table by name (or ufunc, e.g. ``np.exp``) to object
+    arrays, broadcast NumPy-style.
 
-    Unary names: negative, positive, exp, log, log1p, expm1, sqrt, square, abs/absolute, sign,
-    sin, cos, tan, tanh, sigmoid, relu. Binary names (one extra array, broadcast NumPy-style):
-    add, subtract, multiply, divide/true_divide, power, maximum, minimum. Plain numbers in
+    A name is a row's name, one of its function or method names, or the name of the NumPy ufunc
+    that is its forward (``exp``, ``negative``, ``subtract``, ``divide``, ``power``,
+    ``absolute``, ``arcsin``, ``maximum``, ...: :data:`ELEMENTWISE_NAMES`). Plain numbers in
     unary inputs are lifted to new leaves. Names in :data:`NO_ELEMENTWISE_FORM` (inv, det,
     svd, ...) raise :class:`UnsupportedScalarOp`.
     """
-    key = name.__name__ if isinstance(name, np.ufunc) else name
+    key = name.__name__ if isinstance(name, np.ufunc) else str(name)
     key = key.removeprefix("numpy.").removeprefix("np.").removeprefix("linalg.")
-    if key in _UNARY and not others:
-        unary = _UNARY[key]
-        fn: Callable[..., object] = lambda x: unary(_as_scalar(x))  # noqa: E731
-        nin = 1
-    elif key in _BINARY and len(others) == 1:
-        fn, nin = _BINARY[key], 2
-    elif key in NO_ELEMENTWISE_FORM:
-        unsupported(key)
-    elif key in _UNARY or key in _BINARY:
-        arity = 1 if key in _UNARY else 2
-        raise TypeError(f"{key!r} takes {arity} array(s), got {1 + len(others)}")
-    else:
-        known = ", ".join(sorted([*_UNARY, *_BINARY]))
+    row = ELEMENTWISE_NAMES.get(key)
+    if row is None:
+        ufunc = getattr(np, key, None)  # NumPy's aliases: true_divide is divide
+        if isinstance(ufunc, np.ufunc):
+            row = ELEMENTWISE_NAMES.get(ufunc.__name__)
+    if row is None:
+        if key in NO_ELEMENTWISE_FORM:
+            unsupported(key)
+        known = ", ".join(sorted(ELEMENTWISE_NAMES))
         raise ValueError(f"unknown elementwise op {key!r}; supported: {known}")
-    result = np.frompyfunc(fn, nin, 1)(arr, *others)
-    return np.asarray(result, dtype=object)
+    op = _row(row)
+    if 1 + len(others) != op.n_inputs:
+        raise TypeError(f"{key!r} takes {op.n_inputs} array(s), got {1 + len(others)}")
+    return _on_arrays(op, [arr, *others], {})
+
+
+# ---------------------------------------------------------------------------------------------
+# the per-element backend of the explain evaluator
+
+
+class NotModelled(Stop):
+    """The per-element engine has no expansion of this (allowed) operation."""
+
+    def __init__(self, op: str) -> None:
+        super().__init__(op)
+        self.op = op
+
+
+class TooBig(Stop):
+    """The per-element expansion would be too large to build."""
+
+
+def _norm_axes(dim: Any, ndim: int) -> tuple[int, ...]:
+    if dim is None:
+        return tuple(range(ndim))
+    dims = (dim,) if isinstance(dim, int) else tuple(dim)
+    return tuple(sorted({int(d) % max(ndim, 1) for d in dims}))
+
+
+def _shape_args(args: list[Any]) -> tuple[int, ...]:
+    return tuple(args[0] if len(args) == 1 and isinstance(args[0], tuple | list) else args)
+
+
+class ScalarBackend(Backend):
+    """Evaluates on NumPy object arrays of :class:`Scalar`: one graph node per scalar
+    operation.
+
+    What it does with a call is read from the table: the row behind the called name (its
+    ``variants:``) and the row's ``kind:``. An ``elementwise`` row becomes one scalar node per
+    element (value and partials from the row itself); a ``linalg`` row has no element-wise
+    form (:class:`UnsupportedScalarOp`); sums, means, matrix products and moves of elements
+    (reshapes, transposes, ...) are expanded here. A composite (no row) has no element-wise
+    form if the tensor-level run recorded a ``linalg`` row for that very call
+    (``rows_by_call``: ``id(ast call) -> row names``); a few are expanded here (einsum, trace,
+    inner, ...); anything else raises :class:`NotModelled`."""
+
+    def __init__(self, rows_by_call: Mapping[int, Iterable[str]] | None = None) -> None:
+        self.estimate = 0
+        self.rows_by_call = rows_by_call or {}
+
+    def spend(self, nodes: int) -> None:
+        self.estimate += int(nodes)
+        if self.estimate > SCALAR_NODE_LIMIT:
+            raise TooBig(
+                f"the per-element expansion would need more than {SCALAR_NODE_LIMIT} scalar nodes"
+            )
+
+    def is_array(self, v: Any) -> bool:
+        return isinstance(v, np.ndarray)
+
+    @staticmethod
+    def wrap(v: Any) -> np.ndarray:
+        if isinstance(v, np.ndarray):
+            return v
+        out = np.empty((), dtype=object)
+        out[()] = v
+        return out
+
+    def elementwise(self, row: str, operands: list[Any], attrs: Mapping[str, Any]) -> Any:
+        shape = np.broadcast_shapes(*(np.shape(x) for x in operands))
+        self.spend(numel(shape))
+        return self.wrap(_on_arrays(_row(row), operands, attrs))
+
+    def neg(self, a: Any) -> Any:
+        return self.elementwise(NEG_ROW, [a], {})
+
+    def binop(self, sym: str, a: Any, b: Any) -> Any:
+        if sym == "@":
+            return self.matmul(a, b)
+        return self.elementwise(OPERATOR_ROWS[sym], [a, b], {})
+
+    def compare(self, fn: Callable[[Any, Any], Any], a: Any, b: Any) -> Any:
+        va = values(a) if isinstance(a, np.ndarray) and a.dtype == object else a
+        vb = values(b) if isinstance(b, np.ndarray) and b.dtype == object else b
+        return np.asarray(fn(va, vb))
+
+    def attribute(self, obj: Any, name: str) -> Any:
+        if name == "T":
+            return obj.T
+        return np.swapaxes(obj, -1, -2)  # mT
+
+    def subscript(self, obj: Any, index: Any) -> Any:
+        return self.wrap(obj[index])
+
+    def matmul(self, a: Any, b: Any) -> Any:
+        a, b = np.asarray(a), np.asarray(b)
+        if a.ndim == 1 and b.ndim == 1:
+            self.spend(2 * a.size)
+            return self.wrap(sum(self.elementwise(OPERATOR_ROWS["*"], [a, b], {})))
+        if a.ndim == 1:
+            return self.matmul(a[None, :], b)[0]
+        if b.ndim == 1:
+            return self.matmul(a, b[:, None])[:, 0]
+        if a.ndim == 2 and b.ndim == 2:
+            m, k = a.shape
+            n = b.shape[1]
+            self.spend(m * n * (2 * k - 1))
+            return matmul(a, b)
+        batch = np.broadcast_shapes(a.shape[:-2], b.shape[:-2])
+        a = np.broadcast_to(a, batch + a.shape[-2:])
+        b = np.broadcast_to(b, batch + b.shape[-2:])
+        out = np.empty(batch + (a.shape[-2], b.shape[-1]), dtype=object)
+        for idx in np.ndindex(*batch):
+            out[idx] = self.matmul(a[idx], b[idx])
+        return out
+
+    def reduce(self, arr: Any, dim: Any, keepdim: bool, mean_: bool) -> Any:
+        arr = np.asarray(arr, dtype=object)
+        axes = _norm_axes(dim, arr.ndim)
+        if arr.ndim == 0:
+            return arr
+        rest = [ax for ax in range(arr.ndim) if ax not in axes]
+        moved = np.transpose(arr, rest + list(axes))
+        k = numel([arr.shape[ax] for ax in axes])
+        rows = moved.reshape(-1, k)
+        self.spend(rows.shape[0] * k)
+        red = [mean(r) if mean_ else sum(r) for r in rows]
+        out = np.empty(len(red), dtype=object)
+        for i, v in enumerate(red):
+            out[i] = v
+        out = out.reshape([arr.shape[ax] for ax in rest])
+        if keepdim:
+            out = out.reshape([1 if ax in axes else arr.shape[ax] for ax in range(arr.ndim)])
+        return out
+
+    def einsum(self, spec: str, *ops: Any) -> Any:
+        spec = spec.replace(" ", "")
+        if "." in spec:
+            raise NotModelled("einsum with ...")
+        lhs, _, rhs = spec.partition("->")
+        terms = lhs.split(",")
+        if "->" not in spec:
+            rhs = "".join(sorted(c for c in set(lhs) if c.isalpha() and lhs.count(c) == 1))
+        ops = tuple(np.asarray(o, dtype=object) for o in ops)
+        sizes: dict[str, int] = {}
+        for term, op in zip(terms, ops, strict=True):
+            for c, s in zip(term, op.shape, strict=True):
+                sizes[c] = s
+        summed = sorted(set(lhs.replace(",", "")) - set(rhs))
+        out_shape = tuple(sizes[c] for c in rhs)
+        n_sum = numel([sizes[c] for c in summed])
+        self.spend(numel(out_shape) * n_sum * len(ops))
+        out = np.empty(out_shape, dtype=object)
+        with quiet():
+            for oidx in np.ndindex(*out_shape):
+                env = dict(zip(rhs, oidx, strict=True))
+                acc: Any = None
+                for sidx in np.ndindex(*[sizes[c] for c in summed]):
+                    env.update(zip(summed, sidx, strict=True))
+                    prod: Any = None
+                    for term, op in zip(terms, ops, strict=True):
+                        x = op[tuple(env[c] for c in term)]
+                        prod = x if prod is None else prod * x
+                    acc = prod if acc is None else acc + prod
+                out[oidx] = acc if acc is not None else 0.0
+        return out
+
+    # -- calls -----------------------------------------------------------------------------------
+    def call(self, name: str, args: list[Any], kwargs: dict[str, Any], node: ast.AST) -> Any:
+        variant, public = split_call(name)
+        return self.apply(variant, public, list(args), dict(kwargs), name, node)
+
+    def method(
+        self, obj: Any, name: str, args: list[Any], kwargs: dict[str, Any], node: ast.AST
+    ) -> Any:
+        return self.apply("method", name, [obj, *args], dict(kwargs), f".{name}()", node)
+
+    def apply(
+        self,
+        variant: str,
+        public: str,
+        args: list[Any],
+        kwargs: dict[str, Any],
+        label: str,
+        node: ast.AST,
+    ) -> Any:
+        rule = row_of(variant, public)
+        if rule is None:
+            recorded = self.rows_by_call.get(id(node), ())
+            if any(RULES[r].kind == "linalg" for r in recorded if r in RULES):
+                unsupported(public)  # a composite written in linalg rows (logdet, norm, ...)
+            expand = _COMPOSITES.get(public)
+            if expand is None or not args:
+                raise NotModelled(label)
+            return expand(self, args, kwargs, label)
+        if rule.kind == "linalg":  # named as matgrad.linalg names it (`A.inverse()`: inv)
+            unsupported(rule.variants.get("linalg", (public,))[0])
+        if rule.kind == "elementwise":
+            return self.row(rule.name, args, kwargs, label)
+        expand = _ROW_EXPANSIONS.get(rule.name)
+        if expand is None or not args or not isinstance(args[0], np.ndarray):
+            raise NotModelled(label)
+        return expand(self, args, kwargs, label)
+
+    def row(self, row: str, args: list[Any], kwargs: dict[str, Any], label: str) -> Any:
+        op = _row(row)
+        try:
+            operands, attrs = op.bind(tuple(args), kwargs)
+        except TypeError:
+            raise NotModelled(label) from None  # a public signature beyond the row's
+        if any(isinstance(v, np.ndarray | tuple | list) for v in attrs.values()):
+            raise NotModelled(label)  # e.g. clamp with tensor bounds
+        if any(isinstance(v, tuple | list) for v in operands):
+            raise NotModelled(label)
+        return self.elementwise(row, operands, attrs)
+
+
+# Expansions of the rows that are not elementwise: by row name (the row behind the public name
+# called, so aliases such as `view` and `swapaxes` come from the table). Each takes the call's
+# arguments (the tensor first); arguments it does not model raise NotModelled.
+_Expansion = Callable[[ScalarBackend, list[Any], dict[str, Any], str], Any]
+
+
+def _reduction(mean_: bool) -> _Expansion:
+    def expand(b: ScalarBackend, args: list, kw: dict, label: str) -> Any:
+        obj, rest = args[0], args[1:]
+        dim = rest[0] if rest else kw.pop("dim", None)
+        keepdim = bool(rest[1]) if len(rest) > 1 else bool(kw.pop("keepdim", False))
+        if kw or len(rest) > 2:
+            raise NotModelled(label)
+        return b.reduce(obj, dim, keepdim, mean_)
+
+    return expand
+
+
+def _product(b: ScalarBackend, args: list, kw: dict, label: str) -> Any:
+    if len(args) != 2 or kw:
+        raise NotModelled(label)
+    return b.matmul(args[0], args[1])
+
+
+def _outer(b: ScalarBackend, args: list, kw: dict, label: str) -> Any:
+    if len(args) != 2 or kw:
+        raise NotModelled(label)
+    return b.binop("*", args[0][:, None], np.asarray(args[1])[None, :])
+
+
+def _reshape(b: ScalarBackend, args: list, kw: dict, label: str) -> Any:
+    if kw:
+        raise NotModelled(label)
+    return args[0].reshape(_shape_args(args[1:]))
+
+
+def _permute(b: ScalarBackend, args: list, kw: dict, label: str) -> Any:
+    if kw:
+        raise NotModelled(label)
+    return np.transpose(args[0], _shape_args(args[1:]))
+
+
+def _transpose(b: ScalarBackend, args: list, kw: dict, label: str) -> Any:
+    if len(args) != 3 or kw:
+        raise NotModelled(label)
+    return np.swapaxes(args[0], args[1], args[2])
+
+
+def _squeeze(b: ScalarBackend, args: list, kw: dict, label: str) -> Any:
+    if kw or len(args) > 2:
+        raise NotModelled(label)
+    return args[0].squeeze() if len(args) == 1 else np.squeeze(args[0], args[1])
+
+
+def _unsqueeze(b: ScalarBackend, args: list, kw: dict, label: str) -> Any:
+    if len(args) != 2 or kw:
+        raise NotModelled(label)
+    return np.expand_dims(args[0], args[1])
+
+
+def _diagonal(b: ScalarBackend, args: list, kw: dict, label: str) -> Any:
+    if len(args) != 1 or kw:
+        raise NotModelled(label)
+    return np.diagonal(args[0]).copy()
+
+
+def _triangle(lower: bool) -> _Expansion:
+    def expand(b: ScalarBackend, args: list, kw: dict, label: str) -> Any:
+        obj = args[0]
+        k = args[1] if len(args) > 1 else kw.pop("diagonal", 0)
+        if kw or len(args) > 2:
+            raise NotModelled(label)
+        mask = (np.tril if lower else np.triu)(np.ones(obj.shape[-2:], bool), k)
+        return np.where(mask, obj, 0.0)
+
+    return expand
+
+
+def _flip(b: ScalarBackend, args: list, kw: dict, label: str) -> Any:
+    dims = args[1] if len(args) > 1 else kw.pop("dims", None)
+    if kw or len(args) > 2:
+        raise NotModelled(label)
+    return np.flip(args[0], dims)
+
+
+_ROW_EXPANSIONS: dict[str, _Expansion] = {
+    "sum": _reduction(False),
+    "mean": _reduction(True),
+    "mm": _product,
+    "bmm": _product,
+    "matmul": _product,
+    "mv": _product,
+    "dot": _product,
+    "outer": _outer,
+    "reshape": _reshape,
+    "permute": _permute,
+    "transpose": _transpose,
+    "squeeze": _squeeze,
+    "unsqueeze": _unsqueeze,
+    "diagonal": _diagonal,
+    "tril": _triangle(True),
+    "triu": _triangle(False),
+    "flip": _flip,
+}
+
+
+# Expansions of composites (public functions and Tensor methods with no row of their own), by
+# the public name: the function and the method take the same arguments (the tensor first).
+def _einsum(b: ScalarBackend, args: list, kw: dict, label: str) -> Any:
+    if kw or not isinstance(args[0], str):
+        raise NotModelled(label)
+    return b.einsum(args[0], *args[1:])
+
+
+def _inner(b: ScalarBackend, args: list, kw: dict, label: str) -> Any:
+    if len(args) != 2 or kw:
+        raise NotModelled(label)
+    return b.reduce(b.binop("*", args[0], args[1]), -1, False, False)
+
+
+def _trace(b: ScalarBackend, args: list, kw: dict, label: str) -> Any:
+    if len(args) != 1 or kw or np.ndim(args[0]) != 2:
+        raise NotModelled(label)
+    return b.reduce(np.diagonal(args[0]).copy(), None, False, False)
+
+
+def _t(b: ScalarBackend, args: list, kw: dict, label: str) -> Any:
+    if len(args) != 1 or kw:
+        raise NotModelled(label)
+    return np.asarray(args[0]).T
+
+
+def _flatten(b: ScalarBackend, args: list, kw: dict, label: str) -> Any:
+    if len(args) != 1 or kw:
+        raise NotModelled(label)
+    return np.asarray(args[0]).reshape(-1)
+
+
+def _reshape_as(b: ScalarBackend, args: list, kw: dict, label: str) -> Any:
+    if len(args) != 2 or kw:
+        raise NotModelled(label)
+    return np.asarray(args[0]).reshape(np.shape(args[1]))
+
+
+def _same(b: ScalarBackend, args: list, kw: dict, label: str) -> Any:
+    if len(args) != 1 or kw:
+        raise NotModelled(label)
+    return args[0]  # float64 throughout: a dtype conversion is no operation here
+
+
+def _detach(b: ScalarBackend, args: list, kw: dict, label: str) -> Any:
+    if len(args) != 1 or kw:
+        raise NotModelled(label)
+    return values(args[0]).astype(object)  # plain floats: constants, not graph nodes
+
+
+_COMPOSITES: dict[str, _Expansion] = {
+    "einsum": _einsum,
+    "inner": _inner,
+    "trace": _trace,
+    "t": _t,
+    "flatten": _flatten,
+    "view": _reshape,  # the Tensor method (the function `view` is the reshape row's alias)
+    "reshape_as": _reshape_as,
+    "view_as": _reshape_as,
+    "float": _same,
+    "double": _same,
+    "detach": _detach,
+}
