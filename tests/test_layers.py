@@ -42,7 +42,7 @@ LAYERS: list[tuple[str, list[str]]] = [
     ("tensor", ["matgrad.tensor", "matgrad.creation"]),
     ("autograd", ["matgrad.autograd"]),
     ("transforms", ["matgrad.func", "matgrad.structure", "matgrad.viz"]),
-    ("explain", ["matgrad.explain", "matgrad.scalar"]),
+    ("explain", ["matgrad.explain"]),
     ("cli", ["matgrad.cli"]),
 ]
 TOP = ("matgrad", "matgrad.__main__")  # may import anything; nothing may import them

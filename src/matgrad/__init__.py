@@ -50,44 +50,7 @@ from .creation import (
 from .explain import explain
 from .ops import linalg
 from .ops.bindings import FUNCTIONS as _FUNCTIONS
-from .ops.composite import (
-    allclose,
-    argmax,
-    argmin,
-    broadcast_to,
-    chunk,
-    diag,
-    eq,
-    equal,
-    flatten,
-    floor_divide,
-    full_like,
-    ge,
-    gt,
-    inner,
-    isfinite,
-    isnan,
-    le,
-    log_softmax,
-    logical_and,
-    logical_not,
-    logical_or,
-    logsumexp,
-    lt,
-    max,
-    min,
-    ne,
-    ones_like,
-    softmax,
-    split,
-    std,
-    t,
-    trace,
-    unbind,
-    unflatten,
-    var,
-    zeros_like,
-)
+from .ops.composite import *  # noqa: F403 - the composites (composite.__all__)
 from .ops.einsum import einsum
 from .tensor import Tensor
 

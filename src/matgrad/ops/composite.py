@@ -25,6 +25,46 @@ from ..core.tensor_base import Tensor, as_tensor
 from .registry import OPS
 from .registry import PRIMITIVES as P
 
+# the composites matgrad exports at top level (table ops come from their rows' variants)
+__all__ = [
+    "allclose",
+    "argmax",
+    "argmin",
+    "broadcast_to",
+    "chunk",
+    "diag",
+    "eq",
+    "equal",
+    "flatten",
+    "floor_divide",
+    "full_like",
+    "ge",
+    "gt",
+    "inner",
+    "isfinite",
+    "isnan",
+    "le",
+    "log_softmax",
+    "logical_and",
+    "logical_not",
+    "logical_or",
+    "logsumexp",
+    "lt",
+    "max",
+    "min",
+    "ne",
+    "ones_like",
+    "softmax",
+    "split",
+    "std",
+    "t",
+    "trace",
+    "unbind",
+    "unflatten",
+    "var",
+    "zeros_like",
+]
+
 Dims = int | Sequence[int] | None
 
 

@@ -20,6 +20,8 @@ from typing import Any
 from ..core.tensor_base import Tensor, as_tensor
 from . import composite as _ops
 
+__all__ = ["einsum"]
+
 Label = str | int  # a letter, or an int for an axis covered by "..." (right-aligned)
 
 
