@@ -141,15 +141,10 @@ def _graph(roots: list, names: dict[int, str], leaves: list) -> list:
         if variable is not None:  # AccumulateGrad: whose
             entry["leaf"] = leaf_names.get(id(variable), "other")
         saved = getattr(node, "_saved", None)
-        if isinstance(saved, tuple):  # (position, held weakly?, has a counter?, version)
+        if isinstance(saved, tuple):  # the saved tensors: (position, held weakly?, version)
             entry["saved_tensors"] = tuple(
-                (
-                    saved[k],
-                    type(saved[k + 1]).__name__ == "ReferenceType",
-                    saved[k + 2] is not None,
-                    saved[k + 3],
-                )
-                for k in range(0, len(saved), 4)
+                (saved[k], type(saved[k + 1]).__name__ == "ReferenceType", saved[k + 2])
+                for k in range(0, len(saved), 3)
             )
         entry["list_lens"] = _plain(getattr(node, "_list_lens", None))
         out.append(entry)

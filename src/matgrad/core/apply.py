@@ -211,8 +211,8 @@ class Op:
         self, inputs: tuple, datas: list, outs: tuple[Tensor, ...], attrs: dict, needs: list
     ) -> tuple[tuple, tuple]:
         """The values the row's formulas read (in the order of ``rule.vjp_args``) and the
-        tensors among them, flat: ``(position, tensor or weak reference, version counter of an
-        output or None, version) * k`` (for the in-place check). A value is saved
+        tensors among them, flat: ``(position, tensor or weak reference, version) * k`` (for
+        the in-place check). A value is saved
         only if the formula of an input that needs a gradient reads it."""
         rule = self.rule
         args: list[Any] = []
@@ -223,17 +223,17 @@ class Op:
                 x = inputs[key]
                 args.append(datas[key] if needed else None)
                 if needed and isinstance(x, Tensor):
-                    saved += (pos, x, None, x._version)
+                    saved += (pos, x, x._version)
             elif kind == OUTPUT:
                 # an output is held weakly (no cycle through its grad_fn) and recreated from its
                 # data if freed; under forward AD it is held itself, since a recreated output
-                # would lack the tangent that forward-over-reverse reads. Its version counter
-                # is kept too: the check outlives the output object
+                # would lack the tangent that forward-over-reverse reads (once it is gone, its
+                # memory's version is found from the saved array: see graph.storage_version)
                 o = outs[key]
                 args.append(o._data if needed else None)
                 if needed:
                     held = o if state.forward_level else weakref.ref(o)
-                    saved += (pos, held, o._shared_counter(), o._version)
+                    saved += (pos, held, o._version)
             elif kind == ATTR:
                 args.append(attrs[key])
             elif kind == SHAPE:

@@ -206,7 +206,7 @@ def _run(
             targets[key] = i
     target_nodes = {k[0] for k in targets}
 
-    reachable, dependencies = walk(roots)
+    reachable, dependencies = walk(roots, ordered=False)
     needed = _needed(reachable, target_nodes) if inputs is not None else None
     ready = [n for n in roots if dependencies.get(n, 0) == 0]
     grad_mode = _grad_mode.enable_grad() if create_graph else _grad_mode.no_grad()

@@ -85,7 +85,7 @@ def _gather_lines(rule: Rule, plan: tuple[tuple[int, Any], ...], names: _Names) 
                 f"    a{pos} = {n.data(key)}\n"
                 f"    if isinstance(x, Tensor):\n"
                 f"        vc = x._version_counter\n"
-                f"        saved += ({pos}, x, None, 0 if vc is None else vc[0])\n"
+                f"        saved += ({pos}, x, 0 if vc is None else vc[0])\n"
                 f"else:\n"
                 f"    a{pos} = None"
             )
@@ -93,17 +93,16 @@ def _gather_lines(rule: Rule, plan: tuple[tuple[int, Any], ...], names: _Names) 
             # an output is held weakly (no cycle through its grad_fn) and recreated from its
             # data if freed; under forward AD it is held itself, since a recreated output would
             # lack the tangent that forward-over-reverse reads in a create_graph backward pass.
-            # Its version counter is kept too: the check outlives the output object
+            # (Once it is gone, its memory's version is found from the saved array: see
+            # graph.storage_version)
             out = n.output(key)
             arg_exprs.append(f"a{pos}")
             saved_lines.append(
                 f"if {needed}:\n"
                 f"    a{pos} = {out}._data\n"
                 f"    vc = {out}._version_counter\n"
-                f"    if vc is None:\n"
-                f"        vc = {out}._version_counter = [0]\n"
                 f"    held = {out} if state.forward_level else weakref_ref({out})\n"
-                f"    saved += ({pos}, held, vc, vc[0])\n"
+                f"    saved += ({pos}, held, 0 if vc is None else vc[0])\n"
                 f"else:\n"
                 f"    a{pos} = None"
             )

@@ -7,6 +7,7 @@ below the tensor record, which needs ``AccumulateGrad`` and hook handles.
 from __future__ import annotations
 
 import threading
+import weakref
 from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any
 
@@ -32,10 +33,36 @@ ACCUMULATE_LOCK = threading.RLock()
 inplace_epoch = [0]
 
 
+# The version counter of each memory written in place, by the id of the array owning it, for
+# as long as that array lives: a node whose saved output (held weakly) is gone finds the
+# version of the output's memory here, from the array it saved
+_STORAGE_COUNTERS: dict[int, list[int]] = {}
+
+
+def _owner(data: Any) -> Any:
+    base = getattr(data, "base", None)
+    return data if base is None else base  # NumPy points a view's base at the owner
+
+
 def bump_version(tensor: Tensor) -> None:
     """Record an in-place change of ``tensor`` (its version and the global epoch)."""
-    tensor._shared_counter()[0] += 1
+    counter = tensor._shared_counter()
+    counter[0] += 1
     inplace_epoch[0] += 1
+    owner = _owner(tensor._data)
+    key = id(owner)
+    if _STORAGE_COUNTERS.get(key) is not counter:
+        try:
+            weakref.finalize(owner, _STORAGE_COUNTERS.pop, key, None)
+        except TypeError:  # memory not owned by an array (no weak references): not tracked
+            return
+        _STORAGE_COUNTERS[key] = counter
+
+
+def storage_version(data: Any, default: int) -> int:
+    """The in-place version of the memory behind ``data`` (``default`` if never written)."""
+    counter = _STORAGE_COUNTERS.get(id(_owner(data)))
+    return default if counter is None else counter[0]
 
 
 class _Hooks:
@@ -146,14 +173,34 @@ class AccumulateGrad(Node):
         return []
 
 
-def walk(roots: Iterable[Node | None]) -> tuple[list[Node], dict[Node, int]]:
-    """Every node reachable from ``roots`` along the input edges, each once, in depth-first
-    pre-order (a node's inputs in order), and how many edges of those nodes enter each node.
-    Iterative, so graphs of any depth work. The one graph walk: the engine schedules nodes by
-    the counts, ``viz`` and ``explain`` number nodes by the order."""
-    visited: dict[Node, None] = {}  # insertion-ordered: the pre-order
+def walk(roots: Iterable[Node | None], ordered: bool = True) -> tuple[list[Node], dict[Node, int]]:
+    """Every node reachable from ``roots`` along the input edges, each once, and how many
+    edges of those nodes enter each node; iterative, so graphs of any depth work. The one graph
+    walk: the engine schedules nodes by the counts, ``viz`` and ``explain`` number nodes by the
+    order, depth-first pre-order (a node's inputs in order). ``ordered=False`` (the engine's
+    call, per backward pass) skips building that order and returns the nodes in the order
+    they were found."""
     incoming: dict[Node, int] = {}
-    stack = [r for r in reversed(list(roots)) if r is not None]
+    start = [r for r in roots if r is not None]
+    if not ordered:
+        found = list(dict.fromkeys(start))
+        stack = list(found)
+        root_set = set(found)
+        while stack:
+            for edge in stack.pop()._next:
+                nxt = edge[0]
+                if nxt is None:
+                    continue
+                if nxt in incoming:
+                    incoming[nxt] += 1
+                else:  # first time found
+                    incoming[nxt] = 1
+                    if nxt not in root_set:
+                        found.append(nxt)
+                        stack.append(nxt)
+        return found, incoming
+    visited: dict[Node, None] = {}  # insertion-ordered: the pre-order
+    stack = start[::-1]
     while stack:
         node = stack.pop()
         if node in visited:

@@ -13,7 +13,15 @@ import weakref
 from typing import TYPE_CHECKING, Any
 
 from . import grad_mode
-from .graph import _WANT, NO_EDGE, BatchingUnsupported, InputEdge, Node, inplace_epoch
+from .graph import (
+    _WANT,
+    NO_EDGE,
+    BatchingUnsupported,
+    InputEdge,
+    Node,
+    inplace_epoch,
+    storage_version,
+)
 from .tensor_base import Tensor, as_tensor
 
 if TYPE_CHECKING:
@@ -80,8 +88,7 @@ class RuleNode(Node):
         self._epoch = inplace_epoch[0]
         self._hooks = None
         self._args: tuple[Any, ...] | None = args  # raw values, in the order of rule.vjp_args
-        # the tensors among the args, flat: (arg position, tensor or weakref, version counter
-        # of an output or None, version) * k
+        # the tensors among the args, flat: (arg position, tensor or weakref, version) * k
         self._saved = saved
         self._list_lens = list_lens  # lengths of list inputs (None: the row has none)
 
@@ -106,9 +113,13 @@ class RuleNode(Node):
         if self._args is None:
             raise freed_error(self.name())
         saved = self._saved
-        for k in range(0, len(saved), 4):
-            pos, holder, counter, version = saved[k : k + 4]
-            current = counter[0] if counter is not None else holder._version
+        for k in range(0, len(saved), 3):
+            pos, holder, version = saved[k : k + 3]
+            tensor = holder() if isinstance(holder, weakref.ref) else holder
+            if tensor is not None:
+                current = tensor._version
+            else:  # a saved output that is gone: the version of its memory
+                current = storage_version(self._args[pos], version)
             if current != version:
                 what = f"'{self.rule.vjp_args[pos]}'"
                 raise version_error(self.name(), what, self._args[pos].shape, version, current)
@@ -117,7 +128,7 @@ class RuleNode(Node):
         """The saved values as tensors (for formulas that must record a graph)."""
         args = list(self._args)
         saved = self._saved
-        for k in range(0, len(saved), 4):
+        for k in range(0, len(saved), 3):
             pos, holder = saved[k], saved[k + 1]
             if isinstance(holder, weakref.ref):  # an output of this node
                 out_nr = self.rule.outputs.index(self.rule.vjp_args[pos])
@@ -141,7 +152,7 @@ class RuleNode(Node):
                 "without retain_graph=True."
             )
         pos = self.rule.vjp_args.index(name)
-        if pos in self._saved[::4]:
+        if pos in self._saved[::3]:
             return self._tensor_args()[pos]
         return self._args[pos]
 
