@@ -40,10 +40,12 @@ def leaf(*values: float) -> mg.Tensor:
         lambda b: b.expand(4, 2, 3),
         lambda b: b.split(1)[1],
         lambda b: b.unbind(1)[2],
+        lambda b: b.narrow(1, 1, 2),
+        lambda b: b.select(1, -1),
     ],
     ids=[
         "slice", "select", "reshape", "view", "transpose", "T", "mT", "permute", "unsqueeze",
-        "squeeze", "diagonal", "expand", "split", "unbind",
+        "squeeze", "diagonal", "expand", "split", "unbind", "narrow", "select",
     ],
 )  # fmt: skip
 def test_view_ops_share_memory_and_version_counter(make):

@@ -582,6 +582,12 @@ class Tensor(_Record):
     def chunk(self, chunks: int, dim: int = 0) -> tuple[Tensor, ...]:
         return _ops.chunk(self, chunks, dim)
 
+    def narrow(self, dim: int, start: int, length: int) -> Tensor:
+        return _ops.narrow(self, dim, start, length)
+
+    def select(self, dim: int, index: int) -> Tensor:
+        return _ops.select(self, dim, index)
+
     def unbind(self, dim: int = 0) -> tuple[Tensor, ...]:
         return _ops.unbind(self, dim)
 

@@ -45,6 +45,8 @@ __all__ = [
     "isnan",
     "le",
     "log_softmax",
+    "narrow",
+    "select",
     "logical_and",
     "logical_not",
     "logical_or",
@@ -250,41 +252,94 @@ def eye_like(input: Tensor, n: int) -> Tensor:
 
 
 # -- reductions --------------------------------------------------------------------------------
+def _dims_arg(op: str, dim: Dims, ndim: int) -> Dims:
+    """``dim`` for a reduction over ``dim``: on a 0-d tensor PyTorch accepts 0 and -1 (and
+    sequences of them), which reduce nothing: ``()``. Other tensors: ``dim`` as given."""
+    if ndim == 0 and dim is not None:
+        _norm_dims(op, dim, 1)  # validates: 0 and -1 only, each once
+        return ()
+    return dim
+
+
+def _one_dim_0d(op: str, input: Tensor, dim: int) -> Tensor:
+    """A 0-d ``input`` as shape (1,) (checking that ``dim`` is 0 or -1), for ops along one
+    axis that PyTorch runs on 0-d tensors as on one element (``cumsum``, ``softmax``, ...)."""
+    _norm_dim(op, dim, 1)
+    return reshape(input, (1,))
+
+
 def sum(input: Tensor, dim: Dims = None, keepdim: bool = False, dtype: Any = None) -> Tensor:  # noqa: A001
     """Sum over ``dim`` (an int, a sequence, or None for all axes)."""
     input = _tensor(input)
     if dtype is not None:
         input = to_dtype(input, dtype)
-    return OPS["sum"](input, dim, bool(keepdim))
+    return OPS["sum"](input, _dims_arg("sum", dim, input.ndim), bool(keepdim))
 
 
 def mean(input: Tensor, dim: Dims = None, keepdim: bool = False) -> Tensor:
     input = _tensor(input)
     if input.dtype.kind not in "fc":
         raise RuntimeError(f"mean: input dtype should be floating point, got {input.dtype}")
-    return OPS["mean"](input, dim, bool(keepdim))
+    return OPS["mean"](input, _dims_arg("mean", dim, input.ndim), bool(keepdim))
 
 
 def prod(input: Tensor, dim: int | None = None, keepdim: bool = False) -> Tensor:
     """Product over one axis, or over all elements when ``dim`` is None."""
     input = _tensor(input)
-    if dim is None:
+    if dim is None or input.ndim == 0:
+        if dim is not None:
+            _norm_dim("prod", dim, 1)
         out = OPS["prod"](reshape(input, (-1,)), dim=-1, keepdim=False)
         return reshape(out, (1,) * input.ndim) if keepdim else out
     return OPS["prod"](input, dim=_norm_dim("prod", dim, input.ndim), keepdim=bool(keepdim))
 
 
+def _all_dims(dim: Dims) -> Dims:
+    # PyTorch's amax/amin: dim=() (its default) reduces every axis
+    return None if dim is not None and not isinstance(dim, int | np.integer) and not dim else dim
+
+
+def amax(input: Tensor, dim: Dims = None, keepdim: bool = False) -> Tensor:
+    """The largest value over ``dim`` (None or ``()``: all axes); ties share the gradient
+    evenly (PyTorch's amax)."""
+    input = _tensor(input)
+    return OPS["amax"](input, _dims_arg("amax", _all_dims(dim), input.ndim), bool(keepdim))
+
+
+def amin(input: Tensor, dim: Dims = None, keepdim: bool = False) -> Tensor:
+    input = _tensor(input)
+    return OPS["amin"](input, _dims_arg("amin", _all_dims(dim), input.ndim), bool(keepdim))
+
+
 MinMax = namedtuple("MinMax", ["values", "indices"])
 
 
+def _extreme_along(op: str, input: Any, dim: int, keepdim: bool, arg: Any) -> MinMax:
+    """(values, indices) of the max/min along ``dim``: the values are gathered at the index
+    ``arg`` returns (the first extremum, as PyTorch's), so the gradient goes to that entry
+    only (amax/amin split it among ties)."""
+    input = _tensor(input)
+    if input.ndim == 0:
+        flat = _one_dim_0d(op, input, dim)
+        index = arg(flat, -1, True)
+        return MinMax(reshape(take_along_axis(flat, index, -1), ()), reshape(index, ()))
+    d = _norm_dim(op, dim, input.ndim)
+    index = arg(input, d, True)
+    values = take_along_axis(input, index, d)
+    if keepdim:
+        return MinMax(values, index)
+    return MinMax(squeeze(values, d), Tensor._wrap(np.squeeze(index._data, d)))
+
+
 def max(input: Any, dim: Any = None, keepdim: bool = False) -> Any:  # noqa: A001
-    """``max(x)`` -> the largest value; ``max(x, dim)`` -> (values, indices);
-    ``max(x, y)`` -> the elementwise maximum."""
+    """``max(x)`` -> the largest value (ties share the gradient); ``max(x, dim)`` ->
+    (values, indices), the gradient going to the returned index; ``max(x, y)`` -> the
+    elementwise maximum."""
     if isinstance(dim, Tensor):
         return P.maximum(input, dim)
     if dim is None:
         return P.amax(input)
-    return MinMax(P.amax(input, dim, keepdim), argmax(input, dim, keepdim))
+    return _extreme_along("max", input, dim, keepdim, argmax)
 
 
 def min(input: Any, dim: Any = None, keepdim: bool = False) -> Any:  # noqa: A001
@@ -292,35 +347,124 @@ def min(input: Any, dim: Any = None, keepdim: bool = False) -> Any:  # noqa: A00
         return P.minimum(input, dim)
     if dim is None:
         return P.amin(input)
-    return MinMax(P.amin(input, dim, keepdim), argmin(input, dim, keepdim))
+    return _extreme_along("min", input, dim, keepdim, argmin)
 
 
-def var(input: Tensor, dim: Dims = None, correction: int = 1, keepdim: bool = False) -> Tensor:
+_UNSET: Any = object()
+
+
+def _correction(
+    op: str, dim: Any, unbiased: Any, keepdim: Any, correction: Any
+) -> tuple[Any, Any, bool]:
+    """PyTorch's overloads of var/std: ``(input, dim=None, *, correction=1, keepdim=False)``,
+    ``(input, dim, unbiased, keepdim=False)`` and ``(input, unbiased)``; returns
+    (dim, correction, keepdim). A number (not a bool) in ``unbiased``'s place is taken as the
+    correction (matgrad's former order ``var(input, dim, correction, keepdim)``)."""
+    if isinstance(dim, bool | np.bool_):  # var(x, True): the `unbiased` overload
+        if unbiased is not _UNSET or correction is not None:
+            raise TypeError(
+                f"{op}(): invalid combination of arguments: {op}(input, unbiased) takes no "
+                "other argument"
+            )
+        unbiased, dim = bool(dim), None
+    if unbiased is not _UNSET and unbiased is not None:
+        if correction is not None:
+            raise TypeError(f"{op}(): unbiased and correction cannot both be given")
+        if isinstance(unbiased, bool | np.bool_):
+            correction = 1 if unbiased else 0
+        else:
+            correction = unbiased
+    if correction is None:
+        correction = 1
+    return dim, correction, bool(keepdim)
+
+
+def var(
+    input: Tensor,
+    dim: Any = None,
+    unbiased: Any = _UNSET,
+    keepdim: bool = False,
+    *,
+    correction: Any = None,
+) -> Tensor:
+    """The variance over ``dim`` with ``n - correction`` degrees of freedom (PyTorch's
+    signatures: ``var(x, dim, unbiased, keepdim)``, ``var(x, unbiased)``,
+    ``var(x, dim, correction=c, keepdim=k)``)."""
+    input = _tensor(input)
+    dim, correction, keepdim = _correction("var", dim, unbiased, keepdim, correction)
+    dim = _dims_arg("var", dim, input.ndim)
     centered = input - mean(input, dim, keepdim=True)
     n = math.prod(input.shape[d] for d in _norm_dims("var", dim, input.ndim))
     return sum(centered * centered, dim, keepdim) / builtins.max(n - correction, 0)
 
 
-def std(input: Tensor, dim: Dims = None, correction: int = 1, keepdim: bool = False) -> Tensor:
-    return P.sqrt(var(input, dim, correction, keepdim))
+def std(
+    input: Tensor,
+    dim: Any = None,
+    unbiased: Any = _UNSET,
+    keepdim: bool = False,
+    *,
+    correction: Any = None,
+) -> Tensor:
+    """sqrt(var) (the same signatures). Where the variance is 0 (a constant input) the
+    gradient is 0, as PyTorch's std_backward, not 0 * inf."""
+    v = var(input, dim, unbiased, keepdim, correction=correction)
+    zero = v._data == 0
+    if isinstance(zero, np.ndarray | np.bool_) and not np.any(zero):
+        return P.sqrt(v)  # the common case: no extra nodes (lazy data takes the masked form)
+    mask = Tensor._wrap(zero)
+    return P.where(mask, 0.0, P.sqrt(P.where(mask, 1.0, v)))
+
+
+def _empty_along(input: Tensor, dims: tuple[int, ...]) -> bool:
+    return builtins.any(input.shape[d] == 0 for d in dims)
 
 
 def logsumexp(input: Tensor, dim: Dims = None, keepdim: bool = False) -> Tensor:
-    """P.log(sum(P.exp(x))) computed stably (shifted by the detached maximum)."""
+    """P.log(sum(P.exp(x))) computed stably (shifted by the detached maximum); -inf over an
+    empty axis."""
+    input = _tensor(input)
+    dim = _dims_arg("logsumexp", dim, input.ndim)
+    if _empty_along(input, _norm_dims("logsumexp", dim, input.ndim)):
+        return sum(input, dim, keepdim) + -math.inf  # the gradient: zero-size, like the input
     shift = P.amax(input, dim, keepdim=True).detach()
     shift = P.where(isfinite(shift), shift, 0.0)
     out = P.log(sum(P.exp(input - shift), dim, keepdim=True)) + shift
-    return out if keepdim else squeeze(out, dim if dim is not None else None)
+    if keepdim or dim == ():
+        return out
+    return squeeze(out, dim if dim is not None else None)
 
 
 def softmax(input: Tensor, dim: int = -1) -> Tensor:
-    shifted = input - P.amax(input, dim, keepdim=True).detach()
+    input = _tensor(input)
+    if input.ndim == 0:
+        return reshape(softmax(_one_dim_0d("softmax", input, dim), -1), ())
+    d = _norm_dim("softmax", dim, input.ndim)
+    shifted = input if input.shape[d] == 0 else input - P.amax(input, d, keepdim=True).detach()
     e = P.exp(shifted)
-    return e / sum(e, dim, keepdim=True)
+    return e / sum(e, d, keepdim=True)
 
 
 def log_softmax(input: Tensor, dim: int = -1) -> Tensor:
-    return input - logsumexp(input, dim, keepdim=True)
+    input = _tensor(input)
+    if input.ndim == 0:
+        return reshape(log_softmax(_one_dim_0d("log_softmax", input, dim), -1), ())
+    return input - logsumexp(input, _norm_dim("log_softmax", dim, input.ndim), keepdim=True)
+
+
+def cumsum(input: Tensor, dim: int) -> Tensor:
+    """The cumulative sum along ``dim`` (a 0-d tensor keeps its shape, as PyTorch's)."""
+    input = _tensor(input)
+    if input.ndim == 0:
+        return reshape(OPS["cumsum"](_one_dim_0d("cumsum", input, dim), -1), ())
+    return OPS["cumsum"](input, dim)
+
+
+def cumprod(input: Tensor, dim: int) -> Tensor:
+    input = _tensor(input)
+    if input.ndim == 0:
+        return reshape(OPS["cumprod"](_one_dim_0d("cumprod", input, dim), -1), ())
+    return OPS["cumprod"](input, dim)
 
 
 # -- shape primitives --------------------------------------------------------------------------
@@ -401,6 +545,9 @@ def squeeze(input: Tensor, dim: Dims = None) -> Tensor:
     input = _tensor(input)
     if dim is None:
         dims = tuple(d - input.ndim for d, s in enumerate(input.shape) if s == 1)
+    elif input.ndim == 0:
+        _norm_dims("squeeze", dim, 1)  # 0 and -1 name the 0-d tensor's (absent) axis
+        return input
     else:
         dims = tuple(d for d in _norm_dims("squeeze", dim, input.ndim) if input.shape[d] == 1)
     if not dims:
@@ -558,6 +705,30 @@ def unbind(input: Tensor, dim: int = 0) -> tuple[Tensor, ...]:
     )
 
 
+def narrow(input: Tensor, dim: int, start: int, length: int) -> Tensor:
+    """``length`` entries of ``input`` along ``dim`` from ``start`` (negative: from the end):
+    a view, as in PyTorch."""
+    input = _tensor(input)
+    d = _norm_dim("narrow", dim, input.ndim)
+    n = input.shape[d]
+    start = int(start) + n if start < 0 else int(start)
+    if not (0 <= start <= n and 0 <= length and start + length <= n):
+        raise IndexError(
+            f"narrow: start {start} and length {length} exceed dimension {dim} of size {n}"
+        )
+    return getitem(input, (Ellipsis, slice(start, start + length)) + (slice(None),) * (-d - 1))
+
+
+def select(input: Tensor, dim: int, index: int) -> Tensor:
+    """``input`` at ``index`` along ``dim``, that axis removed: a view, as in PyTorch."""
+    input = _tensor(input)
+    d = _norm_dim("select", dim, input.ndim)
+    n = input.shape[d]
+    if not -n <= index < n:
+        raise IndexError(f"select: index {index} is out of range for dimension {dim} of size {n}")
+    return getitem(input, (Ellipsis, int(index)) + (slice(None),) * (-d - 1))
+
+
 def diagonal(input: Tensor, offset: int = 0, dim1: int = 0, dim2: int = 1) -> Tensor:
     input = _tensor(input)
     d1 = _norm_dim("diagonal", dim1, input.ndim)
@@ -598,6 +769,9 @@ def triu(input: Tensor, diagonal: int = 0) -> Tensor:
 
 def flip(input: Tensor, dims: Dims) -> Tensor:
     input = _tensor(input)
+    if input.ndim == 0:
+        _norm_dims("flip", dims, 1)  # PyTorch accepts 0 and -1: nothing to reverse
+        return OPS["flip"](input, dims=())
     return OPS["flip"](input, dims=_norm_dims("flip", dims, input.ndim))
 
 
