@@ -1,6 +1,7 @@
 """Run one benchmark script against two source trees of matgrad, interleaved, and compare.
 
-Each benchmark prints lines ``  matgrad   <time> ms   <ratio>x numpy`` under a section title;
+Each benchmark prints, under a section title, a line per contender with its ratio to
+hand-written NumPy (or the closed form);
 this runs the script alternately with ``PYTHONPATH=OLD`` and ``PYTHONPATH=NEW`` (``--runs``
 times each, in turn, so load spikes hit both alike), takes the median of matgrad's ratio to
 hand-written NumPy per section for each tree, and prints new/old. A ratio to NumPy measured in
@@ -21,7 +22,14 @@ import statistics
 import subprocess
 import sys
 
-LINE = re.compile(r"^\s+(?P<who>matgrad\S*)\s+[\d.]+ \S+\s+(?P<ratio>[\d.]+)x")
+# the benchmarks' result lines: bench_core's `  matgrad  4.2 ms  4.36x numpy`, bench_linalg's
+# `logdet  1.548  1.114  0.72 ...` (case, numpy ms, matgrad ms, ratio), bench_jacobian's
+# `  hessian, vectorized (rev-over-rev)   0.253 ms   12.9x`
+LINES = (
+    re.compile(r"^\s+(?P<who>matgrad\S*)\s+[\d.]+ \S+\s+(?P<ratio>[\d.]+)x"),
+    re.compile(r"^(?P<who>[a-z][\w-]*)\s+[\d.]+\s+[\d.]+\s+(?P<ratio>[\d.]+)(\s|$)"),
+    re.compile(r"^\s+(?P<who>(?!closed form)\S.*?)\s{2,}[\d.]+ ms\s+(?P<ratio>[\d.]+)x"),
+)
 
 
 def run_once(src: str, script: str, args: list[str]) -> dict[str, float]:
@@ -33,11 +41,14 @@ def run_once(src: str, script: str, args: list[str]) -> dict[str, float]:
     ratios: dict[str, float] = {}
     section = ""
     for line in out.splitlines():
-        if line and not line.startswith(" "):
-            section = line.strip()
-        match = LINE.match(line)
-        if match:
-            ratios[f"{section} | {match['who']}"] = float(match["ratio"])
+        for pattern in LINES:
+            match = pattern.match(line)
+            if match:
+                ratios[f"{section} | {match['who']}"] = float(match["ratio"])
+                break
+        else:
+            if line and not line.startswith(" "):
+                section = line.strip()
     return ratios
 
 
@@ -59,7 +70,8 @@ def main() -> None:
     for key in old:
         if key in new:
             a, b = statistics.median(old[key]), statistics.median(new[key])
-            print(f"{key[:70]:70s} {a:7.2f} {b:7.2f} {b / a:8.3f}")
+            label = key if len(key) <= 70 else key[:33] + " .. " + key[-33:]
+            print(f"{label:70s} {a:7.2f} {b:7.2f} {b / a:8.3f}")
 
 
 if __name__ == "__main__":
