@@ -70,18 +70,29 @@ SPECS: dict[str, list[Sample]] = {
         S(lambda a, b: a + b, [randn(2, 1, 3), randn(4, 1)]),
         S(lambda a: 2.0 + a, [randn(3)]),
     ],
-    "sub": [S(lambda a, b: a - b, [randn(3, 4), randn(3, 1)]), S(lambda a: 1.0 - a, [randn(2, 3)])],
+    "sub": [S(lambda a, b: a - b, [randn(3, 4), randn(3, 1)]), S(lambda a: a - 1.0, [randn(2, 3)])],
+    "rsub": [
+        S(lambda a: 1.0 - a, [randn(2, 3)], note="the reflected operator"),
+        S(lambda a, b: mg.rsub(a, b), [randn(3, 1), randn(3, 4)]),
+    ],
     "mul": [S(lambda a, b: a * b, [randn(3, 4), randn(4)]), S(lambda a: a * 3.0, [randn(2, 2)])],
     "div": [
         S(lambda a, b: a / b, [randn(3, 4), positive(3, 1)]),
-        S(lambda a: 2.0 / a, [positive(4)]),
+        S(lambda a: a / 2.0, [positive(4)]),
+    ],
+    "reciprocal": [
+        S(lambda a: 2.0 / a, [positive(4)], note="the reflected operator: reciprocal(a) * 2"),
+        S(lambda a: mg.reciprocal(a), [positive(2, 3)]),
     ],
     "neg": [S(lambda a: -a, [randn(2, 3)])],
     "pow": [
         S(lambda a, b: a**b, [positive(3, 2), randn(2)]),
         S(lambda a: a**3, [randn(4)]),
         S(lambda a: a**0.5, [positive(3)]),
-        S(lambda b: 2.0**b, [randn(3)]),
+    ],
+    "rpow": [
+        S(lambda b: 2.0**b, [randn(3)], note="the reflected operator"),
+        S(lambda b, a: mg.ops.registry.PRIMITIVES.rpow(b, a), [randn(2, 3), positive(3)]),
     ],
     "exp": [S(mg.exp, [randn(2, 3)])],
     "log": [S(mg.log, [positive(2, 3)])],
@@ -168,7 +179,7 @@ SPECS: dict[str, list[Sample]] = {
     "amax": [
         S(lambda a: a.amax(), [distinct(3, 4)]),
         S(lambda a: a.amax(0), [distinct(3, 4)]),
-        S(lambda a: mg.max(a, 1, keepdim=True).values, [distinct(2, 3)]),
+        S(lambda a: mg.amax(a, 1, keepdim=True), [distinct(2, 3)]),
     ],
     "amin": [S(lambda a: a.amin(-1), [distinct(3, 4)]), S(lambda a: mg.min(a), [distinct(5)])],
     "cumsum": [S(lambda a: mg.cumsum(a, 1), [randn(2, 3)]), S(lambda a: a.cumsum(0), [randn(4)])],
@@ -223,6 +234,11 @@ SPECS: dict[str, list[Sample]] = {
         ),
         S(lambda a: mg.array_api.sort(a, axis=0, descending=True), [distinct(3, 2)]),
         S(lambda a: mg.array_api.take(a, mg.array_api.asarray([2, 0, 2]), axis=1), [randn(2, 3)]),
+        S(
+            lambda a: mg.max(a, 1, keepdim=True).values,
+            [distinct(2, 3)],
+            note="max with dim: a gather at the returned index",
+        ),
     ],
     "zeros_scatter_along": [
         S(

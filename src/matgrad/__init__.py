@@ -52,6 +52,7 @@ from .ops import linalg
 from .ops.bindings import FUNCTIONS as _FUNCTIONS
 from .ops.composite import *  # noqa: F403 - the composites (composite.__all__)
 from .ops.einsum import einsum
+from .ops.linalg import tensor_norm as norm
 from .tensor import Tensor
 
 float32 = _np.dtype("float32")

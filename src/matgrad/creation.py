@@ -13,8 +13,13 @@ _rng = [np.random.default_rng()]
 
 
 def manual_seed(seed: int) -> np.random.Generator:
-    """Seed matgrad's random generator (``rand``, ``randn``, ...); returns it."""
-    _rng[0] = np.random.default_rng(seed)
+    """Seed matgrad's random generator (``rand``, ``randn``, ...); returns it. As PyTorch,
+    any seed in [-2**63, 2**64) is accepted, a negative one taken modulo 2**64
+    (``manual_seed(-1)`` is ``manual_seed(2**64 - 1)``)."""
+    seed = int(seed)
+    if not -(2**63) <= seed < 2**64:
+        raise ValueError(f"manual_seed: the seed must be in [-2**63, 2**64), got {seed}")
+    _rng[0] = np.random.default_rng(seed % 2**64)
     return _rng[0]
 
 

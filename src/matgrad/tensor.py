@@ -279,32 +279,35 @@ class Tensor(_Record):
     def __add__(self, other: Any) -> Tensor:
         return _ops.OPS["add"](self, other)
 
+    # reflected operators record this tensor first, as PyTorch's do (`2 * b` is mul(b, 2),
+    # `2 - b` rsub(b, 2), `2 / b` reciprocal(b) * 2, `2 ** b` pow with b first), so
+    # grad_fn.next_functions[0] is b's node
     def __radd__(self, other: Any) -> Tensor:
-        return _ops.add(other, self)
+        return _ops.OPS["add"](self, other)
 
     def __sub__(self, other: Any) -> Tensor:
         return _ops.OPS["sub"](self, other)
 
     def __rsub__(self, other: Any) -> Tensor:
-        return _ops.sub(other, self)
+        return _P.rsub(self, other)
 
     def __mul__(self, other: Any) -> Tensor:
         return _ops.OPS["mul"](self, other)
 
     def __rmul__(self, other: Any) -> Tensor:
-        return _P.mul(other, self)
+        return _P.mul(self, other)
 
     def __truediv__(self, other: Any) -> Tensor:
         return _ops.OPS["div"](self, other)
 
     def __rtruediv__(self, other: Any) -> Tensor:
-        return _P.div(other, self)
+        return _P.mul(_P.reciprocal(self), other)
 
     def __pow__(self, exponent: Any) -> Tensor:
         return _P.pow(self, exponent)
 
     def __rpow__(self, base: Any) -> Tensor:
-        return _P.pow(base, self)
+        return _P.rpow(self, base)
 
     def __floordiv__(self, other: Any) -> Tensor:
         return _ops.floor_divide(self, other)
@@ -469,10 +472,14 @@ class Tensor(_Record):
                 base.grad_fn, base._output_nr = new_base.grad_fn, new_base._output_nr
                 base._requires_grad = True
                 base._fw_grad = new_base._fw_grad
+                if base._fw_grad is not None:
+                    _grad_mode.note_tangent(base)
                 _refresh_views(base)
             elif self._views:
                 _refresh_views(self)
         self._fw_grad = new._fw_grad
+        if self._fw_grad is not None:
+            _grad_mode.note_tangent(self)
         return self
 
     def zero_(self) -> Tensor:
@@ -540,11 +547,14 @@ class Tensor(_Record):
     def argmin(self, dim: int | None = None, keepdim: bool = False) -> Tensor:
         return _ops.argmin(self, dim, keepdim)
 
-    def var(self, dim: Any = None, correction: int = 1, keepdim: bool = False) -> Tensor:
-        return _ops.var(self, dim, correction, keepdim)
+    def var(self, *args: Any, **kwargs: Any) -> Tensor:
+        """PyTorch's overloads: ``var(dim=None, *, correction=1, keepdim=False)``,
+        ``var(dim, unbiased, keepdim=False)``, ``var(unbiased)``."""
+        return _ops.var(self, *args, **kwargs)
 
-    def std(self, dim: Any = None, correction: int = 1, keepdim: bool = False) -> Tensor:
-        return _ops.std(self, dim, correction, keepdim)
+    def std(self, *args: Any, **kwargs: Any) -> Tensor:
+        """The overloads of :meth:`var`."""
+        return _ops.std(self, *args, **kwargs)
 
     def logsumexp(self, dim: Any = None, keepdim: bool = False) -> Tensor:
         return _ops.logsumexp(self, dim, keepdim)
@@ -621,8 +631,11 @@ class Tensor(_Record):
     def equal(self, other: Any) -> bool:
         return _ops.equal(self, other)
 
-    def norm(self, p: Any = "fro", dim: Any = None, keepdim: bool = False) -> Tensor:
-        return _linalg.norm(self, p, dim, keepdim)
+    def norm(
+        self, p: Any = "fro", dim: Any = None, keepdim: bool = False, dtype: Any = None
+    ) -> Tensor:
+        """``torch.norm``: the p-norm of the elements over ``dim`` (all when None)."""
+        return _linalg.tensor_norm(self, p, dim, keepdim, dtype)
 
     # -- shape properties ----------------------------------------------------------------------
     @property

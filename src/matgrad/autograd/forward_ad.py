@@ -19,42 +19,48 @@ from ..tensor import Tensor, as_tensor
 UnpackedDualTensor = namedtuple("UnpackedDualTensor", ["primal", "tangent"])
 
 
-def _levels() -> list[list[weakref.ref]]:
-    """Per open dual level of this thread, the dual tensors made in it (thread-local, like
-    the level count itself)."""
+def _levels() -> list[dict[int, weakref.ref]]:
+    """Per open dual level of this thread, the tensors that got a tangent in it, as
+    ``{id(tensor): weakref.ref(tensor)}`` (thread-local, like the level count itself; a new
+    tensor at a reused id replaces the dead entry, so a level holds no more entries than
+    tensors lived at once): the duals made here and the results of ops on them (noted by the
+    core where it pushes tangents)."""
     levels = getattr(state, "dual_tensors", None)
     if levels is None:
         levels = state.dual_tensors = []
     return levels
 
 
-@contextmanager
-def dual_level() -> Iterator[int]:
-    """A scope for dual tensors; their tangents are dropped when it ends."""
-    state.forward_level += 1
-    _levels().append([])
-    try:
-        yield state.forward_level
-    finally:
-        for ref in _levels().pop():
-            t = ref()
-            if t is not None:
-                t._fw_grad = None
-        state.forward_level -= 1
-
-
-def enter_dual_level() -> int:
-    state.forward_level += 1
-    _levels().append([])
-    return state.forward_level
-
-
-def exit_dual_level() -> None:
-    for ref in _levels().pop():
+def _drop_level() -> None:
+    """Close the innermost level: every tensor that got a tangent in it loses it (PyTorch:
+    tangents live only as long as their level)."""
+    for ref in _levels().pop().values():
         t = ref()
         if t is not None:
             t._fw_grad = None
     state.forward_level -= 1
+
+
+@contextmanager
+def dual_level() -> Iterator[int]:
+    """A scope for dual tensors; their tangents are dropped when it ends."""
+    level = enter_dual_level()
+    try:
+        yield level
+    finally:
+        _drop_level()
+
+
+def enter_dual_level() -> int:
+    state.forward_level += 1
+    _levels().append({})
+    return state.forward_level
+
+
+def exit_dual_level(*, level: int | None = None) -> None:
+    if state.forward_level == 0:
+        raise RuntimeError("exit_dual_level: no dual level is open")
+    _drop_level()
 
 
 def make_dual(
@@ -80,14 +86,20 @@ def make_dual(
         tangent = tangent.to(tensor.dtype)
     dual = tensor.clone() if tensor.requires_grad else tensor.detach()
     dual._fw_grad = tangent
-    _levels()[-1].append(weakref.ref(dual))
+    _levels()[-1][id(dual)] = weakref.ref(dual)
     return dual
 
 
 def unpack_dual(tensor: Tensor, *, level: int | None = None) -> UnpackedDualTensor:
-    """``(primal, tangent)``: the values without the tangent, and the tangent (or None)."""
+    """``(primal, tangent)``: the values without the tangent, and the tangent (None outside
+    a dual level, where no tensor carries one)."""
+    tangent = tensor._fw_grad if state.forward_level else None
     primal = tensor.detach()
     if tensor.grad_fn is not None or tensor.requires_grad:
-        primal = tensor.clone()
+        level, state.forward_level = state.forward_level, 0  # the primal gets no tangent
+        try:
+            primal = tensor.clone()
+        finally:
+            state.forward_level = level
         primal._fw_grad = None
-    return UnpackedDualTensor(primal, tensor._fw_grad)
+    return UnpackedDualTensor(primal, tangent)

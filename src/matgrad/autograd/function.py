@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+import numpy as np
+
 from ..core import grad_mode as _grad_mode
 from ..core import nodes
 from ..core.apply import tensor_edge
@@ -20,6 +22,12 @@ class FunctionCtx:
         self._released = False
         self.needs_input_grad: tuple[bool, ...] = ()
         self._node_name = "Function"
+        self._materialize_grads = True
+
+    def set_materialize_grads(self, value: bool) -> None:
+        """Whether ``backward`` gets zeros (True, the default) or None for the outputs that
+        received no gradient (PyTorch's ``ctx.set_materialize_grads``)."""
+        self._materialize_grads = bool(value)
 
     def save_for_backward(self, *tensors: Tensor | None) -> None:
         """Keep tensors for ``backward``; they are checked for in-place changes on use."""
@@ -46,12 +54,16 @@ class FunctionCtx:
 class FunctionNode(Node):
     """Graph node of a custom Function; calls its ``backward`` on tensors."""
 
-    __slots__ = ("ctx", "fn_cls", "_n_out")
+    __slots__ = ("ctx", "fn_cls", "_n_out", "_out_meta")
 
-    def __init__(self, ctx: FunctionCtx, fn_cls: type, edges: tuple, n_out: int) -> None:
+    def __init__(
+        self, ctx: FunctionCtx, fn_cls: type, edges: tuple, n_out: int, out_meta: tuple = ()
+    ) -> None:
         super().__init__()
         self.ctx, self.fn_cls, self._n_out = ctx, fn_cls, n_out
         self._next = edges
+        # (shape, dtype) of each output: the zeros backward gets for an output without gradient
+        self._out_meta = out_meta
 
     @property
     def n_outputs(self) -> int:  # type: ignore[override]
@@ -69,14 +81,22 @@ class FunctionNode(Node):
         if nbatch:
             raise BatchingUnsupported(self.name())
         tensors = [g if isinstance(g, Tensor) or g is None else Tensor._wrap(g) for g in grads]
+        if self.ctx._materialize_grads:  # PyTorch's default: zeros, not None
+            for i, (shape, dtype) in enumerate(self._out_meta):
+                if i < len(tensors) and tensors[i] is None:
+                    tensors[i] = Tensor._wrap(np.zeros(shape, dtype=dtype))
         with _grad_mode.set_grad_enabled(create_graph):
             out = self.fn_cls.backward(self.ctx, *tensors)
         out = out if isinstance(out, tuple) else (out,)
-        if len(out) != len(self._next):
+        n = len(self._next)
+        # as PyTorch: one gradient per forward argument; extra trailing ones must be None
+        if len(out) < n or any(g is not None for g in out[n:]):
             raise RuntimeError(
-                f"{self.name()}: backward returned {len(out)} gradients, but forward took "
-                f"{len(self._next)} arguments (return None for non-tensor arguments)"
+                f"function {self.name()} returned an incorrect number of gradients (expected "
+                f"{n}, got {len(out)}): return one per forward argument (None for "
+                "non-tensor arguments and those without a gradient)"
             )
+        out = out[:n]
         F = nodes.TENSOR if create_graph else nodes.RAW  # noqa: N806
         result: list[Any] = []
         for g, edge in zip(out, self._next, strict=True):
@@ -121,7 +141,8 @@ class Function:
         outputs = tuple(o if isinstance(o, Tensor) else Tensor(o) for o in outputs)
         if any(ctx.needs_input_grad) and _grad_mode.state.enabled:
             edges = tuple(tensor_edge(a) for a in args)
-            node = FunctionNode(ctx, cls, edges, len(outputs))
+            meta = tuple((tuple(o.shape), o.dtype) for o in outputs)
+            node = FunctionNode(ctx, cls, edges, len(outputs), meta)
             non_diff = getattr(ctx, "_non_differentiable", set())
             fresh = []
             for i, o in enumerate(outputs):

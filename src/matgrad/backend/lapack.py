@@ -65,6 +65,30 @@ def _linalg_error(op: str, what: str, shape: tuple[int, ...], index: Any = None)
     return np.linalg.LinAlgError(f"{op}: {what}{where}, input of shape {tuple(shape)}")
 
 
+def svd(A: Array, full_matrices: bool = True, compute_uv: bool = True) -> Any:
+    """numpy.linalg.svd of NumPy matrices with only finite entries. LAPACK's gesdd prints
+    ("On entry to DLASCL parameter number 4 had an illegal value") on an infinite entry, so a
+    non-finite input never reaches it: LinAlgError, as PyTorch raises for NaN."""
+    if not np.isfinite(A).all():
+        raise np.linalg.LinAlgError(
+            "linalg.svd: the input contains non-finite values (inf or NaN), so the SVD does "
+            f"not converge; input of shape {tuple(A.shape)}"
+        )
+    return np.linalg.svd(A, full_matrices=full_matrices, compute_uv=compute_uv)
+
+
+def _per_finite_matrix(fn: Any, A: Array, out_shape: tuple[int, ...]) -> Array:
+    """``fn`` of the matrices of ``A`` with finite entries (batched), NaN for the others
+    (which would make LAPACK print, see :func:`svd`)."""
+    finite = np.isfinite(A).all(axis=(-2, -1))
+    if finite.all():
+        return fn(A)
+    out = np.full(out_shape, np.nan, dtype=A.dtype)
+    if A.ndim > 2 and finite.any():
+        out[finite] = fn(A[finite])
+    return out
+
+
 _LAPACK_CACHE: dict[tuple[str, str], Any] = {}
 
 
@@ -90,6 +114,10 @@ def _lu_t(A: Array) -> tuple[Array, Array, Array]:
     """The LU factorization of A^T for each matrix of A: (LU, pivots, info); info > 0 where
     a pivot is exactly zero (A singular)."""
     getrf = _lapack_fn("getrf", A.dtype)
+    if A.shape[-1] == 0:  # 0 x 0: nothing to factor (LAPACK would print that lda = 0 is illegal)
+        batch = A.shape[:-2]
+        piv = np.empty(batch + (0,), dtype=np.int32)
+        return np.empty(A.shape, dtype=getrf.dtype), piv, np.zeros(batch, dtype=np.int64)
     if A.ndim == 2:
         lu, piv, info = getrf(A.T)  # A.T of a C-ordered A is Fortran-ordered: a plain copy
         return lu, piv, np.asarray(info)
@@ -167,6 +195,8 @@ def _inv_t_from_lu(LU: Array, piv: Array) -> tuple[Array, Array]:
     """A^-T from the LU of A^T (4n^3/3 flops, no solve with the identity: getri, or the
     blocked variant above for one large matrix); also a mask of the matrices where that
     inverse exists (False for a zero pivot: left as NaN)."""
+    if LU.shape[-1] == 0:  # 0 x 0: the empty inverse (getri would print about lda = 0)
+        return np.empty(LU.shape, dtype=LU.dtype), np.ones(LU.shape[:-2], dtype=bool)
     if LU.ndim == 2 and LU.shape[-1] >= 128 and LU.dtype.char in "fd":
         inv = _inv_from_lu_large(LU, piv)
         if inv is None:
@@ -193,7 +223,12 @@ def _inv_t_from_lu(LU: Array, piv: Array) -> tuple[Array, Array]:
 
 def _adjugate_t_svd(A: Array) -> Array:
     """adj(A)^T = det(U) det(V) U diag(prod_{j != i} s_j) V^T from A = U S V^T: finite and
-    accurate at singular A (rank n-1: rank one; rank <= n-2: zero)."""
+    accurate at singular A (rank n-1: rank one; rank <= n-2: zero); NaN for a matrix with a
+    non-finite entry."""
+    return _per_finite_matrix(_adjugate_t_svd_finite, A, A.shape)
+
+
+def _adjugate_t_svd_finite(A: Array) -> Array:
     U, s, Vh = np.linalg.svd(A)
     ones = np.ones(s.shape[:-1] + (1,), dtype=s.dtype)
     before = np.cumprod(np.concatenate([ones, s[..., :-1]], -1), -1)  # prod_{j < i} s_j
@@ -294,7 +329,7 @@ def _warn_singular_slogdet() -> None:
 
 def _singular_slogdet_grad(A: Array) -> Array:
     _warn_singular_slogdet()
-    return np.swapaxes(np.linalg.pinv(A), -1, -2)
+    return np.swapaxes(_per_finite_matrix(np.linalg.pinv, A, A.shape), -1, -2)
 
 
 def linalg_slogdet_vjp(grad: Array, A: Array, sign: Array, LU: Array, pivots: Array) -> Array:
@@ -313,6 +348,8 @@ def linalg_slogdet_vjp(grad: Array, A: Array, sign: Array, LU: Array, pivots: Ar
 def _getrs(LU: Array, piv: Array, B: Array, trans: int) -> Array:
     getrs = _lapack_fn("getrs", np.result_type(LU, B))
     bshape = np.broadcast_shapes(LU.shape[:-2], B.shape[:-2])
+    if LU.shape[-1] == 0 or B.shape[-1] == 0:  # nothing to solve (and no LAPACK message)
+        return np.zeros(bshape + B.shape[-2:], dtype=np.result_type(LU, B))
     if not bshape:
         x, _ = getrs(LU, piv, B, trans=trans)
         return x
@@ -395,7 +432,7 @@ def linalg_svd(A: Array, full_matrices: bool = False) -> tuple[Array, Array, Arr
 
         return da.linalg.svd(A)
     _numpy_only("linalg.svd", A)
-    U, S, Vh = np.linalg.svd(A, full_matrices=full_matrices)
+    U, S, Vh = svd(A, full_matrices=full_matrices)
     return U, S, Vh
 
 
@@ -564,7 +601,7 @@ def linalg_pinv(A: Array, atol: Any = None, rtol: Any = None, hermitian: bool = 
         keep = np.abs(w) > _pinv_cutoff(np.abs(w), A.shape, atol, rtol)
         inv_w = np.divide(1.0, w, out=np.zeros_like(w), where=keep)
         return (Q * inv_w[..., None, :]) @ np.swapaxes(Q, -1, -2)
-    U, s, Vh = np.linalg.svd(A, full_matrices=False)
+    U, s, Vh = svd(A, full_matrices=False)
     keep = s > _pinv_cutoff(s, A.shape, atol, rtol)
     inv_s = np.divide(1.0, s, out=np.zeros_like(s), where=keep)
     return np.swapaxes(Vh, -1, -2) @ (inv_s[..., :, None] * np.swapaxes(U, -1, -2))

@@ -14,7 +14,7 @@ import numpy as np
 
 from ..backend import arrays as _backend
 from . import nodes
-from .grad_mode import state
+from .grad_mode import note_tangent, state
 from .graph import NO_EDGE, BatchingUnsupported, InputEdge
 from .table import Rule
 from .tensor_base import Tensor, complex_autograd_message
@@ -319,6 +319,7 @@ class Op:
                 if t.dtype != o.dtype:
                     t = F.to_dtype(t, o.dtype)
                 o._fw_grad = t
+                note_tangent(o)
 
 
 def ndim_of(x: Any) -> int:

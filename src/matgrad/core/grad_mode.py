@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import functools
 import threading
+import weakref
 from collections.abc import Callable
 from typing import Any, TypeVar
 
@@ -16,9 +17,20 @@ class _State(threading.local):
         self.enabled = True
         self.inference = False
         self.forward_level = 0  # > 0 inside forward_ad.dual_level()
+        # per open dual level, the tensors given a tangent in it ({id: weakref}): the level
+        # drops their tangents when it ends
+        self.dual_tensors: list[dict[int, weakref.ref]] = []
 
 
 state = _State()
+
+
+def note_tangent(tensor: Any) -> None:
+    """Remember ``tensor``, just given a tangent, in the innermost open dual level, which
+    drops the tangent when it ends (a tensor at a reused id replaces the dead entry)."""
+    levels = state.dual_tensors
+    if levels:
+        levels[-1][id(tensor)] = weakref.ref(tensor)
 
 
 def is_grad_enabled() -> bool:

@@ -152,12 +152,29 @@ class BatchingUnsupported(RuntimeError):
 
 
 class _RemovableHandle:
+    """What ``register_hook`` returns: ``remove()`` takes the hook out and lets go of it (the
+    handle keeps no reference to a removed hook, so the hook can be freed)."""
+
+    __slots__ = ("_hooks", "_fn")
+
     def __init__(self, hooks: list[Callable], fn: Callable) -> None:
-        self._hooks, self._fn = hooks, fn
+        self._hooks: list[Callable] | None = hooks
+        self._fn: Callable | None = fn
 
     def remove(self) -> None:
-        if self._fn in self._hooks:
-            self._hooks.remove(self._fn)
+        hooks, fn = self._hooks, self._fn
+        self._hooks = self._fn = None
+        if hooks is not None:
+            for i, h in enumerate(hooks):
+                if h is fn:
+                    del hooks[i]
+                    break
+
+    def __enter__(self) -> _RemovableHandle:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.remove()
 
 
 class AccumulateGrad(Node):

@@ -308,7 +308,9 @@ def _flatten(data: Any) -> Iterator[Any]:
 
 def nested_to_arrays(data: Any) -> Any:
     if isinstance(data, Tensor):
-        return data._data
+        # inside a sequence a one-element tensor is a number, as in PyTorch:
+        # tensor([tensor([1.]), tensor([2.])]) has shape (2,)
+        return data._data.reshape(()) if data._data.size == 1 else data._data
     if isinstance(data, list | tuple):
         return [nested_to_arrays(x) for x in data]
     return data

@@ -370,10 +370,8 @@ def _correction(
     if unbiased is not _UNSET and unbiased is not None:
         if correction is not None:
             raise TypeError(f"{op}(): unbiased and correction cannot both be given")
-        if isinstance(unbiased, bool | np.bool_):
-            correction = 1 if unbiased else 0
-        else:
-            correction = unbiased
+        is_bool = isinstance(unbiased, bool | np.bool_)
+        correction = (1 if unbiased else 0) if is_bool else unbiased
     if correction is None:
         correction = 1
     return dim, correction, bool(keepdim)
@@ -712,7 +710,7 @@ def narrow(input: Tensor, dim: int, start: int, length: int) -> Tensor:
     d = _norm_dim("narrow", dim, input.ndim)
     n = input.shape[d]
     start = int(start) + n if start < 0 else int(start)
-    if not (0 <= start <= n and 0 <= length and start + length <= n):
+    if not (0 <= start <= n and length >= 0 and start + length <= n):
         raise IndexError(
             f"narrow: start {start} and length {length} exceed dimension {dim} of size {n}"
         )

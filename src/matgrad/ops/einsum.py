@@ -199,12 +199,14 @@ def einsum(equation: str, *operands: Any) -> Tensor:
     size: dict[Label, int] = {}
     for x, labels in zip(xs, inputs, strict=True):
         for c, n in zip(labels, x.shape, strict=True):
-            if size.get(c, 1) != 1 and n not in (1, size[c]):
+            seen = size.get(c, 1)
+            if seen != 1 and n not in (1, seen):
                 raise ValueError(
                     f"einsum: label {c if isinstance(c, str) else '...'!r} has sizes "
-                    f"{size[c]} and {n}, which do not broadcast"
+                    f"{seen} and {n}, which do not broadcast"
                 )
-            size[c] = max(size.get(c, 1), n)
+            if c not in size or seen == 1:  # a size-1 axis broadcasts (to 0 too)
+                size[c] = n
     out_set = set(output)
     ops: list[tuple[Tensor, list[Label]]] = []
     for k, (x, labels) in enumerate(zip(xs, inputs, strict=True)):

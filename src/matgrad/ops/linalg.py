@@ -78,6 +78,7 @@ __all__ = [
     "solve_triangular",
     "svd",
     "svdvals",
+    "tensor_norm",
     "tensordot",
     "trace",
     "vecdot",
@@ -233,7 +234,7 @@ def svdvals(A: Any) -> Tensor:
     """Singular values, descending; gradient U diag(grad) V^T."""
     A = _matrix("svdvals", A)
     if not _tracked(A):
-        return Tensor._wrap(np.linalg.svd(A._data, compute_uv=False))
+        return Tensor._wrap(_af.svd(A._data, compute_uv=False))
     return svd(A, full_matrices=False)[1]
 
 
@@ -322,13 +323,26 @@ def matrix_norm(
     if ord == "fro":
         return vector_norm(A, 2, dim, keepdim)
     moved, (d0, d1) = _move_to_end(A, dim)
-    if ord in ("nuc", 2, -2):
+    if ord == "nuc":
+        s = svdvals(moved)
+        # the minimum-norm subgradient U_r V_r^T: singular values at rounding level (at or
+        # below max(m, n) eps s_max, the rank cutoff of pinv and lstsq) count as zero, so
+        # their arbitrary singular vectors get no gradient (0 at the zero matrix, as
+        # vector_norm); the value keeps them
+        values = s._data
+        if values.shape[-1]:
+            cutoff = np.finfo(values.dtype).eps * builtins.max(moved.shape[-2:])
+            small = values <= cutoff * values.max(axis=-1, keepdims=True)
+            if not isinstance(small, np.ndarray) or small.any():  # lazy data: always masked
+                s = _P.where(Tensor._wrap(small), s.detach(), s)
+        out = _ops.sum(s, -1)
+    elif ord in (2, -2):
         s = svdvals(moved)
         # at the zero matrix every U V^T-like matrix is a subgradient: take 0 (as vector_norm)
         zero = np.all(s._data == 0, axis=-1, keepdims=True)
         if zero.any():
             s = _P.where(Tensor._wrap(zero), 0.0, s)
-        out = _ops.sum(s, -1) if ord == "nuc" else (_P.amax(s, -1) if ord == 2 else _P.amin(s, -1))
+        out = _P.amax(s, -1) if ord == 2 else _P.amin(s, -1)
     elif ord in (1, -1, math.inf, -math.inf):
         col_sums = abs(ord) == 1
         sums = _ops.sum(_P.abs(moved), -2 if col_sums else -1)
@@ -371,6 +385,34 @@ def norm(
         f"linalg.norm: with ord={ord!r} and dim=None the input must be 1-D or 2-D, got "
         f"{A.ndim}-D (pass dim)"
     )
+
+
+def tensor_norm(
+    input: Any,  # noqa: A002
+    p: Any = "fro",
+    dim: Any = None,
+    keepdim: bool = False,
+    dtype: Any = None,
+) -> Tensor:
+    """PyTorch's ``torch.norm`` / ``Tensor.norm``: the ``p``-norm of the elements over ``dim``
+    (all elements when None), whatever the shape: ``x.norm(2)`` of a matrix is the 2-norm of
+    its flattened elements (the Frobenius norm), not the spectral norm. ``p`` is a number
+    (``inf``, ``-inf``, 0 and fractional too) or ``'fro'`` (the 2-norm over ``dim``, one or two
+    axes); ``'nuc'`` is the nuclear norm of the matrices over ``dim`` (two axes; all axes of a
+    2-D input when None)."""
+    input = _float_tensor("norm", input)
+    if isinstance(p, str):
+        if p == "fro" and (dim is None or isinstance(dim, int | np.integer) or len(dim) <= 2):
+            return vector_norm(input, 2, dim, keepdim, dtype=dtype)
+        dims = tuple(range(input.ndim)) if dim is None else dim
+        dims = (dims,) if isinstance(dims, int | np.integer) else tuple(dims)
+        if len(dims) != 2:
+            raise RuntimeError(
+                f"norm: p={p!r} is a matrix norm: dim must name 2 axes, got {dims} (input of "
+                f"shape {tuple(input.shape)})"
+            )
+        return matrix_norm(input, p, dims, keepdim, dtype=dtype)
+    return vector_norm(input, 2.0 if p is None else p, dim, keepdim, dtype=dtype)
 
 
 # -- products and powers -----------------------------------------------------------------------
