@@ -39,7 +39,7 @@ LAYERS: list[tuple[str, list[str]]] = [
     ("core", ["matgrad.core"]),  # tensor record, grad mode, graph, nodes, table, apply, engine
     ("ops", ["matgrad.formulas", "matgrad.ops"]),  # the rule table's ops, bindings, composites
     ("array_api", ["matgrad.array_api"]),
-    ("tensor", ["matgrad.tensor", "matgrad.creation"]),
+    ("tensor", ["matgrad.tensor", "matgrad.creation", "matgrad.devices"]),
     ("autograd", ["matgrad.autograd"]),
     ("transforms", ["matgrad.func", "matgrad.structure", "matgrad.viz"]),
     ("explain", ["matgrad.explain"]),

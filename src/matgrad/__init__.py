@@ -12,6 +12,7 @@ Operations on tensors record a graph; each node applies a tensor-level derivativ
 """
 
 import sys as _sys
+from builtins import bool as _bool
 
 import numpy as _np
 
@@ -47,6 +48,7 @@ from .creation import (
     tensor,
     zeros,
 )
+from .devices import backends, cuda, device, get_default_device, set_default_device
 from .explain import explain
 from .ops import linalg
 from .ops.bindings import FUNCTIONS as _FUNCTIONS
@@ -69,6 +71,17 @@ long = int64
 
 globals().update(_FUNCTIONS)  # the table's top-level functions (`variants: [function]`)
 _sys.modules[__name__ + ".linalg"] = linalg  # `import matgrad.linalg` works too
+
+
+def is_tensor(obj: object) -> _bool:
+    """Whether ``obj`` is a matgrad tensor."""
+    return isinstance(obj, Tensor)
+
+
+def numel(input: Tensor) -> int:  # noqa: A002 - PyTorch's name
+    """The number of elements of ``input``."""
+    return input.numel()
+
 
 __version__ = "0.1.0"
 

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
 
 from .core.tensor_base import Tensor, get_default_dtype
+from .devices import _DEFAULT, backend_for
 
 _rng = [np.random.default_rng()]
 
@@ -27,6 +29,24 @@ def default_generator() -> np.random.Generator:
     return _rng[0]
 
 
+def _on_device(make: Any) -> Any:
+    """Give a creation function PyTorch's ``device=`` (default: ``set_default_device``'s):
+    the tensor is made in NumPy and moved where the device says ('cuda': CuPy)."""
+
+    @functools.wraps(make)
+    def create(*args: Any, device: Any = None, **kwargs: Any) -> Tensor:
+        kwargs.pop("pin_memory", None)  # accepted, as PyTorch's CPU tensors ignore it
+        kwargs.pop("layout", None)
+        target = backend_for(_DEFAULT[0] if device is None else device)
+        out = make(*args, **kwargs)
+        if target == "numpy":
+            return out
+        moved = out.to(target)
+        return moved.requires_grad_() if out.requires_grad else moved
+
+    return create
+
+
 def _size(size: Sequence[Any]) -> tuple[int, ...]:
     if len(size) == 1 and isinstance(size[0], list | tuple):
         size = tuple(size[0])
@@ -37,7 +57,8 @@ def _float_dtype(dtype: Any) -> np.dtype:
     return get_default_dtype() if dtype is None else np.dtype(dtype)
 
 
-def tensor(data: Any, dtype: Any = None, requires_grad: bool = False, device: Any = None) -> Tensor:
+@_on_device
+def tensor(data: Any, dtype: Any = None, requires_grad: bool = False) -> Tensor:
     """A new tensor holding a copy of ``data`` (nested lists, a NumPy array, a number).
     Python floats become the default float dtype (float64)."""
     if isinstance(data, Tensor):
@@ -53,18 +74,22 @@ def from_numpy(array: np.ndarray) -> Tensor:
     return Tensor._wrap(array)
 
 
+@_on_device
 def zeros(*size: Any, dtype: Any = None, requires_grad: bool = False) -> Tensor:
     return Tensor(np.zeros(_size(size), dtype=_float_dtype(dtype)), requires_grad=requires_grad)
 
 
+@_on_device
 def ones(*size: Any, dtype: Any = None, requires_grad: bool = False) -> Tensor:
     return Tensor(np.ones(_size(size), dtype=_float_dtype(dtype)), requires_grad=requires_grad)
 
 
+@_on_device
 def empty(*size: Any, dtype: Any = None, requires_grad: bool = False) -> Tensor:
     return zeros(*size, dtype=dtype, requires_grad=requires_grad)
 
 
+@_on_device
 def full(
     size: Sequence[int], fill_value: Any, dtype: Any = None, requires_grad: bool = False
 ) -> Tensor:
@@ -75,10 +100,12 @@ def full(
     return Tensor(np.full(tuple(size), fill_value, dtype=dtype), requires_grad=requires_grad)
 
 
+@_on_device
 def eye(n: int, m: int | None = None, dtype: Any = None, requires_grad: bool = False) -> Tensor:
     return Tensor(np.eye(n, m, dtype=_float_dtype(dtype)), requires_grad=requires_grad)
 
 
+@_on_device
 def arange(
     start: float,
     end: float | None = None,
@@ -97,6 +124,7 @@ def arange(
     return Tensor(arr, requires_grad=requires_grad)
 
 
+@_on_device
 def linspace(
     start: float, end: float, steps: int, dtype: Any = None, requires_grad: bool = False
 ) -> Tensor:
@@ -105,6 +133,7 @@ def linspace(
     )
 
 
+@_on_device
 def rand(
     *size: Any,
     dtype: Any = None,
@@ -117,6 +146,7 @@ def rand(
     return Tensor(arr, requires_grad=requires_grad)
 
 
+@_on_device
 def randn(
     *size: Any,
     dtype: Any = None,
@@ -129,6 +159,7 @@ def randn(
     return Tensor(arr, requires_grad=requires_grad)
 
 
+@_on_device
 def randint(
     low: int,
     high: int | None = None,
@@ -147,16 +178,19 @@ def _like(input: Any, dtype: Any) -> tuple[tuple[int, ...], np.dtype]:
     return arr.shape, np.dtype(dtype) if dtype is not None else arr.dtype
 
 
+@_on_device
 def rand_like(input: Any, dtype: Any = None, requires_grad: bool = False) -> Tensor:
     shape, dt = _like(input, dtype)
     return rand(*shape, dtype=dt, requires_grad=requires_grad)
 
 
+@_on_device
 def randn_like(input: Any, dtype: Any = None, requires_grad: bool = False) -> Tensor:
     shape, dt = _like(input, dtype)
     return randn(*shape, dtype=dt, requires_grad=requires_grad)
 
 
+@_on_device
 def empty_like(input: Any, dtype: Any = None, requires_grad: bool = False) -> Tensor:
     shape, dt = _like(input, dtype)
     return Tensor(np.zeros(shape, dtype=dt), requires_grad=requires_grad)

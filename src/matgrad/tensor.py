@@ -11,6 +11,7 @@ from typing import Any
 
 import numpy as np
 
+from . import devices as _devices
 from .backend import arrays as _backend
 from .core import engine
 from .core import grad_mode as _grad_mode
@@ -56,11 +57,16 @@ class Tensor(_Record):
         return _backend.backend_of(self._data)
 
     @property
-    def device(self) -> str:
-        """'cpu' for NumPy and Dask data (Dask may spread it over a cluster), the GPU for
-        CuPy data."""
-        dev = getattr(self._data, "device", "cpu")
-        return "cpu" if self.backend in ("numpy", "dask") else str(dev)
+    def device(self) -> _devices.device:
+        """``device(type='cpu')`` for NumPy and Dask data (Dask may spread it over a cluster),
+        ``device(type='cuda', index=i)`` for CuPy data on GPU i. Compares equal to 'cpu'."""
+        if self.backend in ("numpy", "dask"):
+            return _CPU
+        return _devices.device("cuda", int(getattr(self._data.device, "id", 0)))
+
+    @property
+    def is_cuda(self) -> bool:
+        return self.backend == "cupy"
 
     def to_device(self, device: Any, /, *, stream: Any = None) -> Tensor:
         """The Array API's move: ``'cpu'`` (NumPy; the data of a CPU tensor stays where it
@@ -233,23 +239,38 @@ class Tensor(_Record):
         return "tensor(" + body + "".join(", " + e for e in extras) + ")"
 
     # -- conversions ---------------------------------------------------------------------------
-    def to(self, target: Any = None, *args: Any, **kwargs: Any) -> Tensor:
-        """Convert the dtype (``to(matgrad.float32)``, recorded and differentiable) or move the
-        data to another array library (``to('dask', chunks=...)``, ``to('numpy')``,
-        ``to('cupy')``; 'cpu' means NumPy). Moving keeps no graph: it is a new leaf."""
-        if target is None:
-            target = kwargs.pop("dtype", None)
-        if target is None:
-            return self
-        if isinstance(target, str) and target in (*_backend.BACKENDS, "cpu", "cuda"):
-            name = {"cpu": "numpy", "cuda": "cupy"}.get(target, target)
-            if name == self.backend:
-                return self
-            moved = Tensor(_backend.to_backend(self._data, name, **kwargs))
-            return (
-                moved.requires_grad_() if self._requires_grad and moved.dtype.kind == "f" else moved
-            )
-        return _ops.to_dtype(self, np.dtype(target))
+    def to(self, *args: Any, **kwargs: Any) -> Tensor:
+        """PyTorch's ``to``: a dtype (``to(matgrad.float32)``, recorded and differentiable), a
+        device (``to('cpu')``, ``to(device('cuda'))``; 'cuda' is CuPy), both (``to('cpu',
+        matgrad.float32)``, ``to(device=..., dtype=...)``), or another tensor's dtype and
+        device (``to(other)``); also an array library by name (``to('dask', chunks=...)``,
+        ``to('numpy')``). Moving keeps no graph: the result is a new leaf."""
+        place = kwargs.pop("device", None)
+        dtype = kwargs.pop("dtype", None)
+        kwargs.pop("non_blocking", None)
+        kwargs.pop("copy", None)
+        for arg in args:
+            if isinstance(arg, Tensor):
+                place, dtype = arg.device, arg.dtype
+            elif (
+                isinstance(arg, _devices.device)
+                or (isinstance(arg, str) and arg.partition(":")[0] in ("cpu", "cuda"))
+                or isinstance(arg, str)
+                and arg in _backend.BACKENDS
+            ):
+                place = arg
+            elif arg is not None:
+                dtype = arg
+        out = self
+        if place is not None:
+            name = place if place in _backend.BACKENDS else _devices.backend_for(place)
+            if name != out.backend:
+                moved = Tensor(_backend.to_backend(out._data, name, **kwargs))
+                wants = out._requires_grad and moved.dtype.kind == "f"
+                out = moved.requires_grad_() if wants else moved
+        if dtype is not None and np.dtype(dtype) != out.dtype:
+            out = _ops.to_dtype(out, np.dtype(dtype))
+        return out
 
     def type(self, dtype: Any) -> Tensor:
         return self.to(dtype)
@@ -272,8 +293,56 @@ class Tensor(_Record):
     def contiguous(self) -> Tensor:
         return self
 
+    def cuda(self, device: Any = None) -> Tensor:
+        """The tensor on the GPU (CuPy); raises where CUDA is not available."""
+        return self.to(_devices.device("cuda") if device is None else _devices.device(device))
+
+    def type_as(self, other: Tensor) -> Tensor:
+        return self.to(other.dtype)
+
+    def ndimension(self) -> int:
+        return self._data.ndim
+
+    def new_tensor(self, data: Any, dtype: Any = None, requires_grad: bool = False) -> Tensor:
+        """A new tensor of ``data`` with this tensor's dtype (unless given) and device."""
+        out = Tensor(
+            np.array(
+                data._data if isinstance(data, Tensor) else data,
+                dtype=self.dtype if dtype is None else dtype,
+            )
+        )
+        return self._new_like(out, requires_grad)
+
+    def new_zeros(self, *size: Any, dtype: Any = None, requires_grad: bool = False) -> Tensor:
+        return self.new_full(_sizes(size), 0, dtype=dtype, requires_grad=requires_grad)
+
+    def new_ones(self, *size: Any, dtype: Any = None, requires_grad: bool = False) -> Tensor:
+        return self.new_full(_sizes(size), 1, dtype=dtype, requires_grad=requires_grad)
+
+    def new_empty(self, *size: Any, dtype: Any = None, requires_grad: bool = False) -> Tensor:
+        return self.new_full(_sizes(size), 0, dtype=dtype, requires_grad=requires_grad)
+
+    def new_full(
+        self, size: Any, fill_value: Any, dtype: Any = None, requires_grad: bool = False
+    ) -> Tensor:
+        dt = self.dtype if dtype is None else np.dtype(dtype)
+        out = Tensor(np.full(tuple(size), fill_value, dtype=dt))
+        return self._new_like(out, requires_grad)
+
+    def _new_like(self, out: Tensor, requires_grad: bool) -> Tensor:
+        if self.backend == "cupy":
+            out = out.to("cupy")
+        return out.requires_grad_() if requires_grad else out
+
+    def __format__(self, spec: str) -> str:
+        """``f"{loss:.4f}"`` formats a one-element tensor's value, as PyTorch does."""
+        if spec and self._data.size == 1:
+            return format(self.item(), spec)
+        return format(repr(self), spec)
+
     def cpu(self) -> Tensor:
-        return self
+        """The tensor on the CPU: itself for NumPy and Dask data, a copy of GPU data."""
+        return self if self.backend != "cupy" else self.to("cpu")
 
     # -- operators -----------------------------------------------------------------------------
     def __add__(self, other: Any) -> Tensor:
@@ -681,6 +750,15 @@ def _refresh_views(base: Tensor) -> None:
                 replayed = op.reference(replayed, **attrs)
         view.grad_fn, view._output_nr = replayed.grad_fn, replayed._output_nr
         view._requires_grad = replayed._requires_grad
+
+
+def _sizes(size: tuple) -> tuple[int, ...]:
+    if len(size) == 1 and isinstance(size[0], list | tuple):
+        size = tuple(size[0])
+    return tuple(int(s) for s in size)
+
+
+_CPU = _devices.device("cpu")
 
 
 def _inplace_method(name: str, fn: Callable[..., Tensor]) -> Callable[..., Tensor]:
