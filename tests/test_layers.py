@@ -41,6 +41,7 @@ LAYERS: list[tuple[str, list[str]]] = [
     ("array_api", ["matgrad.array_api"]),
     ("tensor", ["matgrad.tensor", "matgrad.creation", "matgrad.devices"]),
     ("autograd", ["matgrad.autograd"]),
+    ("nn", ["matgrad.nn", "matgrad.optim"]),  # modules, losses, init, optimizers, schedulers
     ("transforms", ["matgrad.func", "matgrad.structure", "matgrad.viz"]),
     ("explain", ["matgrad.explain"]),
     ("cli", ["matgrad.cli"]),

@@ -16,7 +16,7 @@ from builtins import bool as _bool
 
 import numpy as _np
 
-from . import array_api, autograd, func, viz
+from . import array_api, autograd, func, nn, optim, viz
 from . import tensor as _tensor  # attaches the Tensor methods first
 from .core.grad_mode import (
     enable_grad,

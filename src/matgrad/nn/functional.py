@@ -1,0 +1,632 @@
+"""``matgrad.nn.functional``: the functions behind the layers and losses, written with
+matgrad's own ops (no new rule-table rows), so their graphs show those primitives and
+every derivative, of any order, comes from the table."""
+
+from __future__ import annotations
+
+import math
+import warnings
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+import scipy.special
+
+from ..autograd.function import Function
+from ..core.grad_mode import no_grad
+from ..core.tensor_base import as_tensor
+from ..creation import default_generator
+from ..ops import composite as C
+from ..ops import linalg as _linalg
+from ..ops.bindings import FUNCTIONS as _F
+from ..ops.einsum import einsum
+from ..tensor import Tensor
+
+exp = _F["exp"]
+log = _F["log"]
+log1p = _F["log1p"]
+expm1 = _F["expm1"]
+tanh = _F["tanh"]
+sigmoid = _F["sigmoid"]
+where = _F["where"]
+maximum = _F["maximum"]
+minimum = _F["minimum"]
+logaddexp = _F["logaddexp"]
+_relu = _F["relu"]
+abs = _F["abs"]  # noqa: A001
+
+_REDUCTIONS = ("none", "mean", "sum")
+
+
+def _reduce(loss: Tensor, reduction: str) -> Tensor:
+    if reduction == "none":
+        return loss
+    if reduction == "mean":
+        return C.mean(loss)
+    if reduction == "sum":
+        return C.sum(loss)
+    raise ValueError(f"{reduction} is not a valid value for reduction")
+
+
+def _legacy_reduction(size_average: Any, reduce: Any, reduction: str) -> str:
+    """PyTorch's deprecated ``size_average``/``reduce`` flags, mapped to ``reduction``."""
+    if size_average is None and reduce is None:
+        return reduction
+    warnings.warn(
+        "size_average and reduce args will be deprecated, please use reduction instead.",
+        stacklevel=3,
+    )
+    size_average = True if size_average is None else size_average
+    reduce = True if reduce is None else reduce
+    if size_average and reduce:
+        return "mean"
+    return "sum" if reduce else "none"
+
+
+def _weighted(
+    loss: Tensor, weight: Tensor | None, reduction: str, by_weight: bool = True
+) -> Tensor:
+    """Elementwise ``weight`` (same size as the input); ``'mean'`` divides by its sum
+    (``by_weight``; PyTorch's huber_loss takes the plain mean instead)."""
+    if weight is None:
+        return _reduce(loss, reduction)
+    if tuple(weight.shape) != tuple(loss.shape):
+        raise ValueError("Weights and input must have the same size.")
+    loss = loss * weight
+    if reduction == "mean" and by_weight:
+        return C.sum(loss) / C.sum(weight)
+    return _reduce(loss, reduction)
+
+
+def _check_reduction(reduction: str) -> None:
+    if reduction not in _REDUCTIONS:
+        raise ValueError(f"{reduction} is not a valid value for reduction")
+
+
+def _t(x: Any) -> Tensor:
+    return x if isinstance(x, Tensor) else as_tensor(x)
+
+
+def _inplace_result(input: Tensor, out: Tensor, inplace: bool) -> Tensor:
+    if not inplace:
+        return out
+    return input.copy_(out)
+
+
+# -- erf: exact, as a custom Function whose backward is composite ----------------------------
+class _Erf(Function):
+    """erf with SciPy's forward (exact to rounding) and the derivative
+    2/sqrt(pi) exp(-x^2) written in matgrad ops (so it differentiates again)."""
+
+    @staticmethod
+    def forward(ctx: Any, x: Tensor) -> Tensor:
+        ctx.save_for_backward(x)
+        return Tensor._wrap(scipy.special.erf(x._data))
+
+    @staticmethod
+    def backward(ctx: Any, grad: Tensor) -> Tensor:
+        (x,) = ctx.saved_tensors
+        return grad * (2.0 / math.sqrt(math.pi)) * exp(-(x * x))
+
+
+def erf(input: Tensor) -> Tensor:
+    """The error function (differentiable, to any order)."""
+    return _Erf.apply(_t(input))
+
+
+# -- linear layers ---------------------------------------------------------------------------
+def linear(input: Tensor, weight: Tensor, bias: Tensor | None = None) -> Tensor:
+    """``input @ weight.T + bias``."""
+    out = C.matmul(input, weight.mT if weight.ndim == 2 else weight)
+    return out if bias is None else out + bias
+
+
+def bilinear(input1: Tensor, input2: Tensor, weight: Tensor, bias: Tensor | None = None) -> Tensor:
+    """``y[..., o] = sum_ij input1[..., i] weight[o, i, j] input2[..., j] + bias[o]``."""
+    out = einsum("...i,oij,...j->...o", input1, weight, input2)
+    return out if bias is None else out + bias
+
+
+def embedding(input: Any, weight: Tensor, padding_idx: int | None = None, **_: Any) -> Tensor:
+    """Rows of ``weight`` picked by the integer ``input``; the row ``padding_idx`` gets no
+    gradient."""
+    idx = input._data if isinstance(input, Tensor) else np.asarray(input)
+    if idx.dtype.kind not in "iu":
+        raise RuntimeError(
+            "Expected tensor for argument #1 'indices' to have one of the following scalar "
+            f"types: Long, Int; but got {idx.dtype} instead"
+        )
+    n = weight.shape[0]
+    if idx.size and (idx.min() < 0 or idx.max() >= n):
+        raise IndexError("index out of range in self")
+    out = C.getitem(weight, idx)
+    if padding_idx is not None:
+        if padding_idx < 0:
+            padding_idx += n
+        keep = Tensor._wrap((idx != padding_idx)[..., None])
+        out = where(keep, out, out.detach())
+    return out
+
+
+def one_hot(tensor: Any, num_classes: int = -1) -> Tensor:
+    idx = tensor._data if isinstance(tensor, Tensor) else np.asarray(tensor)
+    if idx.dtype.kind not in "iu":
+        raise RuntimeError("one_hot is only applicable to index tensor of type LongTensor.")
+    if idx.size and idx.min() < 0:
+        raise RuntimeError("Class values must be non-negative.")
+    if num_classes == -1:
+        num_classes = int(idx.max()) + 1 if idx.size else 0
+    elif idx.size and idx.max() >= num_classes:
+        raise RuntimeError("Class values must be smaller than num_classes.")
+    return Tensor._wrap((idx[..., None] == np.arange(num_classes)).astype(np.int64))
+
+
+def dropout(input: Tensor, p: float = 0.5, training: bool = True, inplace: bool = False) -> Tensor:
+    """Zero each element with probability ``p`` and scale the rest by ``1/(1-p)`` (training
+    only); the mask comes from matgrad's generator (``matgrad.manual_seed``)."""
+    if p < 0.0 or p > 1.0:
+        raise ValueError(f"dropout probability has to be between 0 and 1, but got {p}")
+    if not training or p == 0.0:
+        return input
+    if p == 1.0:
+        out = input * 0.0
+    else:
+        keep = default_generator().random(tuple(input.shape)) >= p
+        scale = np.asarray(keep, dtype=input.dtype) / np.asarray(1.0 - p, dtype=input.dtype)
+        out = input * Tensor._wrap(scale)
+    return _inplace_result(input, out, inplace)
+
+
+# -- activations -----------------------------------------------------------------------------
+def relu(input: Tensor, inplace: bool = False) -> Tensor:
+    return _inplace_result(input, _relu(input), inplace)
+
+
+def leaky_relu(input: Tensor, negative_slope: float = 0.01, inplace: bool = False) -> Tensor:
+    return _inplace_result(input, where(input > 0, input, input * negative_slope), inplace)
+
+
+def elu(input: Tensor, alpha: float = 1.0, inplace: bool = False) -> Tensor:
+    neg = expm1(C.clamp(input, max=0.0)) * alpha  # clamped: no overflow in the unused branch
+    return _inplace_result(input, where(input > 0, input, neg), inplace)
+
+
+def gelu(input: Tensor, approximate: str = "none") -> Tensor:
+    """``x Phi(x)``; ``approximate='tanh'``: ``x/2 (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3)))``."""
+    if approximate == "none":
+        return input * 0.5 * (1.0 + erf(input * (1.0 / math.sqrt(2.0))))
+    if approximate == "tanh":
+        inner = (input + 0.044715 * input * input * input) * math.sqrt(2.0 / math.pi)
+        return 0.5 * input * (1.0 + tanh(inner))
+    raise RuntimeError(f"approximate argument must be either none or tanh, got {approximate!r}")
+
+
+def silu(input: Tensor, inplace: bool = False) -> Tensor:
+    return _inplace_result(input, input * sigmoid(input), inplace)
+
+
+def softplus(input: Tensor, beta: float = 1.0, threshold: float = 20.0) -> Tensor:
+    """``log(1 + exp(beta x)) / beta``, and ``x`` where ``beta x > threshold``."""
+    z = input * beta
+    soft = log1p(exp(C.clamp(z, max=float(threshold)))) / beta
+    return where(z > threshold, input, soft)
+
+
+def logsigmoid(input: Tensor) -> Tensor:
+    """``log(sigmoid(x)) = -log(1 + exp(-x))``, stable for large ``|x|``."""
+    return -logaddexp(C.zeros_like(input), -input)
+
+
+def hardtanh(
+    input: Tensor, min_val: float = -1.0, max_val: float = 1.0, inplace: bool = False
+) -> Tensor:
+    """``clamp(x, min_val, max_val)`` with PyTorch's gradient: 1 strictly inside, else 0."""
+    clamped = C.clamp(input, min_val, max_val)
+    inside = C.logical_and(input > min_val, input < max_val)
+    return _inplace_result(input, where(inside, input, clamped.detach()), inplace)
+
+
+def _softmax_dim(name: str, ndim: int, dim: int | None) -> int:
+    if dim is not None:
+        return dim
+    warnings.warn(
+        f"Implicit dimension choice for {name} has been deprecated. Change the call to "
+        "include dim=X as an argument.",
+        stacklevel=3,
+    )
+    return 0 if ndim in (0, 1, 3) else 1
+
+
+def softmax(input: Tensor, dim: int | None = None, dtype: Any = None) -> Tensor:
+    if dtype is not None:
+        input = C.to_dtype(input, dtype)
+    return C.softmax(input, _softmax_dim("softmax", input.ndim, dim))
+
+
+def log_softmax(input: Tensor, dim: int | None = None, dtype: Any = None) -> Tensor:
+    if dtype is not None:
+        input = C.to_dtype(input, dtype)
+    return C.log_softmax(input, _softmax_dim("log_softmax", input.ndim, dim))
+
+
+# -- normalization ---------------------------------------------------------------------------
+def layer_norm(
+    input: Tensor,
+    normalized_shape: Sequence[int] | int,
+    weight: Tensor | None = None,
+    bias: Tensor | None = None,
+    eps: float = 1e-5,
+) -> Tensor:
+    """Normalize over the last ``len(normalized_shape)`` axes (biased variance)."""
+    shape = (normalized_shape,) if isinstance(normalized_shape, int) else tuple(normalized_shape)
+    if tuple(input.shape[input.ndim - len(shape) :]) != shape:
+        raise RuntimeError(
+            f"Given normalized_shape={list(shape)}, expected input with shape "
+            f"[*, {', '.join(str(s) for s in shape)}], but got input of size{list(input.shape)}"
+        )
+    dims = tuple(range(-len(shape), 0))
+    mu = C.mean(input, dims, keepdim=True)
+    centered = input - mu
+    var = C.mean(centered * centered, dims, keepdim=True)
+    out = centered / _F["sqrt"](var + eps)
+    if weight is not None:
+        out = out * weight
+    if bias is not None:
+        out = out + bias
+    return out
+
+
+def batch_norm(
+    input: Tensor,
+    running_mean: Tensor | None,
+    running_var: Tensor | None,
+    weight: Tensor | None = None,
+    bias: Tensor | None = None,
+    training: bool = False,
+    momentum: float = 0.1,
+    eps: float = 1e-5,
+) -> Tensor:
+    """Normalize each channel (axis 1) over the batch and the other axes: with the batch's
+    statistics when ``training`` (updating the running ones in place: momentum, unbiased
+    variance), else with the running statistics."""
+    if input.ndim < 2:
+        raise ValueError(f"expected 2D or 3D input (got {input.ndim}D input)")
+    dims = (0, *range(2, input.ndim))
+    shape = [1] * input.ndim
+    shape[1] = input.shape[1]
+    n = int(np.prod([input.shape[d] for d in dims]))
+    if training:
+        if n <= 1:
+            raise ValueError(
+                f"Expected more than 1 value per channel when training, got input size "
+                f"{input.shape}"
+            )
+        mu = C.mean(input, dims, keepdim=True)
+        centered = input - mu
+        var = C.mean(centered * centered, dims, keepdim=True)
+        if running_mean is not None:
+            with no_grad():
+                m = float(momentum)
+                new_mean = running_mean._data * (1 - m) + mu.detach()._data.reshape(-1) * m
+                unbiased = var.detach()._data.reshape(-1) * (n / (n - 1))
+                new_var = running_var._data * (1 - m) + unbiased * m
+                running_mean.copy_(Tensor._wrap(new_mean.astype(running_mean.dtype)))
+                running_var.copy_(Tensor._wrap(new_var.astype(running_var.dtype)))
+    else:
+        if running_mean is None or running_var is None:
+            raise ValueError("batch_norm: running_mean and running_var are needed in eval mode")
+        mu = C.reshape(running_mean, *shape)
+        centered = input - mu
+        var = C.reshape(running_var, *shape)
+    out = centered / _F["sqrt"](var + eps)
+    if weight is not None:
+        out = out * C.reshape(weight, *shape)
+    if bias is not None:
+        out = out + C.reshape(bias, *shape)
+    return out
+
+
+def normalize(input: Tensor, p: float = 2.0, dim: int = 1, eps: float = 1e-12) -> Tensor:
+    """``x / max(||x||_p, eps)`` along ``dim``."""
+    norm = _linalg.vector_norm(input, p, dim, keepdim=True)
+    return input / C.clamp(norm, min=eps)
+
+
+def cosine_similarity(x1: Tensor, x2: Tensor, dim: int = 1, eps: float = 1e-8) -> Tensor:
+    """``sum(x1/max(||x1||, eps) * x2/max(||x2||, eps))`` along ``dim``."""
+    n1 = C.clamp(_linalg.vector_norm(x1, 2, dim, keepdim=True), min=eps)
+    n2 = C.clamp(_linalg.vector_norm(x2, 2, dim, keepdim=True), min=eps)
+    return C.sum((x1 / n1) * (x2 / n2), dim)
+
+
+def pairwise_distance(
+    x1: Tensor, x2: Tensor, p: float = 2.0, eps: float = 1e-6, keepdim: bool = False
+) -> Tensor:
+    """``||x1 - x2 + eps||_p`` along the last axis."""
+    return _linalg.vector_norm(x1 - x2 + eps, p, -1, keepdim=keepdim)
+
+
+def pad(input: Tensor, pad: Sequence[int], mode: str = "constant", value: float | None = None):
+    return C.pad(input, pad, mode, 0.0 if value is None else value)
+
+
+# -- losses ----------------------------------------------------------------------------------
+def _same_size(name: str, input: Tensor, target: Tensor) -> None:
+    if tuple(target.shape) != tuple(input.shape):
+        warnings.warn(
+            f"Using a target size ({target.shape}) that is different to the input size "
+            f"({input.shape}). This will likely lead to incorrect results due to broadcasting. "
+            "Please ensure they have the same size.",
+            stacklevel=3,
+        )
+
+
+def mse_loss(
+    input: Tensor,
+    target: Tensor,
+    size_average: Any = None,
+    reduce: Any = None,
+    reduction: str = "mean",
+    weight: Tensor | None = None,
+) -> Tensor:
+    reduction = _legacy_reduction(size_average, reduce, reduction)
+    _check_reduction(reduction)
+    input, target = _t(input), _t(target)
+    _same_size("mse_loss", input, target)
+    d = input - target
+    return _weighted(d * d, weight, reduction)
+
+
+def l1_loss(
+    input: Tensor,
+    target: Tensor,
+    size_average: Any = None,
+    reduce: Any = None,
+    reduction: str = "mean",
+    weight: Tensor | None = None,
+) -> Tensor:
+    reduction = _legacy_reduction(size_average, reduce, reduction)
+    _check_reduction(reduction)
+    input, target = _t(input), _t(target)
+    _same_size("l1_loss", input, target)
+    return _weighted(abs(input - target), weight, reduction)
+
+
+def smooth_l1_loss(
+    input: Tensor,
+    target: Tensor,
+    size_average: Any = None,
+    reduce: Any = None,
+    reduction: str = "mean",
+    beta: float = 1.0,
+) -> Tensor:
+    """``0.5 d^2 / beta`` where ``|d| < beta``, else ``|d| - 0.5 beta``."""
+    reduction = _legacy_reduction(size_average, reduce, reduction)
+    _check_reduction(reduction)
+    if beta < 0:
+        raise RuntimeError("smooth_l1_loss does not support negative values for beta.")
+    input, target = _t(input), _t(target)
+    _same_size("smooth_l1_loss", input, target)
+    d = abs(input - target)
+    if beta == 0.0:
+        return _reduce(d, reduction)
+    return _reduce(where(d < beta, 0.5 * d * d / beta, d - 0.5 * beta), reduction)
+
+
+def huber_loss(
+    input: Tensor,
+    target: Tensor,
+    reduction: str = "mean",
+    delta: float = 1.0,
+    weight: Tensor | None = None,
+) -> Tensor:
+    """``0.5 d^2`` where ``|d| < delta``, else ``delta (|d| - 0.5 delta)``."""
+    _check_reduction(reduction)
+    input, target = _t(input), _t(target)
+    _same_size("huber_loss", input, target)
+    d = abs(input - target)
+    return _weighted(
+        where(d < delta, 0.5 * d * d, delta * (d - 0.5 * delta)), weight, reduction, False
+    )
+
+
+def _class_last(x: Tensor) -> Tensor:
+    """(N, C, d1, ...) -> (N, d1, ..., C)."""
+    if x.ndim <= 2:
+        return x
+    return C.permute(x, 0, *range(2, x.ndim), 1)
+
+
+def _target_indices(target: Any) -> np.ndarray:
+    t = target._data if isinstance(target, Tensor) else np.asarray(target)
+    return t
+
+
+def nll_loss(
+    input: Tensor,
+    target: Any,
+    weight: Tensor | None = None,
+    size_average: Any = None,
+    ignore_index: int = -100,
+    reduce: Any = None,
+    reduction: str = "mean",
+) -> Tensor:
+    """``-weight[t] input[n, t]`` per sample (0 where ``t == ignore_index``); ``'mean'``
+    divides by the summed weights of the samples not ignored."""
+    reduction = _legacy_reduction(size_average, reduce, reduction)
+    _check_reduction(reduction)
+    input = _t(input)
+    t = _target_indices(target)
+    if t.dtype.kind not in "iu":
+        raise RuntimeError(f"expected scalar type Long but found {t.dtype}")
+    one = input.ndim == 1
+    if one:
+        input = C.unsqueeze(input, 0)
+        t = t.reshape(1)
+    if input.ndim < 2:
+        raise ValueError(f"Expected 1 or more dimensions (got {input.ndim})")
+    n_classes = input.shape[1]
+    expected = (input.shape[0], *input.shape[2:])
+    if tuple(t.shape) != expected:
+        raise ValueError(
+            f"Expected target of shape {list(expected)} for input of shape "
+            f"{list(input.shape)}, got {list(t.shape)}"
+        )
+    ignored = t == ignore_index
+    safe = np.where(ignored, 0, t)
+    if safe.size and (safe.min() < 0 or safe.max() >= n_classes):
+        bad = safe[(safe < 0) | (safe >= n_classes)].flat[0]
+        raise IndexError(f"Target {bad} is out of bounds.")
+    x = _class_last(input)
+    picked = C.squeeze(C.take_along_axis(x, safe[..., None], -1), -1)
+    if weight is not None:
+        w = C.getitem(_t(weight), safe) * Tensor._wrap(~ignored)
+    else:
+        w = Tensor._wrap((~ignored).astype(input.dtype))
+    loss = -(picked * w)
+    if reduction == "none":
+        return C.reshape(loss, ()) if one else loss
+    if reduction == "sum":
+        return C.sum(loss)
+    return C.sum(loss) / C.sum(w)
+
+
+def cross_entropy(
+    input: Tensor,
+    target: Any,
+    weight: Tensor | None = None,
+    size_average: Any = None,
+    ignore_index: int = -100,
+    reduce: Any = None,
+    reduction: str = "mean",
+    label_smoothing: float = 0.0,
+) -> Tensor:
+    """``nll_loss(log_softmax(input, 1), target)`` for class indices; for class
+    probabilities ``-sum_c weight[c] target[c] log_softmax(input)[c]``; with PyTorch's
+    ``label_smoothing`` in both."""
+    reduction = _legacy_reduction(size_average, reduce, reduction)
+    _check_reduction(reduction)
+    if not 0.0 <= label_smoothing <= 1.0:
+        raise ValueError(f"label_smoothing must be between 0.0 and 1.0. Got: {label_smoothing}")
+    input = _t(input)
+    class_dim = 0 if input.ndim == 1 else 1
+    n_classes = input.shape[class_dim]
+    logp = C.log_softmax(input, class_dim)
+    w_shape = [1] * input.ndim
+    w_shape[class_dim] = n_classes
+    tgt = target if isinstance(target, Tensor) else as_tensor(target)
+    if tgt.dtype.kind == "f":  # class probabilities
+        if tuple(tgt.shape) != tuple(input.shape):
+            raise RuntimeError(f"Expected target size {list(input.shape)}, got {list(tgt.shape)}")
+        if label_smoothing > 0.0:
+            tgt = tgt * (1 - label_smoothing) + label_smoothing / n_classes
+        prod = logp * tgt
+        if weight is not None:
+            prod = prod * C.reshape(_t(weight), *w_shape)
+        if reduction == "none":
+            return -C.sum(prod, class_dim)
+        if reduction == "sum":
+            return -C.sum(prod)
+        return -C.sum(prod) / (int(np.prod(input.shape)) // n_classes)
+    nll = nll_loss(logp, tgt, weight, ignore_index=ignore_index, reduction=reduction)
+    if label_smoothing == 0.0:
+        return nll
+    t = tgt._data
+    ignored = Tensor._wrap(t == ignore_index)
+    if weight is not None:
+        smooth = -C.sum(logp * C.reshape(_t(weight), *w_shape), class_dim)
+    else:
+        smooth = -C.sum(logp, class_dim)
+    smooth = where(ignored, 0.0, smooth)
+    if reduction == "mean":
+        kept = t[t != ignore_index]
+        if weight is not None:
+            smooth = C.sum(smooth) / C.sum(C.getitem(_t(weight), kept))
+        else:
+            smooth = C.sum(smooth) / float(kept.size)
+    elif reduction == "sum":
+        smooth = C.sum(smooth)
+    return nll * (1 - label_smoothing) + smooth * (label_smoothing / n_classes)
+
+
+def binary_cross_entropy(
+    input: Tensor,
+    target: Tensor,
+    weight: Tensor | None = None,
+    size_average: Any = None,
+    reduce: Any = None,
+    reduction: str = "mean",
+) -> Tensor:
+    """``-(t log x + (1 - t) log(1 - x))``, each log clamped at -100 as PyTorch's."""
+    reduction = _legacy_reduction(size_average, reduce, reduction)
+    _check_reduction(reduction)
+    input, target = _t(input), _t(target)
+    if tuple(target.shape) != tuple(input.shape):
+        raise ValueError(
+            f"Using a target size ({target.shape}) that is different to the input size "
+            f"({input.shape}) is deprecated. Please ensure they have the same size."
+        )
+    x = input._data
+    if x.size and (np.any(x < 0) or np.any(x > 1) or np.any(np.isnan(x))):
+        raise RuntimeError("all elements of input should be between 0 and 1")
+    log_x = C.clamp(log(input), min=-100.0)
+    log_1mx = C.clamp(log(1.0 - input), min=-100.0)
+    loss = -(target * log_x + (1.0 - target) * log_1mx)
+    if weight is not None:
+        loss = loss * weight
+    return _reduce(loss, reduction)
+
+
+def binary_cross_entropy_with_logits(
+    input: Tensor,
+    target: Tensor,
+    weight: Tensor | None = None,
+    size_average: Any = None,
+    reduce: Any = None,
+    reduction: str = "mean",
+    pos_weight: Tensor | None = None,
+) -> Tensor:
+    """``(1 - t) x - (1 + (pos_weight - 1) t) log(sigmoid(x))``, with the stable
+    ``log(sigmoid(x)) = -logaddexp(0, -x)``."""
+    reduction = _legacy_reduction(size_average, reduce, reduction)
+    _check_reduction(reduction)
+    input, target = _t(input), _t(target)
+    if tuple(target.shape) != tuple(input.shape):
+        raise ValueError(
+            f"Target size ({target.shape}) must be the same as input size ({input.shape})"
+        )
+    log_sig = logsigmoid(input)
+    if pos_weight is not None:
+        log_sig = log_sig * ((_t(pos_weight) - 1.0) * target + 1.0)
+    loss = (1.0 - target) * input - log_sig
+    if weight is not None:
+        loss = loss * weight
+    return _reduce(loss, reduction)
+
+
+def kl_div(
+    input: Tensor,
+    target: Tensor,
+    size_average: Any = None,
+    reduce: Any = None,
+    reduction: str = "mean",
+    log_target: bool = False,
+) -> Tensor:
+    """Pointwise ``target (log target - input)`` (0 where target is 0), or with
+    ``log_target`` ``exp(target) (target - input)``; ``'batchmean'`` divides the sum by
+    the batch size."""
+    reduction = _legacy_reduction(size_average, reduce, reduction)
+    if reduction not in (*_REDUCTIONS, "batchmean"):
+        raise ValueError(f"{reduction} is not a valid value for reduction")
+    input, target = _t(input), _t(target)
+    if log_target:
+        loss = exp(target) * (target - input)
+    else:
+        pos = target > 0
+        xlogy = where(pos, target * log(where(pos, target, 1.0)), 0.0)
+        loss = xlogy - target * input
+    if reduction == "batchmean":
+        if input.ndim == 0:
+            return C.sum(loss)
+        return C.sum(loss) / input.shape[0]
+    return _reduce(loss, reduction)

@@ -1,0 +1,6 @@
+"""``matgrad.optim``: optimizers and learning-rate schedulers, following ``torch.optim``."""
+
+from . import lr_scheduler
+from .optimizer import SGD, Adagrad, Adam, AdamW, Optimizer, RMSprop
+
+__all__ = ["SGD", "Adagrad", "Adam", "AdamW", "Optimizer", "RMSprop", "lr_scheduler"]
