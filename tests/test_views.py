@@ -313,3 +313,25 @@ def test_concurrent_backward_passes_accumulate_every_contribution(trial):
     # each pass adds 16 to every entry of W (16 rows of ones), 2 to the retained gradient
     np.testing.assert_array_equal(W.grad.numpy(), np.full((256, 256), 8 * 10 * 16.0))
     np.testing.assert_array_equal(kept.grad.numpy(), np.full(3, 8 * 10 * 2.0))
+
+
+def test_an_element_is_a_zero_dimensional_view():
+    x = leaf(1.0, 2.0)
+    b = x * 1
+    v = b[0]
+    assert v.shape == () and v._is_view()
+    b.mul_(3)
+    assert v.item() == 3.0  # sees the write to the base
+    b[1].mul_(10)  # and a write through it reaches the base
+    np.testing.assert_array_equal(b.detach().numpy(), [3, 60])
+    b.sum().backward()
+    np.testing.assert_array_equal(x.grad.numpy(), [3, 30])
+
+
+def test_view_of_non_contiguous_memory_raises_and_reshape_copies():
+    b = mg.ones(2, 3) * 1
+    with pytest.raises(RuntimeError, match="reshape"):
+        b.T.view(-1)
+    r = b.T.reshape(-1)
+    assert r.shape == (6,) and not r._is_view()
+    assert b.view(3, 2)._is_view()

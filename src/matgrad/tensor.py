@@ -635,7 +635,7 @@ class Tensor(_Record):
         return _ops.log_softmax(self, dim)
 
     def view(self, *shape: Any) -> Tensor:
-        return _ops.reshape(self, *shape)
+        return _ops.view(self, *shape)
 
     def view_as(self, other: Tensor) -> Tensor:
         return _ops.reshape(self, other.shape)

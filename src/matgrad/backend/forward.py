@@ -101,6 +101,11 @@ def expand(self: Array, shape: tuple[int, ...]) -> Array:
 
 def getitem(self: Array, index: Any) -> Array:
     out = self[index]
+    if isinstance(out, np.generic) and isinstance(self, np.ndarray):
+        # integers down to one element: NumPy returns a scalar copy; the 0-d view instead
+        # (PyTorch's `b[0]` is a view), indexing with a trailing Ellipsis
+        rest = tuple(i for i in _as_tuple(index) if i is not Ellipsis)
+        out = self[(*rest, Ellipsis)]
     if not isinstance(out, np.ndarray | np.generic) and any(s != s for s in out.shape):
         raise _backend.unsupported(
             "indexing with a lazy boolean mask",

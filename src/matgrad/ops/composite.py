@@ -46,6 +46,7 @@ __all__ = [
     "le",
     "log_softmax",
     "narrow",
+    "view",
     "select",
     "logical_and",
     "logical_not",
@@ -877,4 +878,23 @@ def dot(input: Tensor, other: Tensor) -> Tensor:
 
 
 def inner(input: Tensor, other: Tensor) -> Tensor:
+    """Sum over the last axes of ``input * other``; with a 0-d operand, the product."""
+    input, other = _tensor(input), _tensor(other)
+    if input.ndim == 0 or other.ndim == 0:
+        return input * other
     return sum(input * other, -1)
+
+
+def view(input: Tensor, *shape: Any) -> Tensor:
+    """``input`` with a new shape, sharing its memory: raises where that needs a copy (a
+    non-contiguous tensor, e.g. a transpose), as PyTorch's does; ``reshape`` copies there."""
+    input = _tensor(input)
+    out = reshape(input, *shape)
+    data = input._data
+    if out.numel() > 1 and isinstance(data, np.ndarray) and not out._is_view():
+        raise RuntimeError(
+            f"view size {tuple(out.shape)} is not compatible with input tensor's size "
+            f"{tuple(input.shape)} and stride (the memory is not contiguous). Use "
+            ".reshape(...) instead."
+        )
+    return out

@@ -243,8 +243,8 @@ def pinv(A: Any, *, atol: Any = None, rtol: Any = None, hermitian: bool = False)
     max(atol, rtol * s_max) treated as zero (rtol defaults to eps * max(m, n)). Its own row:
     the gradient is Golub & Pereyra's (exact at repeated singular values, e.g. orthogonal A)."""
     A = _matrix("pinv", A)
-    atol = None if atol is None else float(_ops._raw(atol))
-    rtol = None if rtol is None else float(_ops._raw(rtol))
+    atol = None if atol is None else float(_raw(atol))
+    rtol = None if rtol is None else float(_raw(rtol))
     return OPS["linalg_pinv"](A, atol=atol, rtol=rtol, hermitian=bool(hermitian))
 
 
