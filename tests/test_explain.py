@@ -135,7 +135,23 @@ HOSTILE: dict[str, list[str]] = {
     "shape_of_non_input": ["C = A", "--shape", "Z=3"],
     "empty": [""],
 }
-STATIC_HOSTILE = [k for k in HOSTILE if k not in {
+#: Malformed --shape values: each is refused with one line that names the problem and the
+#: limit (the words expected in it), never "internal error".
+BAD_SHAPES: dict[str, tuple[str, list[str]]] = {
+    "fullwidth": ("A=\uff13x\uff13", ["ASCII digits 0-9", "U+FF13"]),
+    "arabic_indic": ("A=\u0663x3", ["ASCII digits 0-9", "U+0663"]),
+    "superscript": ("A=3x\u00b2", ["ASCII digits 0-9"]),
+    "5000_digits": ("A=" + "9" * 5000 + "x3", ["5000 digits", "at most 100000 elements"]),
+    "negative": ("A=-3x3", ["at least 1"]),
+    "zero": ("A=0x3", ["at least 1"]),
+    "trailing_x": ("A=3x", ["no size"]),
+    "leading_x": ("A=x3", ["no size"]),
+    "too_many_axes": ("A=3x3x3x3x3x3x3x3", ["8 axes", "at most 6 axes"]),
+    "too_many_elements": ("A=1000x1000", ["1000000 elements", "at most 100000"]),
+    "not_a_number": ("A=3x3.5", ["expected sizes like 3x4"]),
+}
+HOSTILE.update({f"shape_{k}": ["C = A * 2", "--shape", v[0]] for k, v in BAD_SHAPES.items()})
+STATIC_HOSTILE = [k for k in HOSTILE if not k.startswith("shape_") and k not in {
     "shape_mismatch", "bad_axis", "bad_reshape", "tensor_index", "huge_power", "huge_input",
     "huge_result", "bad_shape", "shape_of_non_input",
 }]  # fmt: skip
@@ -195,7 +211,23 @@ HOSTILE_OWN_PROCESS = [
     "deep_parens",
     "unknown_function",
     "shape_mismatch",
+    "shape_fullwidth",
+    "shape_5000_digits",
 ]
+
+#: Expressions whose evaluation raises NumPy's floating-point warnings or matgrad's gradient
+#: warnings: run as their own processes, stderr must stay empty and the report must list them
+#: (name: (argv, a warning category, words of its message)).
+WARNS: dict[str, tuple[list[str], str, str]] = {
+    "log_negative": (["y = log(A)", "--json"], "RuntimeWarning", "invalid value"),
+    "divide_by_zero": (["y = A / (B - B)", "--json"], "RuntimeWarning", "divide by zero"),
+    "sqrt_zero": (["y = sqrt(A - A)", "--json"], "RuntimeWarning", "divide by zero"),
+    "exp_overflow": (["y = exp(A * 1000)", "--json"], "RuntimeWarning", "overflow"),
+    "inv_near_singular": (["y = linalg.inv(A * 1e-300)", "--json"], "RuntimeWarning", "overflow"),
+    "svd_degenerate": (
+        ["S = linalg.svd(A - A)[1]", "--json"], "DegenerateGradientWarning", "repeated"),
+    "text": (["y = A / (B - B)"], "RuntimeWarning", "divide by zero"),
+}  # fmt: skip
 
 
 @pytest.fixture(scope="session")
@@ -212,6 +244,8 @@ def runs(outdir: Path) -> dict[str, subprocess.CompletedProcess]:
     jobs = {name: [*args, "--json"] for name, args in VALID.items()}
     jobs.update({f"hostile:{name}": HOSTILE[name] for name in HOSTILE_OWN_PROCESS})
     jobs["text"] = ["C = A * B; D = A @ B"]
+    jobs.update({f"warns:{name}": args for name, (args, _, _) in WARNS.items()})
+    jobs["det_singular"] = ["L = linalg.det(A - A)", "--json"]
     jobs["pictures"] = [
         "C = exp(A @ B).sum()",
         "--json",
@@ -793,3 +827,184 @@ def test_size_checks_and_expansions_name_rows_of_the_table():
     assert set(per_element._ROW_EXPANSIONS) <= set(RULES)
     assert not set(evaluate._COMPOSITE_SIZE) & set(RULES)  # composites have no row
     assert not set(per_element._COMPOSITES) & set(RULES)
+
+
+# -- malformed --shape values --------------------------------------------------------------------
+@pytest.mark.parametrize("name", list(BAD_SHAPES))
+def test_bad_shape_is_one_line_naming_the_problem_and_the_limit(runs, name):
+    proc = runs[f"batch:shape_{name}"]
+    _assert_refused(proc)
+    assert "internal error" not in proc.stderr
+    assert "--shape" in proc.stderr
+    for words in BAD_SHAPES[name][1]:
+        assert words in proc.stderr, proc.stderr
+    assert len(proc.stderr) < 400  # a 5000-digit size is not echoed back whole
+
+
+def test_bad_shape_in_its_own_process(runs):
+    for name in ("shape_fullwidth", "shape_5000_digits"):
+        _assert_refused(runs[f"hostile:{name}"])
+    assert "U+FF13" in runs["hostile:shape_fullwidth"].stderr
+    assert "at most 100000" in runs["hostile:shape_5000_digits"].stderr
+
+
+def test_parse_shape_checks_sizes_as_text():
+    from matgrad.explain import ExplainError, parse_shape
+
+    assert parse_shape("3x4") == (3, 4) and parse_shape("2,3,4") == (2, 3, 4)
+    assert parse_shape("") == () and parse_shape("scalar") == ()
+    assert parse_shape("0003x2") == (3, 2) and parse_shape((np.int64(2), 3)) == (2, 3)
+    for bad in ("\uff13x3", "3x" + "1" * 4400, "3x", (3, 0), (3.5, 2), (1,) * 7, "-1"):
+        with pytest.raises(ExplainError) as info:
+            parse_shape(bad)
+        assert "\n" not in str(info.value) and len(str(info.value)) < 300
+
+
+# -- warnings are caught and reported, not printed ------------------------------------------------
+@pytest.mark.parametrize("name", [n for n in WARNS if n != "text"])
+def test_numerical_warnings_are_reported_not_printed(runs, name):
+    _, category, words = WARNS[name]
+    proc = runs[f"warns:{name}"]
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stderr == "", proc.stderr  # no raw "RuntimeWarning: ..." lines
+    found = json.loads(proc.stdout)["warnings"]
+    assert any(w["category"] == category and words in w["message"] for w in found), found
+    keys = [(w["category"], w["message"], w["where"]) for w in found]
+    assert len(keys) == len(set(keys))  # deduplicated
+    for w in found:
+        assert "\n" not in w["message"] and w["count"] >= 1 and w["where"]
+
+
+def test_warnings_name_where_they_were_raised(runs):
+    found = json.loads(runs["warns:divide_by_zero"].stdout)["warnings"]
+    wheres = [w["where"] for w in found]
+    assert "forward pass at `A / (B - B)`" in wheres
+    assert any("rule `div`" in w and "derivatives.yaml line" in w for w in wheres)
+    assert any("Jacobians" in w["during"] for w in found)
+    proc = runs["warns:text"]
+    assert proc.returncode == 0 and proc.stderr == ""
+    lines = [line for line in proc.stdout.splitlines() if line.strip().startswith("warning:")]
+    assert lines and any("divide by zero" in line for line in lines)
+    assert "Warnings (" in proc.stdout.split("1. Inputs and outputs")[0]
+    det = report(runs, "det_singular")  # det of a singular matrix: no warnings, no stderr
+    assert isinstance(det["warnings"], list)
+
+
+def test_python_api_does_not_warn():
+    import warnings
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        rep = matgrad.explain("y = log(A) / (B - B)", compare=True)
+    assert caught == []
+    found = rep.to_dict()["warnings"]
+    assert {"invalid value encountered in log", "divide by zero encountered in divide"} <= {
+        w["message"] for w in found
+    }
+    assert "warning: RuntimeWarning in the forward pass at `log(A)`" in str(rep)
+
+
+# -- the report stays bounded ---------------------------------------------------------------------
+_STRESS = """
+import json, sys, time, tracemalloc
+import matgrad
+tracemalloc.start()
+start = time.perf_counter()
+rep = matgrad.explain(sys.argv[1], shapes=["x=2000"], compare=False)
+text, js = str(rep), rep.to_json()
+seconds = time.perf_counter() - start
+peak = tracemalloc.get_traced_memory()[1]
+print(json.dumps({"peak": peak, "seconds": seconds, "text": text, "data": json.loads(js)}))
+"""
+CHAIN = "; ".join(["v0 = x * 2"] + [f"v{i} = v{i - 1} * 2" for i in range(1, 20)])
+FAN = "; ".join(f"v{i} = x * {i + 2}" for i in range(20))  # 20 outputs: 20 Jacobians 2000x2000
+
+
+@pytest.mark.parametrize("expr", [CHAIN, FAN], ids=["chain", "fan"])
+def test_twenty_statements_over_2000_vectors_stay_bounded(expr):
+    from matgrad.explain import language
+
+    proc = subprocess.run(
+        [sys.executable, "-c", _STRESS, expr],
+        capture_output=True, text=True, timeout=120, cwd=RUN_DIR, env=_env(),
+    )  # fmt: skip
+    assert proc.returncode == 0 and proc.stderr == "", proc.stderr
+    out = json.loads(proc.stdout)
+    # before the budget the fan case held 20 Jacobians of 32 MB (a 673 MB tracemalloc peak)
+    assert out["peak"] < 200 * 2**20, out["peak"] / 2**20
+    assert out["seconds"] < 60
+    d = out["data"]
+    budget = language.MAX_REPORT_JACOBIAN_ENTRIES
+    assert d["jacobian_budget"]["entries"] == budget
+    assert d["jacobian_budget"]["used"] <= budget
+    if expr == CHAIN:  # one output: its Jacobian is computed, 2 * I scaled 2^20 times
+        (entry,) = d["jacobians"]
+        assert entry["skipped"] is None and entry["structure"]["nnz"] == 2000
+        return
+    computed = [e for e in d["jacobians"] if e["skipped"] is None]
+    skipped = [e for e in d["jacobians"] if e["skipped"] == "budget"]
+    assert len(computed) == budget // 2000**2 and len(skipped) == 20 - len(computed)
+    assert d["jacobian_budget"]["skipped"] == len(skipped)
+    line = (
+        f"Jacobian of {skipped[0]['output']} w.r.t. x skipped: the report's Jacobian budget "
+        f"of {budget} entries is spent"
+    )
+    assert skipped[0]["note"].startswith(line)
+    assert line in out["text"]
+    assert any("Jacobian budget" in n for n in d["notes"])
+
+
+def test_jacobian_budget_skips_later_pairs_and_keeps_smaller_ones(monkeypatch):
+    sections = importlib.import_module("matgrad.explain.sections")
+    monkeypatch.setattr(sections, "MAX_REPORT_JACOBIAN_ENTRIES", 100)
+    # C: 9x9 = 81 entries fits; D: 9x9 does not (19 left); s: 1x9 still fits
+    rep = matgrad.explain("C = A * 2; D = A * 3; s = A.sum()", compare=False)
+    d = rep.to_dict()
+    by_out = {e["output"]: e for e in d["jacobians"]}
+    assert by_out["C"]["skipped"] is None and by_out["s"]["skipped"] is None
+    assert by_out["D"]["skipped"] == "budget"
+    assert by_out["D"]["note"] == (
+        "Jacobian of D w.r.t. A skipped: the report's Jacobian budget of 100 entries is spent "
+        "(81 needed, 19 left)"
+    )
+    work = sections.MAX_REPORT_BACKWARD_WORK
+    assert d["jacobian_budget"] == {
+        "entries": 100, "used": 90, "skipped": 1, "backward_work": work, "skipped_for_work": 0,
+    }  # fmt: skip
+    with pytest.raises(KeyError):
+        rep.jacobian("D", "A")
+    close(rep.jacobian("C", "A"), 2 * np.eye(9))
+    assert "dD/dA: 9x9: Jacobian of D w.r.t. A skipped" in str(rep)
+
+
+def test_backward_work_is_bounded():
+    # a scalar times a 100000-vector: a 100000 x 1 Jacobian, but 100000 cotangent rows through
+    # 100000-element tensors (500 passes, a minute) -- and the identity would be 80 GB
+    rep = matgrad.explain("C = x * B", shapes={"x": (), "B": (100000,)}, compare=False)
+    entries = {e["input"]: e for e in rep.to_dict()["jacobians"]}
+    assert entries["x"]["skipped"] == "work" and "backward budget" in entries["x"]["note"]
+    assert entries["B"]["skipped"] == "too_large"
+
+
+def test_jacobian_in_several_passes_matches_one_pass(monkeypatch):
+    sections = importlib.import_module("matgrad.explain.sections")
+    one = matgrad.explain("C = A @ B", compare=False)
+    monkeypatch.setattr(sections, "BATCH_ELEMENTS", 20)  # 2 rows of cotangents a pass
+    several = matgrad.explain("C = A @ B", compare=False)
+    assert several.to_dict()["jacobians"][0]["method"] == "batched, 5 passes"
+    close(several.jacobian("C", "A"), one.jacobian("C", "A"))
+    close(several.jacobian("C", "B"), one.jacobian("C", "B"))
+
+
+def test_json_arrays_share_one_budget(monkeypatch):
+    sections = importlib.import_module("matgrad.explain.sections")
+    monkeypatch.setattr(sections, "MAX_REPORT_JSON_ENTRIES", 200)
+    d = matgrad.explain("C = A * B", compare=False).to_dict()
+    # inputs 9 + 9, output 9, gradients 9 + 9, then dC/dA (81): 126; dC/dB (81) is past 200
+    assert all(i["value"] is not None for i in d["inputs"])
+    assert all(g is not None for g in d["gradients"].values())
+    assert d["jacobians"][0]["matrix"] is not None and d["jacobians"][1]["matrix"] is None
+    assert "JSON budget of 200 entries is spent" in d["jacobians"][1]["matrix_note"]
+    assert any("JSON budget" in n for n in d["notes"])
+    text = str(matgrad.explain("C = A * B", compare=False))
+    assert "(matrix not in the JSON" in text

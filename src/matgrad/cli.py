@@ -9,6 +9,8 @@ Examples::
     matgrad explain "C = einsum('ij,jk->ik', A, B)" --svg graph.svg
 
 Errors are one line on stderr and exit with status 2 (``--debug`` adds the traceback).
+Warnings raised while the report is built (NumPy's division by zero, invalid values and
+overflow; matgrad's gradient warnings) are listed in the report, never printed.
 """
 
 from __future__ import annotations
@@ -57,7 +59,8 @@ def _build_parser() -> argparse.ArgumentParser:
         action="append",
         default=[],
         metavar="NAME=RxC",
-        help="shape of an input (default 3x3); repeat for several inputs, e.g. "
+        help="shape of an input (default 3x3; sizes in ASCII digits, at most 6 axes and "
+        "100000 elements); repeat for several inputs, e.g. "
         "--shape A=4x3 --shape B=3 (vector) --shape X=2x3x4",
     )
     ex.add_argument("--seed", type=int, default=0, help="random seed of the inputs (default 0)")

@@ -98,6 +98,12 @@ def explain(
     :class:`ExplainError` before any evaluation, as do shape mismatches and other errors of the
     operations (one line, naming the column).
 
+    The report is bounded: Jacobians past the limits of :mod:`.language` (one Jacobian, all of
+    a report's Jacobians together, their backward work) are skipped with a note on their line,
+    and arrays past the JSON budget are written as null. Warnings raised on the way (NumPy's
+    division by zero, invalid values and overflow; matgrad's gradient warnings) are not
+    emitted: ``report.to_dict()["warnings"]`` lists them, once each, and the text shows them.
+
     Example::
 
         report = explain("C = A * B")

@@ -13,12 +13,15 @@ from __future__ import annotations
 import ast
 import inspect
 import math
-from collections.abc import Callable, Iterable, Mapping, Sequence
+import os
+import warnings
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from typing import Any
 
 import numpy as np
 
-from ..core.graph import AccumulateGrad, Node
+from ..core.graph import AccumulateGrad, Node, walk
 from ..core.table import Rule
 from ..ops.registry import RULES
 from ..tensor import Tensor
@@ -91,6 +94,105 @@ def failure_error(program: Program, failure: Failure) -> ExplainError:
     err = ExplainError(kind + one_line(exc), col, validator.segment(failure.node), line)
     err.__cause__ = exc
     return err
+
+
+# -- warnings ------------------------------------------------------------------------------------
+class WarningLog:
+    """The warnings raised while one report is built, kept for the report instead of printed.
+
+    Inside :meth:`capture` every warning is recorded, not shown: NumPy's floating-point
+    warnings (``np.errstate`` "warn" for division by zero, invalid values and overflow;
+    underflow stays silent) and ``warnings.warn`` calls such as matgrad's
+    ``DegenerateGradientWarning``. Each is noted with where it was raised: the pass set with
+    :meth:`phase` (the forward pass, the backward pass), the operation of the forward pass
+    being evaluated (:meth:`at`), and the row of derivatives.yaml when it comes from a
+    compiled formula. The same warning from the same place is kept once, with a count and the
+    steps of the report it came up in. :meth:`quiet` drops warnings instead (timing runs that
+    repeat work already recorded, the report's own arithmetic). Like ``warnings.catch_warnings``
+    it is not thread-safe."""
+
+    def __init__(self) -> None:
+        self._entries: dict[tuple[str, str, str], dict[str, Any]] = {}
+        self._phase = ("report's own computations", "")
+        self._nodes: list[ast.AST] = []
+        self.text = ""  # the expression, to quote the operation a warning came from
+
+    @contextmanager
+    def capture(self) -> Iterator[WarningLog]:
+        with warnings.catch_warnings():
+            warnings.simplefilter("always")
+            warnings.showwarning = self._show
+            with np.errstate(divide="warn", invalid="warn", over="warn", under="ignore"):
+                yield self
+
+    @contextmanager
+    def phase(self, label: str, step: str = "") -> Iterator[None]:
+        """Warnings in this block come from ``label`` ("backward pass"), during ``step`` of
+        the report ("Jacobians")."""
+        previous, self._phase = self._phase, (label, step)
+        try:
+            yield
+        finally:
+            self._phase = previous
+
+    @contextmanager
+    def at(self, node: ast.AST) -> Iterator[None]:
+        self._nodes.append(node)
+        try:
+            yield
+        finally:
+            self._nodes.pop()
+
+    @staticmethod
+    @contextmanager
+    def quiet() -> Iterator[None]:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            with np.errstate(all="ignore"):
+                yield
+
+    def _where(self, filename: str, lineno: int) -> str:
+        where = self._phase[0]
+        if self._nodes:
+            source = " ".join((ast.get_source_segment(self.text, self._nodes[-1]) or "").split())
+            if source:
+                where = f"{where} at `{source if len(source) <= 60 else source[:57] + '...'}`"
+        if os.path.basename(str(filename)) == "derivatives.yaml":
+            rows = [r for r in RULES.values() if r.line <= lineno]
+            rule = max(rows, key=lambda r: r.line, default=None)
+            row = f"rule `{rule.name}`, " if rule is not None else ""
+            where = f"{where} ({row}derivatives.yaml line {lineno})"
+        return where
+
+    def _show(
+        self,
+        message: Warning | str,
+        category: type[Warning],
+        filename: str,
+        lineno: int,
+        file: Any = None,
+        line: str | None = None,
+    ) -> None:
+        text = " ".join(str(message).split()) or category.__name__
+        if len(text) > 1000:
+            text = text[:997] + "..."
+        where = self._where(filename, lineno)
+        key = (category.__name__, text, where)
+        entry = self._entries.setdefault(
+            key,
+            {"category": category.__name__, "message": text, "where": where, "during": [],
+             "count": 0},
+        )  # fmt: skip
+        entry["count"] += 1
+        step = self._phase[1]
+        if step and step not in entry["during"]:
+            entry["during"].append(step)
+
+    def entries(self) -> list[dict[str, Any]]:
+        """The warnings, in the order first raised: ``category``, ``message`` (one line),
+        ``where`` (the pass, the operation or rule), ``during`` (the steps of the report it
+        came up in) and ``count``."""
+        return [{**e, "during": list(e["during"])} for e in self._entries.values()]
 
 
 # -- sizes ---------------------------------------------------------------------------------------
@@ -244,9 +346,10 @@ def result_size_bound(
 class Evaluator:
     """Walks a validated program; the backend does the arithmetic on its values."""
 
-    def __init__(self, program: Program, backend: Backend) -> None:
+    def __init__(self, program: Program, backend: Backend, log: WarningLog | None = None) -> None:
         self.program = program
         self.backend = backend
+        self.log = log  # notes which operation raised a warning
 
     def run(self, inputs: Mapping[str, Any]) -> dict[str, Any]:
         env: dict[str, Any] = dict(inputs)
@@ -271,7 +374,11 @@ class Evaluator:
 
     def expr(self, node: ast.expr, env: Mapping[str, Any]) -> Any:
         try:
-            value = self._expr(node, env)
+            if self.log is None:
+                value = self._expr(node, env)
+            else:
+                with self.log.at(node):
+                    value = self._expr(node, env)
             if not isinstance(node, ast.Name | ast.Constant | ast.Tuple | ast.List):
                 self.backend.record(node, value)
         except (Failure, Stop):
@@ -373,10 +480,17 @@ def kind_of(v: Any) -> str:
     return type(v).__name__
 
 
-def evaluate(program: Program, leaves: Mapping[str, Any], backend: Backend) -> dict[str, Any]:
-    """Run ``program`` on ``leaves`` with ``backend`` (IEEE float semantics: no warnings)."""
-    with np.errstate(all="ignore"):
-        return Evaluator(program, backend).run(leaves)
+def evaluate(
+    program: Program, leaves: Mapping[str, Any], backend: Backend, log: WarningLog | None = None
+) -> dict[str, Any]:
+    """Run ``program`` on ``leaves`` with ``backend`` (IEEE float semantics). Warnings go to
+    ``log``, noted with the operation that raised them (its :meth:`WarningLog.capture` must be
+    in force); without a log they are dropped."""
+    if log is None:
+        with WarningLog.quiet():
+            return Evaluator(program, backend).run(leaves)
+    with log.phase("forward pass"):
+        return Evaluator(program, backend, log).run(leaves)
 
 
 class Backend:
@@ -441,16 +555,13 @@ class TensorBackend(Backend):
             self.check_size(t.numel(), "the result")
         if not self.track:
             return
-        new: list[Node] = []
-        stack = [t.grad_fn for t in tensors if t.grad_fn is not None]
-        while stack:
-            n = stack.pop()
-            if id(n) in self._seen or isinstance(n, AccumulateGrad):
-                continue
-            self._seen.add(id(n))
-            self._keep.append(n)
-            new.append(n)
-            stack.extend(nxt for nxt, _ in n.next_functions if nxt is not None)
+        # the nodes this statement recorded: those of the walk not seen before
+        reachable, _ = walk(t.grad_fn for t in tensors)
+        new: list[Node] = [
+            n for n in reachable if id(n) not in self._seen and not isinstance(n, AccumulateGrad)
+        ]
+        self._seen.update(id(n) for n in new)
+        self._keep.extend(new)
         if isinstance(node, ast.Call):
             rules = (getattr(n, "rule", None) for n in new)
             self.rows_by_call[id(node)] = tuple(r.name for r in rules if r is not None)

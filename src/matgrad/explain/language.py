@@ -21,7 +21,8 @@ import ast
 import inspect
 import math
 import operator
-from collections.abc import Callable, Iterable, Mapping, Sequence
+import warnings
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from types import ModuleType
 from typing import Any
@@ -55,9 +56,19 @@ MAX_NDIM = 6  #: most axes of an input
 MAX_RESULT_ELEMENTS = 2_000_000  #: largest tensor an operation may produce
 MAX_LINALG_SIDE = 1000  #: largest matrix side a linalg function may get
 MAX_JACOBIAN_ENTRIES = 4_000_000  #: largest Jacobian computed
+#: most Jacobian entries one report computes and holds, all output x input pairs together
+#: (64 MB of float64: two Jacobians of the largest size); later pairs are skipped with a note
+MAX_REPORT_JACOBIAN_ENTRIES = 8_000_000
+#: most backward work one report's Jacobians may take, as cotangent rows x the largest tensor
+#: of the graph summed over the outputs (20 full batched passes of BATCH_ELEMENTS: a few
+#: seconds); an output past it gets no Jacobians, with a note
+MAX_REPORT_BACKWARD_WORK = 400_000_000
 BATCH_ELEMENTS = 20_000_000  #: cotangent rows x largest tensor, per batched backward pass
 TEXT_MATRIX_SIDE = 12  #: Jacobians up to 12 x 12 are printed in full
 JSON_VALUE_LIMIT = 250_000  #: arrays up to this many entries are included in the JSON
+#: most array entries one report writes as JSON lists, all values, gradients and Jacobians
+#: together (about 20 MB of JSON text); arrays past it are written as null with a note
+MAX_REPORT_JSON_ENTRIES = 1_000_000
 SCALAR_NODE_LIMIT = 200_000  #: most scalar nodes the per-element comparison may build
 DEFAULT_SHAPE = (3, 3)
 DTYPES = ("float32", "float64")
@@ -534,7 +545,9 @@ def parse_expression(text: str) -> Program:
         elif ch in ")]}":
             paren = max(paren - 1, 0)
     try:
-        tree = ast.parse(text, mode="exec")
+        with warnings.catch_warnings():  # a SyntaxWarning (a string's odd escape) stays quiet
+            warnings.simplefilter("ignore")
+            tree = ast.parse(text, mode="exec")
     except SyntaxError as exc:
         raise ExplainError(f"syntax error: {exc.msg}", column=exc.offset, line=exc.lineno) from None
     except (ValueError, RecursionError, MemoryError, OverflowError) as exc:
@@ -580,50 +593,98 @@ def _outputs_of(statements: list[Statement]) -> list[str]:
     return outputs
 
 
-def parse_shape(text: str | Sequence[int]) -> tuple[int, ...]:
-    """``"3x4"`` (or ``"3,4"``, ``(3, 4)``) -> ``(3, 4)``; ``"scalar"`` or ``""`` -> ``()``.
-    Sizes must be >= 1, at most 6 axes and 100000 elements."""
+def _shown(text: str, limit: int = 40) -> str:
+    """``repr(text)``, shortened to about ``limit`` characters (a 5000-digit size stays one
+    readable line)."""
+    return repr(text) if len(text) <= limit else repr(text[: limit - 3] + "...")
+
+
+def _size(part: str) -> int:
+    """One size of a shape string, checked as text before ``int`` sees it: ``int`` would take
+    non-ASCII digits (``"３"``, ``"٣"``) and raises deep inside for more than 4300 digits.
+    Raises ValueError with the reason."""
+    p = part.strip()
+    if not p:
+        raise ValueError("an axis has no size (expected sizes like 3x4 or 2x3x4, each at least 1)")
+    if p[0] in "-+" and p[1:].strip().isascii() and p[1:].strip().isdigit():
+        raise ValueError(f"sizes must be whole numbers of at least 1, got {_shown(p, 24)}")
+    if not (p.isascii() and p.isdigit()):
+        odd = next(c for c in p if not (c.isascii() and c.isdigit()))
+        if odd.isnumeric():
+            raise ValueError(
+                f"sizes must be written with the ASCII digits 0-9, got {odd!r} (U+{ord(odd):04X})"
+            )
+        raise ValueError(f"expected sizes like 3x4 or 2x3x4, got {_shown(p, 24)}")
+    digits = p.lstrip("0")
+    if len(digits) > len(str(MAX_INPUT_ELEMENTS)):
+        raise ValueError(
+            f"the size {_shown(p, 24)} ({len(p)} digits) is too large: an input has at most "
+            f"{MAX_INPUT_ELEMENTS} elements"
+        )
+    return int(digits or "0")
+
+
+def _dims(text: str | Sequence[int]) -> tuple[int, ...]:
+    """The sizes of a shape; ValueError with the reason when it is not one we accept."""
     if isinstance(text, str):
         s = text.strip().lower()
         if s in ("", "scalar", "()"):
-            dims: tuple[int, ...] = ()
-        else:
-            parts = s.replace(",", "x").replace("*", "x").split("x")
-            if not all(p.strip().isdigit() for p in parts):
-                raise ExplainError(f"bad shape {text!r}: expected sizes like 3x4 or 2x3x4")
-            dims = tuple(int(p) for p in parts)
+            return ()
+        parts = s.replace(",", "x").replace("*", "x").split("x")
+        if len(parts) > MAX_NDIM:  # checked on the text, before any size is read
+            raise ValueError(f"{len(parts)} axes; at most {MAX_NDIM} axes")
+        dims = tuple(_size(p) for p in parts)
     else:
         try:
-            dims = tuple(int(d) for d in text)
-        except (TypeError, ValueError):
-            raise ExplainError(f"bad shape {text!r}: expected a tuple of sizes") from None
+            dims = tuple(operator.index(d) for d in text)
+        except TypeError:
+            raise ValueError("expected a tuple of whole-number sizes") from None
+        if len(dims) > MAX_NDIM:
+            raise ValueError(f"{len(dims)} axes; at most {MAX_NDIM} axes")
     if any(d < 1 for d in dims):
-        raise ExplainError(f"bad shape {text!r}: sizes must be at least 1")
-    if len(dims) > MAX_NDIM:
-        raise ExplainError(f"bad shape {text!r}: at most {MAX_NDIM} axes")
+        raise ValueError(f"sizes must be at least 1, got {min(dims)}")
     if math.prod(dims) > MAX_INPUT_ELEMENTS:
-        raise ExplainError(
-            f"shape {text!r} is too large ({math.prod(dims)} elements; at most "
-            f"{MAX_INPUT_ELEMENTS})"
+        raise ValueError(
+            f"too large ({math.prod(dims)} elements; an input has at most {MAX_INPUT_ELEMENTS})"
         )
     return dims
+
+
+def parse_shape(text: str | Sequence[int]) -> tuple[int, ...]:
+    """``"3x4"`` (or ``"3,4"``, ``(3, 4)``) -> ``(3, 4)``; ``"scalar"`` or ``""`` -> ``()``.
+    Sizes are written with the ASCII digits 0-9 and are at least 1; at most 6 axes and 100000
+    elements. Anything else raises a one-line :class:`ExplainError` that names the problem and
+    the limit."""
+    try:
+        return _dims(text)
+    except ValueError as exc:
+        shown = _shown(text) if isinstance(text, str) else _shown(repr(text))
+        raise ExplainError(f"bad shape {shown}: {exc}") from None
 
 
 def parse_shapes(shapes: Any) -> dict[str, tuple[int, ...]]:
     """``{"A": (3, 4)}``, ``{"A": "3x4"}`` or ``["A=3x4", ...]`` -> ``{"A": (3, 4)}``."""
     if shapes is None:
         return {}
-    items: Iterable[tuple[str, Any]]
-    if isinstance(shapes, Mapping):
-        items = shapes.items()
-    elif isinstance(shapes, str):
+    if isinstance(shapes, str):
         raise ExplainError("shapes must be a mapping like {'A': (3, 4)} or a list like ['A=3x4']")
-    else:
-        pairs = []
-        for item in shapes:
-            if not isinstance(item, str) or "=" not in item:
-                raise ExplainError(f"bad --shape {item!r}: expected NAME=RxC, e.g. A=3x4")
-            name, _, shape = item.partition("=")
-            pairs.append((name.strip(), shape))
-        items = pairs
-    return {str(name): parse_shape(shape) for name, shape in items}
+    out: dict[str, tuple[int, ...]] = {}
+    if isinstance(shapes, Mapping):
+        for name, shape in shapes.items():
+            try:
+                out[str(name)] = _dims(shape)
+            except ValueError as exc:
+                shown = _shown(shape) if isinstance(shape, str) else _shown(repr(shape))
+                raise ExplainError(
+                    f"bad shape {shown} for {_shown(str(name), 20)}: {exc}"
+                ) from None
+        return out
+    for item in shapes:
+        if not isinstance(item, str) or "=" not in item:
+            raise ExplainError(f"bad --shape {_shown(str(item))}: expected NAME=RxC, e.g. A=3x4")
+        name, _, shape = item.partition("=")
+        try:
+            out[name.strip()] = _dims(shape)
+        except ValueError as exc:
+            raise ExplainError(f"bad --shape {_shown(item)}: {exc}") from None
+    return out

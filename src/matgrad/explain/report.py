@@ -134,6 +134,14 @@ def _render_text(d: dict[str, Any]) -> str:
     w(f"matgrad explain: {d['expression']}")
     w(f"(random standard-normal inputs, seed {d['seed']}, {d['dtype']})")
     w("")
+    found = d.get("warnings") or []
+    if found:
+        w(f"Warnings ({len(found)}), caught while building this report instead of printed:")
+        for x in found:
+            during = f", computing the {' and the '.join(x['during'])}" if x.get("during") else ""
+            times = f", {x['count']} times" if x.get("count", 1) > 1 else ""
+            w(f"   warning: {x['category']} in the {x['where']}{during}{times}: {x['message']}")
+        w("")
     # 1
     w("1. Inputs and outputs")
     rows = [
@@ -242,7 +250,9 @@ def _render_text(d: dict[str, Any]) -> str:
             + (f"   ({e['method']} backward pass)" if e["method"] else "")
         )
         _wrap(out, s["words"], "      ")
-        if e["matrix"] is not None and p <= TEXT_MATRIX_SIDE and q <= TEXT_MATRIX_SIDE:
+        if e.get("matrix_note") and p <= TEXT_MATRIX_SIDE and q <= TEXT_MATRIX_SIDE:
+            w(f"      (matrix {e['matrix_note']}; {s['nnz']} nonzeros)")
+        elif e["matrix"] is not None and p <= TEXT_MATRIX_SIDE and q <= TEXT_MATRIX_SIDE:
             J = np.array([[np.nan if v is None else v for v in row] for row in e["matrix"]])
             J = J + 0.0  # no negative zeros in print
             text = np.array2string(J, precision=3, suppress_small=True, max_line_width=160)

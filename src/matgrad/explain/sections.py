@@ -32,6 +32,7 @@ from .evaluate import (
     Evaluator,
     Failure,
     TensorBackend,
+    WarningLog,
     evaluate,
     failure_error,
     kind_of,
@@ -43,6 +44,9 @@ from .language import (
     DEFAULT_SHAPE,
     JSON_VALUE_LIMIT,
     MAX_JACOBIAN_ENTRIES,
+    MAX_REPORT_BACKWARD_WORK,
+    MAX_REPORT_JACOBIAN_ENTRIES,
+    MAX_REPORT_JSON_ENTRIES,
     ExplainError,
     Program,
     parse_shape,
@@ -94,8 +98,28 @@ def _to_list(arr: np.ndarray) -> Any:
     return obj.tolist()
 
 
-def _value_json(arr: np.ndarray) -> Any:
-    return _to_list(arr) if np.size(arr) <= JSON_VALUE_LIMIT else None
+class _JsonBudget:
+    """What one report writes as JSON lists: each array up to ``JSON_VALUE_LIMIT`` entries,
+    and all of them together up to ``MAX_REPORT_JSON_ENTRIES`` (a nested list costs about
+    32 bytes an entry, its JSON text about 20): arrays past either are written as null."""
+
+    def __init__(self, limit: int | None = None) -> None:
+        self.limit = MAX_REPORT_JSON_ENTRIES if limit is None else limit
+        self.left = self.limit
+        self.omitted = 0  # arrays left out because the budget was spent
+
+    def take(self, arr: np.ndarray) -> Any:
+        size = int(np.size(arr))
+        if size > JSON_VALUE_LIMIT:
+            return None
+        if size > self.left:
+            self.omitted += 1
+            return None
+        self.left -= size
+        return _to_list(arr)
+
+    def spent_note(self) -> str:
+        return f"not in the JSON: the report's JSON budget of {self.limit} entries is spent"
 
 
 def _dtype_name(t: Tensor) -> str:
@@ -156,14 +180,59 @@ def _jacobian_rows(y: Tensor, xs: list[Tensor], rows: np.ndarray, autograd: Any)
     )
 
 
+def _backward_pass(log: WarningLog | None, step: str) -> Any:
+    """The context of a backward pass: its warnings go to ``log`` (dropped without one)."""
+    return log.phase("backward pass", step) if log is not None else WarningLog.quiet()
+
+
+def _unit_rows(start: int, count: int, p: int, dtype: Any) -> np.ndarray:
+    """Rows ``start .. start + count`` of the p x p identity, made alone (the whole identity
+    of a 100000-element output would be 80 GB)."""
+    rows = np.zeros((count, p), dtype=dtype)
+    rows[np.arange(count), np.arange(start, start + count)] = 1
+    return rows
+
+
+def _budget_note(oname: str, iname: str, need: int, left: int, budget: int) -> str:
+    return (
+        f"Jacobian of {oname} w.r.t. {iname} skipped: the report's Jacobian budget of {budget} "
+        f"entries is spent ({need} needed, {left} left)"
+    )
+
+
+def _work_note(oname: str, iname: str, p: int, largest: int, left: int, work: int) -> str:
+    return (
+        f"Jacobian of {oname} w.r.t. {iname} skipped: its backward passes would carry {p} "
+        f"cotangent rows through tensors of up to {largest} elements ({p * largest} "
+        f"element-rows; {left} left of the report's backward budget of {work})"
+    )
+
+
 def _compute_jacobians(
-    outputs: list[tuple[str, Tensor]], inputs: dict[str, Tensor], largest: int
+    outputs: list[tuple[str, Tensor]],
+    inputs: dict[str, Tensor],
+    largest: int,
+    log: WarningLog | None = None,
+    budget: int | None = None,
+    work: int | None = None,
 ) -> tuple[list[dict[str, Any]], dict[tuple[str, str], np.ndarray]]:
+    """The Jacobian of every output with respect to every input, in order, while they fit:
+    each at most ``MAX_JACOBIAN_ENTRIES`` entries, all together at most ``budget`` entries
+    (a pair that does not fit in what is left is skipped, with a note; later smaller ones may
+    still fit), and all the backward passes together at most ``work`` cotangent rows x the
+    largest tensor (defaults: ``MAX_REPORT_JACOBIAN_ENTRIES``, ``MAX_REPORT_BACKWARD_WORK``).
+    Warnings of the backward passes go to ``log``."""
     entries: list[dict[str, Any]] = []
     arrays: dict[tuple[str, str], np.ndarray] = {}
+    budget = MAX_REPORT_JACOBIAN_ENTRIES if budget is None else budget
+    work = MAX_REPORT_BACKWARD_WORK if work is None else work
+    left = budget
+    work_left = work
+    largest = max(int(largest), 1)
     for oname, y in outputs:
         p = y.numel()
-        differentiable = y.requires_grad and np.dtype(y.dtype).kind == "f"
+        floating = np.dtype(y.dtype).kind == "f"
+        differentiable = y.requires_grad and floating
         todo = []
         for iname, x in inputs.items():
             q = x.numel()
@@ -173,36 +242,45 @@ def _compute_jacobians(
                 "shape": [p, q],
                 "method": None,
                 "note": None,
+                "skipped": None,
             }
             entries.append(entry)
-            if not differentiable:
-                entry["note"] = (
-                    f"{oname} is not differentiable (dtype {y.dtype})"
-                    if np.dtype(y.dtype).kind != "f"
-                    else f"{oname} does not depend on the inputs"
-                )
-                if np.dtype(y.dtype).kind == "f":
-                    arrays[(oname, iname)] = np.zeros((p, q), dtype=y.dtype)
-                    entry["method"] = None
+            if not floating:
+                entry["note"] = f"{oname} is not differentiable (dtype {y.dtype})"
             elif p * q > MAX_JACOBIAN_ENTRIES:
+                entry["skipped"] = "too_large"
                 entry["note"] = (
                     f"too large to compute ({p}x{q}; at most {MAX_JACOBIAN_ENTRIES} entries)"
                 )
+            elif p * q > left:
+                entry["skipped"] = "budget"
+                entry["note"] = _budget_note(oname, iname, p * q, left, budget)
+            elif not differentiable:
+                left -= p * q
+                entry["note"] = f"{oname} does not depend on the inputs"
+                arrays[(oname, iname)] = np.zeros((p, q), dtype=y.dtype)
             else:
+                left -= p * q
                 todo.append((iname, x, entry))
         if not todo:
             continue
+        if p * largest > work_left:  # one output's rows cost the same for all its inputs
+            for iname, x, entry in todo:
+                left += p * x.numel()
+                entry["skipped"] = "work"
+                entry["note"] = _work_note(oname, iname, p, largest, work_left, work)
+            continue
+        work_left -= p * largest
         xs = [x for _, x, _ in todo]
-        eye = np.eye(p, dtype=y.dtype)
-        chunk = max(1, min(p, BATCH_ELEMENTS // max(largest, 1)))
+        chunk = max(1, min(p, BATCH_ELEMENTS // largest))
         blocks: list[list[np.ndarray]] = [[] for _ in todo]
         method = "batched" if chunk >= p else f"batched, {math.ceil(p / chunk)} passes"
-        with np.errstate(all="ignore"):
+        with _backward_pass(log, "Jacobians"):
             try:
                 for start in range(0, p, chunk):
-                    grads = _jacobian_rows(y, xs, eye[start : start + chunk], autograd)
+                    rows = min(chunk, p - start)
+                    grads = _jacobian_rows(y, xs, _unit_rows(start, rows, p, y.dtype), autograd)
                     for k, g in enumerate(grads):
-                        rows = min(chunk, p - start)
                         blocks[k].append(
                             np.zeros((rows, xs[k].numel()), dtype=y.dtype)
                             if g is None
@@ -212,7 +290,7 @@ def _compute_jacobians(
                 method = "loop (a rule does not take batched cotangents)"
                 blocks = [[] for _ in todo]
                 for i in range(p):
-                    cot = Tensor(eye[i].reshape(tuple(y.shape)))
+                    cot = Tensor(_unit_rows(i, 1, p, y.dtype).reshape(tuple(y.shape)))
                     grads = autograd.grad(
                         [y], xs, grad_outputs=[cot], retain_graph=True, allow_unused=True
                     )
@@ -223,7 +301,9 @@ def _compute_jacobians(
                             else g.numpy().reshape(1, -1)
                         )
         for k, (iname, _, entry) in enumerate(todo):
-            arrays[(oname, iname)] = np.concatenate(blocks[k], axis=0)
+            parts = blocks[k]
+            arrays[(oname, iname)] = parts[0] if len(parts) == 1 else np.concatenate(parts, axis=0)
+            blocks[k] = []  # each block is held once, in the result
             entry["method"] = method
     return entries, arrays
 
@@ -288,7 +368,8 @@ def _compare(
                 allow_unused=True,
             )
 
-    result["tensor"]["seconds"] = _time_call(tensor_run)
+    with WarningLog.quiet():  # repeats the forward and backward passes already recorded
+        result["tensor"]["seconds"] = _time_call(tensor_run)
     if not differentiable:
         result.update(status="skipped", why="no output depends differentiably on the inputs")
         return result
@@ -311,7 +392,8 @@ def _compare(
         state["grads"] = {n: sc.grads(a) for n, a in lifted.items()}
 
     try:
-        seconds = _time_call(scalar_run, budget=1.0, repeats=3)
+        with WarningLog.quiet():  # IEEE results on scalars; the tensor runs report warnings
+            seconds = _time_call(scalar_run, budget=1.0, repeats=3)
     except sc.UnsupportedScalarOp as exc:
         result.update(status="no_elementwise_form", op=exc.op_name, why=" ".join(str(exc).split()))
         return result
@@ -346,11 +428,12 @@ def _compare(
         "leaf_nodes": leaf_nodes,
         "seconds": seconds,
     }
-    diffs = [
-        float(np.max(np.abs(state["grads"][n] - tensor_grads[n].astype(np.float64))))
-        for n in arrays
-        if n in tensor_grads and tensor_grads[n].size
-    ]
+    with WarningLog.quiet():  # inf - inf: the difference is not finite, and is left out
+        diffs = [
+            float(np.max(np.abs(state["grads"][n] - tensor_grads[n].astype(np.float64))))
+            for n in arrays
+            if n in tensor_grads and tensor_grads[n].size
+        ]
     finite = [d for d in diffs if math.isfinite(d)]
     result["max_abs_diff"] = max(finite) if finite else None
     return result
@@ -369,14 +452,17 @@ class _Run:
     backend: TensorBackend
 
 
-def _forward(program: Program, arrays: dict[str, np.ndarray]) -> _Run:
+def _forward(
+    program: Program, arrays: dict[str, np.ndarray], log: WarningLog | None = None
+) -> _Run:
     """Evaluate ``program`` on tensors made from ``arrays``, noting which graph nodes each
-    operation recorded; errors of the operations become one-line ExplainErrors."""
+    operation recorded (and in ``log``, the warnings each raised); errors of the operations
+    become one-line ExplainErrors."""
     leaves = _leaf_tensors(arrays)
     backend = TensorBackend(CALLABLES)
     backend.text = program.text
     try:
-        env = evaluate(program, leaves, backend)
+        env = evaluate(program, leaves, backend, log)
     except Failure as failure:
         raise failure_error(program, failure) from failure.exc
     named: list[tuple[str, Any]] = list(leaves.items())
@@ -399,7 +485,7 @@ def _forward(program: Program, arrays: dict[str, np.ndarray]) -> _Run:
     return _Run(program, arrays, leaves, named, outputs, tensor_names, backend)
 
 
-def _section_inputs_outputs(run: _Run, data: dict[str, Any]) -> None:
+def _section_inputs_outputs(run: _Run, data: dict[str, Any], json: _JsonBudget) -> None:
     """Section 1: inputs, intermediates and outputs with shapes, dtypes and values."""
     sources = {t: st.source for st in run.program.statements for t in (st.targets or [])}
     bare = [st.source for st in run.program.statements if st.targets is None]
@@ -407,7 +493,7 @@ def _section_inputs_outputs(run: _Run, data: dict[str, Any]) -> None:
         sources["out" if k == 0 else f"out{k + 1}"] = src
     output_names = {n for n, _ in run.outputs}
     data["inputs"] = [
-        {"name": n, "shape": list(a.shape), "dtype": str(a.dtype), "value": _value_json(a)}
+        {"name": n, "shape": list(a.shape), "dtype": str(a.dtype), "value": json.take(a)}
         for n, a in run.arrays.items()
     ]
     data["outputs"] = [
@@ -416,7 +502,7 @@ def _section_inputs_outputs(run: _Run, data: dict[str, Any]) -> None:
             "shape": list(t.shape),
             "dtype": _dtype_name(t),
             "requires_grad": bool(t.requires_grad),
-            "value": _value_json(_array(t)),
+            "value": json.take(_array(t)),
             "source": sources.get(n.split("[")[0], ""),
         }
         for n, t in run.outputs
@@ -527,41 +613,68 @@ def _section_rules(run: _Run, nodes: list[Node], ids: dict[int, int], data: dict
     data["composites"] = composites
 
 
-def _section_jacobians(run: _Run, data: dict[str, Any]) -> dict[tuple[str, str], np.ndarray]:
-    """Section 4: the Jacobians (one batched backward pass per output) and their structure,
-    named against the inputs, intermediates, outputs and the inverses of square ones."""
-    entries, arrays = _compute_jacobians(run.outputs, run.leaves, run.backend.largest)
+def _section_jacobians(
+    run: _Run, data: dict[str, Any], json: _JsonBudget, log: WarningLog | None = None
+) -> dict[tuple[str, str], np.ndarray]:
+    """Section 4: the Jacobians (one batched backward pass per output, within the report's
+    Jacobian budget) and their structure, named against the inputs, intermediates, outputs
+    and the inverses of square ones."""
+    entries, arrays = _compute_jacobians(run.outputs, run.leaves, run.backend.largest, log)
     candidates: dict[str, np.ndarray] = dict(run.arrays)
     for name, v in run.named:
         if isinstance(v, Tensor) and name not in candidates:
             candidates[name] = _array(v)
     for name, a in list(candidates.items()):  # inverses name the rules of inv, det, solve
         if a.ndim == 2 and a.shape[0] == a.shape[1] > 1 and np.all(np.isfinite(a)):
-            with np.errstate(all="ignore"):
+            with WarningLog.quiet():
                 if np.linalg.cond(a) < 1e8:
                     candidates[f"{name}^-1"] = np.linalg.inv(a)
     shapes = {n: t.shape for n, t in run.outputs}
     for entry in entries:
         J = arrays.get((entry["output"], entry["input"]))
-        entry["matrix"] = None if J is None else _value_json(J)
-        entry["structure"] = (
-            None
-            if J is None
-            else describe_jacobian(
-                J, shapes[entry["output"]], run.arrays[entry["input"]].shape, candidates
-            ).to_dict()
-        )
+        entry["matrix"] = None if J is None else json.take(J)
+        if J is not None and entry["matrix"] is None and J.size <= JSON_VALUE_LIMIT:
+            entry["matrix_note"] = json.spent_note()
+        with WarningLog.quiet():  # the structure's own arithmetic (NaN entries compare quietly)
+            entry["structure"] = (
+                None
+                if J is None
+                else describe_jacobian(
+                    J, shapes[entry["output"]], run.arrays[entry["input"]].shape, candidates
+                ).to_dict()
+            )
     data["jacobians"] = entries
+    skipped = [e for e in entries if e["skipped"] == "budget"]
+    slow = [e for e in entries if e["skipped"] == "work"]
+    data["jacobian_budget"] = {
+        "entries": MAX_REPORT_JACOBIAN_ENTRIES,
+        "used": int(sum(J.size for J in arrays.values())),
+        "skipped": len(skipped),
+        "backward_work": MAX_REPORT_BACKWARD_WORK,
+        "skipped_for_work": len(slow),
+    }
+    if skipped:
+        data["notes"].append(
+            f"{len(skipped)} Jacobian{'s' if len(skipped) != 1 else ''} skipped: the report's "
+            f"Jacobian budget of {MAX_REPORT_JACOBIAN_ENTRIES} entries is spent (see section 4)"
+        )
+    if slow:
+        data["notes"].append(
+            f"{len(slow)} Jacobian{'s' if len(slow) != 1 else ''} skipped: the report's "
+            f"backward budget of {MAX_REPORT_BACKWARD_WORK} element-rows is spent (see "
+            "section 4)"
+        )
     return arrays
 
 
-def _gradients_of_sum(run: _Run) -> dict[str, np.ndarray]:
-    """The gradient of the sum of all (float) outputs with respect to each input."""
+def _gradients_of_sum(run: _Run, log: WarningLog | None = None) -> dict[str, np.ndarray]:
+    """The gradient of the sum of all (float) outputs with respect to each input (warnings
+    of its backward pass go to ``log``)."""
     float_outs = _float_outputs(run.outputs)
     grads = {n: np.zeros(a.shape, dtype=a.dtype) for n, a in run.arrays.items()}
     if not float_outs:
         return grads
-    with np.errstate(all="ignore"):
+    with _backward_pass(log, "gradient of the sum"):
         gs = autograd.grad(
             [t for _, t in float_outs],
             list(run.leaves.values()),
@@ -584,9 +697,31 @@ def build(
     compare: bool,
 ) -> tuple[dict[str, Any], str, dict[tuple[str, str], np.ndarray]]:
     """Run ``program`` on its inputs and build every section: ``(data, dot, jacobians)``, the
-    report's JSON-ready data, the graph as DOT text and the Jacobians as arrays."""
+    report's JSON-ready data, the graph as DOT text and the Jacobians as arrays.
+
+    Warnings raised on the way (NumPy's division by zero, invalid values and overflow;
+    matgrad's gradient warnings) are not printed: they are listed, once each, in
+    ``data["warnings"]``. The JSON arrays share one budget (``MAX_REPORT_JSON_ENTRIES``):
+    values and gradients first, then the Jacobians."""
+    log = WarningLog()
+    log.text = program.text
+    with log.capture():
+        data, dot_text, jacobians = _build(program, shapes, seed, dtype, values, compare, log)
+    data["warnings"] = log.entries()
+    return data, dot_text, jacobians
+
+
+def _build(
+    program: Program,
+    shapes: Mapping[str, tuple[int, ...]],
+    seed: int,
+    dtype: str,
+    values: Mapping[str, Any] | None,
+    compare: bool,
+    log: WarningLog,
+) -> tuple[dict[str, Any], str, dict[tuple[str, str], np.ndarray]]:
     arrays = _make_inputs(program, shapes, seed, dtype, values)
-    run = _forward(program, arrays)
+    run = _forward(program, arrays, log)
     data: dict[str, Any] = {
         "expression": program.text,
         "seed": seed,
@@ -594,12 +729,19 @@ def build(
         "vec_convention": "row-major: vec(X) = X.ravel(); J[i, j] = d vec(Y)[i] / d vec(X)[j]",
         "notes": [],
     }
-    _section_inputs_outputs(run, data)
+    json = _JsonBudget()
+    _section_inputs_outputs(run, data, json)
     nodes, ids = _section_graph(run, data)
     _section_rules(run, nodes, ids, data)
-    jacobians = _section_jacobians(run, data)
-    grads = _gradients_of_sum(run)
-    data["gradients"] = {n: _value_json(g) for n, g in grads.items()}
+    grads = _gradients_of_sum(run, log)
+    grads_json = {n: json.take(g) for n, g in grads.items()}  # before the Jacobians take theirs
+    jacobians = _section_jacobians(run, data, json, log)
+    data["gradients"] = grads_json
+    if json.omitted:
+        data["notes"].append(
+            f"{json.omitted} array{'s are' if json.omitted != 1 else ' is'} written as null in "
+            f"the JSON: the report's JSON budget of {json.limit} entries is spent"
+        )
     n_leaf = sum(isinstance(n, AccumulateGrad) for n in nodes)
     data["comparison"] = (
         _compare(
