@@ -16,7 +16,7 @@ from builtins import bool as _bool
 
 import numpy as _np
 
-from . import array_api, autograd, func, nn, optim, viz
+from . import array_api, autograd, func, viz
 from . import tensor as _tensor  # attaches the Tensor methods first
 from .core.grad_mode import (
     enable_grad,
@@ -49,7 +49,6 @@ from .creation import (
     zeros,
 )
 from .devices import backends, cuda, device, get_default_device, set_default_device
-from .explain import explain
 from .ops import linalg
 from .ops.bindings import FUNCTIONS as _FUNCTIONS
 from .ops.composite import *  # noqa: F403 - the composites (composite.__all__)
@@ -85,4 +84,19 @@ def numel(input: Tensor) -> int:  # noqa: A002 - PyTorch's name
 
 __version__ = "0.1.0"
 
-__all__ = [name for name in dir() if not name.startswith("_")]
+
+_LAZY = ("explain", "nn", "optim")
+
+
+def __getattr__(name: str) -> object:
+    # `matgrad.explain`, `matgrad.nn` and `matgrad.optim` are imported on first use (PEP 562):
+    # programs that do not use them do not pay for them at `import matgrad`. The explain
+    # package is callable (`matgrad.explain("C = A @ B")`), so it serves as the function too.
+    if name in _LAZY:
+        import importlib
+
+        return importlib.import_module(f".{name}", __name__)
+    raise AttributeError(f"module 'matgrad' has no attribute {name!r}")
+
+
+__all__ = [name for name in dir() if not name.startswith("_")] + list(_LAZY)

@@ -113,6 +113,14 @@ def _fail(row: dict, line: int, message: str) -> RuleTableError:
     return RuleTableError(f"derivatives.yaml, line {line}, row {row.get('name')!r}: {message}")
 
 
+def _op_name(row: dict, line: int) -> str:
+    """The op name of a row's signature (the whole signature is parsed when the row is)."""
+    match = re.match(r"\s*(\w+)\s*\(", str(row.get("name", "")))
+    if match is None:
+        return _parse_signature(row, line)[0]  # raises naming the row
+    return match.group(1)
+
+
 def _parse_signature(row: dict, line: int) -> tuple:
     text = row.get("name")
     if not isinstance(text, str):
@@ -428,7 +436,11 @@ def _build_rule(ctx: _Context, row: dict, line: int) -> Rule:
     return rule
 
 
-class _LineLoader(yaml.SafeLoader):
+# libyaml's parser where PyYAML has it (about 10x faster at import), else the pure-Python one
+_SafeLoader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
+
+class _LineLoader(_SafeLoader):
     """A YAML loader that records each mapping's line (for messages that point at a row)."""
 
 
@@ -487,7 +499,7 @@ def load_rules(
             raise RuleTableError(f"{filename}: row {row!r} is not a mapping")
         lines.append(line)
     # every row's op name first: a formula may call an op whose row comes later
-    op_names = {_parse_signature(row, line)[0] for row, line in zip(rows, lines, strict=True)}
+    op_names = {_op_name(row, line) for row, line in zip(rows, lines, strict=True)}
     ctx = _Context(helpers, frozenset(op_names | set(namespace_names)), filename)
     rules: dict[str, Rule] = {}
     for row, line in zip(rows, lines, strict=True):

@@ -39,6 +39,8 @@ The package, by job:
 
 from __future__ import annotations
 
+import sys
+import types
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
@@ -121,3 +123,14 @@ def explain(
         program, parse_shapes(shapes), int(seed), dtype, values, compare
     )
     return Report(data, dot_text, jacobians)
+
+
+class _CallableModule(types.ModuleType):
+    """The ``matgrad.explain`` package, callable as :func:`explain` (``matgrad.explain(...)``
+    reads as a function, and the package is what ``import matgrad.explain`` binds)."""
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Report:
+        return explain(*args, **kwargs)
+
+
+sys.modules[__name__].__class__ = _CallableModule
