@@ -1,7 +1,8 @@
 """Named helpers for derivative formulas longer than one line.
 
 Every helper takes ``F`` first: the namespace the formula runs with, either raw arrays
-(:mod:`matgrad._array_fns`) or tensors (:mod:`matgrad._ops`), so a helper written once serves
+(the rows' forwards and :mod:`matgrad.backend`) or tensors (the rows' entry points and
+:mod:`matgrad.ops`), so a helper written once serves
 the fast backward pass and the differentiable one (``create_graph=True``). Helpers use only
 ``F``'s functions and Python operators, never the array library directly.
 

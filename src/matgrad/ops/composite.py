@@ -1,11 +1,11 @@
-"""matgrad's tensor functions: the primitives of ``derivatives.yaml`` and composites of them.
+"""matgrad's tensor functions written over the rows of ``derivatives.yaml``, and composites.
 
-Each primitive normalises its arguments (``dim`` to negative integers, shapes to tuples) and
-calls its :class:`~matgrad._dispatch.Op`. This module is also the namespace ``F`` that rule
-formulas run with when the backward pass must record a graph (``create_graph=True``), so its
-primitive functions have the same names and signatures as those of :mod:`matgrad._array_fns`.
-Composite functions (``flatten``, ``split``, ``softmax``, ...) are written in primitives, so the
-graph shows the primitives.
+A row's public function is written here when its PyTorch signature needs more than the row's
+entry point (``sum``'s ``dtype=``, ``reshape(*shape)``, shape checks of ``mm``); the other rows
+are bound straight to their entry points (:mod:`matgrad.ops.bindings`). Composite functions
+(``flatten``, ``split``, ``softmax``, ...) are written in primitives, so the graph shows the
+primitives. The tensor twins of the helpers formulas call (``zeros_like``, ``mT``, ...) are
+here too: with the rows' entry points they make the tensor formula namespace.
 """
 
 from __future__ import annotations

@@ -598,7 +598,7 @@ def _per_matrix(x: Any) -> Tensor:
 
 
 def linalg_det_vjp(grad: Any, A: Tensor, det: Tensor, LU: Tensor, pivots: Tensor) -> Tensor:
-    """grad * adj(A)^T (see ``_array_fns.linalg_det_vjp``); differentiable when grad, A or
+    """grad * adj(A)^T (see ``backend.lapack.linalg_det_vjp``); differentiable when grad, A or
     det is (then grad det(A) inv(A)^T, or the SVD adjugate at a singular A)."""
     if not _differentiable(grad, A, det):
         return Tensor._wrap(
@@ -611,7 +611,7 @@ def linalg_det_vjp(grad: Any, A: Tensor, det: Tensor, LU: Tensor, pivots: Tensor
 
 
 def linalg_slogdet_vjp(grad: Any, A: Tensor, sign: Tensor, LU: Tensor, pivots: Tensor) -> Tensor:
-    """grad * A^-T, or grad * pinv(A)^T at a singular A (see ``_array_fns``)."""
+    """grad * A^-T, or grad * pinv(A)^T at a singular A (see ``backend.lapack``)."""
     if not _differentiable(grad, A):
         return Tensor._wrap(
             _af.linalg_slogdet_vjp(_raw(grad), _raw(A), _raw(sign), _raw(LU), _raw(pivots))
@@ -635,7 +635,7 @@ def spectral_tolerance(values: Tensor, size: int) -> float:
 
 
 def inverse_gaps(values: Tensor, tol: float, plus: bool, scale: float) -> Tensor:
-    """Differentiable twin of ``_array_fns.inverse_gaps``."""
+    """Differentiable twin of ``backend.lapack.inverse_gaps``."""
     v_j, v_i = _ops.unsqueeze(values, -2), _ops.unsqueeze(values, -1)
     gaps = v_j + v_i if plus else v_j - v_i
     ok = _P.abs(gaps) > tol
@@ -643,7 +643,7 @@ def inverse_gaps(values: Tensor, tol: float, plus: bool, scale: float) -> Tensor
 
 
 def gap_quotient(K: Tensor, values: Tensor, tol: float, plus: bool, scale: float) -> Tensor:
-    """Differentiable twin of ``_array_fns.gap_quotient``."""
+    """Differentiable twin of ``backend.lapack.gap_quotient``."""
     return K * inverse_gaps(values, tol, plus, scale)
 
 
