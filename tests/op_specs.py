@@ -421,3 +421,6 @@ SPECS.update(
         ],
     }
 )
+
+# rows added after the samples above were drawn (appended, so earlier draws stay the same)
+SPECS["erf"] = [S(mg.erf, [randn(2, 3)]), S(lambda x: x.erf(), [randn(4)])]

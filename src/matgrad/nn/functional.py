@@ -10,9 +10,7 @@ from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
-import scipy.special
 
-from ..autograd.function import Function
 from ..core.grad_mode import no_grad
 from ..core.tensor_base import as_tensor
 from ..creation import default_generator
@@ -20,6 +18,7 @@ from ..ops import composite as C
 from ..ops import linalg as _linalg
 from ..ops.bindings import FUNCTIONS as _F
 from ..ops.einsum import einsum
+from ..ops.registry import PRIMITIVES as _P
 from ..tensor import Tensor
 
 exp = _F["exp"]
@@ -93,25 +92,9 @@ def _inplace_result(input: Tensor, out: Tensor, inplace: bool) -> Tensor:
     return input.copy_(out)
 
 
-# -- erf: exact, as a custom Function whose backward is composite ----------------------------
-class _Erf(Function):
-    """erf with SciPy's forward (exact to rounding) and the derivative
-    2/sqrt(pi) exp(-x^2) written in matgrad ops (so it differentiates again)."""
-
-    @staticmethod
-    def forward(ctx: Any, x: Tensor) -> Tensor:
-        ctx.save_for_backward(x)
-        return Tensor._wrap(scipy.special.erf(x._data))
-
-    @staticmethod
-    def backward(ctx: Any, grad: Tensor) -> Tensor:
-        (x,) = ctx.saved_tensors
-        return grad * (2.0 / math.sqrt(math.pi)) * exp(-(x * x))
-
-
 def erf(input: Tensor) -> Tensor:
-    """The error function (differentiable, to any order)."""
-    return _Erf.apply(_t(input))
+    """The error function (the table's ``erf`` row)."""
+    return _P.erf(_t(input))
 
 
 # -- linear layers ---------------------------------------------------------------------------
