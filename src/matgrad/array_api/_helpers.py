@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 
 from ..backend import arrays as _backend
-from ..core.tensor_base import Tensor
+from ..core.tensor_base import Tensor, data_of
 from ..ops import composite as _ops
 from ..ops.bindings import ARRAY_API
 
@@ -50,8 +50,7 @@ def _wrap(arr: Any) -> Tensor:
     return Tensor._wrap(arr)
 
 
-def _raw(x: Any) -> Any:
-    return x._data if isinstance(x, Tensor) else x
+_raw = data_of  # the array behind a tensor
 
 
 def _place(t: Tensor, device: Any) -> Tensor:

@@ -316,6 +316,11 @@ def nested_to_arrays(data: Any) -> Any:
     return data
 
 
+def data_of(x: Any) -> Any:
+    """The array behind a tensor (its graph is not read), or ``x`` itself."""
+    return x._data if isinstance(x, Tensor) else x
+
+
 def as_tensor(data: Any, dtype: Any = None) -> Tensor:
     """``data`` as a tensor: returned as is when already a tensor of that dtype."""
     if isinstance(data, Tensor):

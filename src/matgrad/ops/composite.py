@@ -22,6 +22,7 @@ from ..backend import forward as _forward
 from ..core.apply import normalize_dim as _norm_dim
 from ..core.apply import normalize_dims as _norm_dims
 from ..core.tensor_base import Tensor, as_tensor
+from ..core.tensor_base import data_of as _values
 from .registry import OPS
 from .registry import PRIMITIVES as P
 
@@ -78,11 +79,6 @@ def _shape_arg(shape: tuple) -> tuple[int, ...]:
     if len(shape) == 1 and isinstance(shape[0], list | tuple):
         shape = tuple(shape[0])
     return tuple(int(s) for s in shape)
-
-
-def _values(x: Any) -> Any:
-    """The array behind a tensor (no graph is read), or ``x`` itself."""
-    return x._data if isinstance(x, Tensor) else x
 
 
 def _tensor(x: Any) -> Tensor:

@@ -48,6 +48,7 @@ from ..backend.lapack import (
 )
 from ..core.grad_mode import state
 from ..core.tensor_base import Tensor, as_tensor
+from ..core.tensor_base import data_of as _raw
 from . import composite as _ops
 from .registry import OPS
 from .registry import PRIMITIVES as _P
@@ -562,10 +563,6 @@ def kron(a: Any, b: Any) -> Tensor:
 # the array functions their formulas call. Those read the forward's factorization (LU,
 # pivots) when nothing has to be differentiated, and are differentiable composites otherwise
 # (create_graph=True), so second derivatives come for free.
-
-
-def _raw(x: Any) -> Any:
-    return x._data if isinstance(x, Tensor) else x
 
 
 def _differentiable(*xs: Any) -> bool:
