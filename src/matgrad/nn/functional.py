@@ -316,7 +316,12 @@ def normalize(input: Tensor, p: float = 2.0, dim: int = 1, eps: float = 1e-12) -
 
 
 def cosine_similarity(x1: Tensor, x2: Tensor, dim: int = 1, eps: float = 1e-8) -> Tensor:
-    """``sum(x1/max(||x1||, eps) * x2/max(||x2||, eps))`` along ``dim``."""
+    """``sum(x1/max(||x1||, eps) * x2/max(||x2||, eps))`` along ``dim``, after broadcasting
+    ``x1`` and ``x2`` against each other (as PyTorch does: the norms are of the broadcast
+    inputs)."""
+    x1, x2 = _t(x1), _t(x2)
+    shape = tuple(np.broadcast_shapes(tuple(x1.shape), tuple(x2.shape)))
+    x1, x2 = C.broadcast_to(x1, shape), C.broadcast_to(x2, shape)
     n1 = C.clamp(_linalg.vector_norm(x1, 2, dim, keepdim=True), min=eps)
     n2 = C.clamp(_linalg.vector_norm(x2, 2, dim, keepdim=True), min=eps)
     return C.sum((x1 / n1) * (x2 / n2), dim)
