@@ -58,8 +58,8 @@ _DEVICE_KW = "device='cpu' is not accepted (TypeError): torch.zeros_like(x, devi
 _DIM_OF_0D = (
     "dim=0 or dim=-1 of a 0-d tensor: torch wraps it as a dim of size 1 "
     "(torch.linalg.vector_norm(torch.tensor(-2.), dim=0) == 2, torch.transpose(torch.tensor(2.)"
-    ", 0, 0) == 2); matgrad raises AxisError (vector_norm, norm, transpose, F.normalize, "
-    "F.cosine_similarity)"
+    ", 0, 0) == 2); matgrad's reductions take it (the table's `Dims` attributes), transpose "
+    "still raises AxisError"
 )
 _ZERO_BATCH = (
     "a zero-size batch (A of shape (0, n, n)): scipy's solve_triangular raises ValueError "
@@ -103,10 +103,6 @@ KNOWN_DIFFERENCES: dict[str | tuple[str, tuple[int, ...]], str] = {
         "tensor; matgrad raises IndexError (dim 1 out of range for the 1-d tensor)"
     ),
     ("transpose", (4,)): _DIM_OF_0D,
-    ("norm", (19, 20, 22, 34, 35)): _DIM_OF_0D,
-    ("linalg.vector_norm", (16, 24)): _DIM_OF_0D,
-    ("nn.functional.normalize", (5,)): _DIM_OF_0D,
-    ("nn.functional.cosine_similarity", (3,)): _DIM_OF_0D,
     "nn.functional.pad.reflect": _PAD_MODES,
     "nn.functional.pad.replicate": _PAD_MODES,
     "nn.functional.pad.replicate_negative": _PAD_MODES,

@@ -55,9 +55,13 @@ def normalize_dim(op: str, dim: int, ndim: int) -> int:
 
 
 def normalize_dims(op: str, dim: Any, ndim: int) -> tuple[int, ...]:
-    """None -> every axis; an int or a sequence -> a sorted tuple of negative axes."""
+    """None -> every axis; an int or a sequence -> a sorted tuple of negative axes. A 0-d
+    tensor takes 0 and -1 as PyTorch does (once each), which name no axis: ``()``."""
     if dim is None:
         return tuple(range(-ndim, 0))
+    if ndim == 0:
+        normalize_dims(op, dim, 1)  # validates
+        return ()
     dims = (dim,) if isinstance(dim, int | np.integer) else tuple(dim)
     out = tuple(sorted({normalize_dim(op, d, ndim) for d in dims}))
     if len(out) != len(dims):

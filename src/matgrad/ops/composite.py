@@ -249,15 +249,6 @@ def eye_like(input: Tensor, n: int) -> Tensor:
 
 
 # -- reductions --------------------------------------------------------------------------------
-def _dims_arg(op: str, dim: Dims, ndim: int) -> Dims:
-    """``dim`` for a reduction over ``dim``: on a 0-d tensor PyTorch accepts 0 and -1 (and
-    sequences of them), which reduce nothing: ``()``. Other tensors: ``dim`` as given."""
-    if ndim == 0 and dim is not None:
-        _norm_dims(op, dim, 1)  # validates: 0 and -1 only, each once
-        return ()
-    return dim
-
-
 def _one_dim_0d(op: str, input: Tensor, dim: int) -> Tensor:
     """A 0-d ``input`` as shape (1,) (checking that ``dim`` is 0 or -1), for ops along one
     axis that PyTorch runs on 0-d tensors as on one element (``cumsum``, ``softmax``, ...)."""
@@ -270,14 +261,14 @@ def sum(input: Tensor, dim: Dims = None, keepdim: bool = False, dtype: Any = Non
     input = _tensor(input)
     if dtype is not None:
         input = to_dtype(input, dtype)
-    return OPS["sum"](input, _dims_arg("sum", dim, input.ndim), bool(keepdim))
+    return OPS["sum"](input, dim, bool(keepdim))
 
 
 def mean(input: Tensor, dim: Dims = None, keepdim: bool = False) -> Tensor:
     input = _tensor(input)
     if input.dtype.kind not in "fc":
         raise RuntimeError(f"mean: input dtype should be floating point, got {input.dtype}")
-    return OPS["mean"](input, _dims_arg("mean", dim, input.ndim), bool(keepdim))
+    return OPS["mean"](input, dim, bool(keepdim))
 
 
 def prod(input: Tensor, dim: int | None = None, keepdim: bool = False) -> Tensor:
@@ -300,12 +291,12 @@ def amax(input: Tensor, dim: Dims = None, keepdim: bool = False) -> Tensor:
     """The largest value over ``dim`` (None or ``()``: all axes); ties share the gradient
     evenly (PyTorch's amax)."""
     input = _tensor(input)
-    return OPS["amax"](input, _dims_arg("amax", _all_dims(dim), input.ndim), bool(keepdim))
+    return OPS["amax"](input, _all_dims(dim), bool(keepdim))
 
 
 def amin(input: Tensor, dim: Dims = None, keepdim: bool = False) -> Tensor:
     input = _tensor(input)
-    return OPS["amin"](input, _dims_arg("amin", _all_dims(dim), input.ndim), bool(keepdim))
+    return OPS["amin"](input, _all_dims(dim), bool(keepdim))
 
 
 MinMax = namedtuple("MinMax", ["values", "indices"])
@@ -387,7 +378,7 @@ def var(
     ``var(x, dim, correction=c, keepdim=k)``)."""
     input = _tensor(input)
     dim, correction, keepdim = _correction("var", dim, unbiased, keepdim, correction)
-    dim = _dims_arg("var", dim, input.ndim)
+    dim = dim
     centered = input - mean(input, dim, keepdim=True)
     n = math.prod(input.shape[d] for d in _norm_dims("var", dim, input.ndim))
     return sum(centered * centered, dim, keepdim) / builtins.max(n - correction, 0)
@@ -419,7 +410,7 @@ def logsumexp(input: Tensor, dim: Dims = None, keepdim: bool = False) -> Tensor:
     """P.log(sum(P.exp(x))) computed stably (shifted by the detached maximum); -inf over an
     empty axis."""
     input = _tensor(input)
-    dim = _dims_arg("logsumexp", dim, input.ndim)
+    dim = dim
     if _empty_along(input, _norm_dims("logsumexp", dim, input.ndim)):
         return sum(input, dim, keepdim) + -math.inf  # the gradient: zero-size, like the input
     shift = P.amax(input, dim, keepdim=True).detach()
