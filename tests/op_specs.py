@@ -424,3 +424,11 @@ SPECS.update(
 
 # rows added after the samples above were drawn (appended, so earlier draws stay the same)
 SPECS["erf"] = [S(mg.erf, [randn(2, 3)]), S(lambda x: x.erf(), [randn(4)])]
+
+# ---- samples for the indexing, sorting and reductions rows ----
+
+# ---- samples for the special-function rows ----
+
+# ---- samples for the fft rows ----
+
+# ---- samples for the complex rows ----

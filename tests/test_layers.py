@@ -39,9 +39,9 @@ LAYERS: list[tuple[str, list[str]]] = [
     ("core", ["matgrad.core"]),  # tensor record, grad mode, graph, nodes, table, apply, engine
     ("ops", ["matgrad.formulas", "matgrad.ops"]),  # the rule table's ops, bindings, composites
     ("array_api", ["matgrad.array_api"]),
-    ("tensor", ["matgrad.tensor", "matgrad.creation", "matgrad.devices"]),
+    ("tensor", ["matgrad.tensor", "matgrad.creation", "matgrad.devices", "matgrad.serialization"]),
     ("autograd", ["matgrad.autograd"]),
-    ("nn", ["matgrad.nn", "matgrad.optim"]),  # modules, losses, init, optimizers, schedulers
+    ("nn", ["matgrad.nn", "matgrad.optim", "matgrad.utils"]),  # layers, optim, data, checkpoint
     ("transforms", ["matgrad.func", "matgrad.structure", "matgrad.viz"]),
     ("explain", ["matgrad.explain"]),
     ("cli", ["matgrad.cli"]),

@@ -54,6 +54,7 @@ from .ops.bindings import FUNCTIONS as _FUNCTIONS
 from .ops.composite import *  # noqa: F403 - the composites (composite.__all__)
 from .ops.einsum import einsum
 from .ops.linalg import tensor_norm as norm
+from .serialization import load, save
 from .tensor import Tensor
 
 float32 = _np.dtype("float32")
@@ -85,7 +86,7 @@ def numel(input: Tensor) -> int:  # noqa: A002 - PyTorch's name
 __version__ = "0.1.0"
 
 
-_LAZY = ("explain", "nn", "optim")
+_LAZY = ("explain", "nn", "optim", "utils")
 
 
 def __getattr__(name: str) -> object:

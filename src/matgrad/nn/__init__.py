@@ -3,7 +3,9 @@
 any order come from the table."""
 
 from . import functional, init, utils
+from .attention import *  # noqa: F403
 from .containers import ModuleDict, ModuleList, ParameterDict, ParameterList, Sequential
+from .conv import *  # noqa: F403
 from .layers import (
     ELU,
     GELU,
@@ -40,6 +42,7 @@ from .loss import (
 )
 from .module import Module
 from .parameter import Parameter
+from .recurrent import *  # noqa: F403
 
 __all__ = [
     "BCELoss",
@@ -83,3 +86,4 @@ __all__ = [
     "init",
     "utils",
 ]
+__all__ += attention.__all__ + conv.__all__ + recurrent.__all__  # noqa: F405

@@ -618,3 +618,8 @@ def kl_div(
             return C.sum(loss)
         return C.sum(loss) / input.shape[0]
     return _reduce(loss, reduction)
+
+
+# the spatial and attention functions live in modules of their own
+from .functional_attention import *  # noqa: E402, F403
+from .functional_conv import *  # noqa: E402, F403

@@ -1,0 +1,5 @@
+"""Convolution, pooling and spatial normalization layers."""
+
+from __future__ import annotations
+
+__all__: list[str] = []
