@@ -432,3 +432,123 @@ SPECS["erf"] = [S(mg.erf, [randn(2, 3)]), S(lambda x: x.erf(), [randn(4)])]
 # ---- samples for the fft rows ----
 
 # ---- samples for the complex rows ----
+# Real inputs and real outputs with complex values in between: complex(a, b) and view_as_real
+# are bijections between R^2n and C^n, so the generic real tests (finite differences, second
+# order, batching, float32) check each complex rule as the real map it is. Complex inputs
+# themselves (gradcheck's real and imaginary perturbations) are tested in tests/test_complex.py.
+
+
+def _z(a, b):
+    return mg.complex(a, b)
+
+
+def _r(w):
+    return mg.view_as_real(w)
+
+
+def _herm(a, b):
+    z = _z(a, b)
+    return (z + z.mH) * 0.5
+
+
+def _eig_abs(v):
+    """|V|: the eigenvectors' phases are arbitrary, their moduli are not."""
+    return v.abs()
+
+
+_CX = {
+    "real": [S(lambda a, b: mg.real(_z(a, b) * _z(b, a)), [randn(3), randn(3)])],
+    "imag": [S(lambda a, b: mg.imag(_z(a, b) * _z(b, a)) + _z(a, b).imag, [randn(2, 3), randn(3)])],
+    "conj": [S(lambda a, b: _r(mg.conj(_z(a, b)) * _z(b, a)), [randn(3), randn(3)])],
+    "angle": [
+        S(lambda a, b: mg.angle(_z(a, b)), [randn(2, 3), randn(2, 3)]),
+        S(lambda a: mg.angle(a) * a, [distinct(4)], note="real input: 0 or pi"),
+    ],
+    "view_as_real": [S(lambda a, b: _r(_z(a, b) * _z(a, b)), [randn(2, 2), randn(2, 2)])],
+    "view_as_complex": [S(lambda x: _r(mg.view_as_complex(x) ** 2), [randn(3, 2)])],
+    "complex": [S(lambda a, b: _r(_z(a, b)), [randn(3, 2), randn(2)], note="broadcast")],
+    "polar": [S(lambda r, t: _r(mg.polar(r, t)), [positive(3), randn(3)])],
+    "linalg_eig": [
+        S(lambda a: _r(la.eigvals(a)), [randn(3, 3)], note="real A: complex pairs"),
+        S(lambda a, b: _r(la.eigvals(_z(a, b))), [randn(3, 3), randn(3, 3)]),
+        S(lambda a, b: _eig_abs(la.eig(_z(a, b))[1]), [randn(3, 3), randn(3, 3)]),
+        S(lambda a: _eig_abs(la.eig(a)[1]), [randn(2, 3, 3)], note="batched"),
+    ],
+}
+SPECS.update(_CX)
+
+# the complex cases of existing rows (the conjugations in their rules)
+for _op, _sample in [
+    ("mul", S(lambda a, b, c: _r(_z(a, b) * _z(b, c)), [randn(3, 2), randn(3, 2), randn(2)])),
+    ("mul", S(lambda a, b, c: _r(a * _z(b, c)), [randn(3, 2), randn(2), randn(2)], note="real")),
+    ("div", S(lambda a, b, c: _r(_z(a, b) / _z(c, b)), [randn(3), randn(3), positive(3)])),
+    ("reciprocal", S(lambda a, b: _r(1.0 / _z(a, b)), [positive(3), randn(3)])),
+    ("pow", S(lambda a, b: _r(_z(a, b) ** 3), [randn(3), randn(3)])),
+    ("pow", S(lambda a, b, c: _r(_z(a, b) ** _z(c, b)), [positive(3), randn(3), randn(3)])),
+    ("exp", S(lambda a, b: _r(mg.exp(_z(a, b))), [randn(3), randn(3)])),
+    ("log", S(lambda a, b: _r(mg.log(_z(a, b))), [positive(3), randn(3)])),
+    ("sqrt", S(lambda a, b: _r(mg.sqrt(_z(a, b))), [positive(3), randn(3)])),
+    ("sin", S(lambda a, b: _r(mg.sin(_z(a, b))), [randn(3), randn(3)])),
+    ("cos", S(lambda a, b: _r(mg.cos(_z(a, b))), [randn(3), randn(3)])),
+    ("tanh", S(lambda a, b: _r(mg.tanh(_z(a, b))), [randn(3), 0.5 * randn(3)])),
+    ("sigmoid", S(lambda a, b: _r(mg.sigmoid(_z(a, b))), [randn(3), 0.5 * randn(3)])),
+    ("asin", S(lambda a, b: _r(mg.asin(_z(a, b))), [0.5 * randn(3), 0.5 * randn(3)])),
+    ("acosh", S(lambda a, b: _r(mg.acosh(_z(a, b))), [randn(4), randn(4)])),
+    ("square", S(lambda a, b: _r(mg.square(_z(a, b))), [randn(3), randn(3)])),
+    ("abs", S(lambda a, b: mg.abs(_z(a, b)), [randn(2, 3), randn(2, 3)])),
+    ("sum", S(lambda a, b: _r(_z(a, b).sum(0)), [randn(3, 2), randn(3, 2)])),
+    ("prod", S(lambda a, b: _r(_z(a, b).prod(0)), [randn(3, 2), randn(3, 2)])),
+    ("cumprod", S(lambda a, b: _r(mg.cumprod(_z(a, b), -1)), [randn(2, 3), randn(2, 3)])),
+    ("to_dtype", S(lambda a: _r(a.to(mg.complex128) * (1 + 2j)), [randn(3)])),
+    ("mm", S(lambda a, b, c: _r(_z(a, b) @ _z(c, c)), [randn(3, 2), randn(3, 2), randn(2, 2)])),
+    ("matmul", S(lambda a, b, c: _r(_z(a, b) @ c), [randn(2, 3, 2), randn(2, 3, 2), randn(2, 2)])),
+    ("mv", S(lambda a, b, c: _r(_z(a, b) @ _z(c, c)), [randn(3, 2), randn(3, 2), randn(2)])),
+    ("dot", S(lambda a, b, c: _r(_z(a, b) @ _z(c, a)), [randn(3), randn(3), randn(3)])),
+    ("dot", S(lambda a, b, c: _r(mg.vdot(_z(a, b), _z(c, a))), [randn(3), randn(3), randn(3)])),
+    ("outer", S(lambda a, b, c: _r(mg.outer(_z(a, b), _z(c, c))), [randn(3), randn(3), randn(2)])),
+    (
+        "linalg_inv",
+        S(lambda a, b: _r(la.inv(_z(a, b))), [well_conditioned(3, 3), 0.3 * randn(3, 3)]),
+    ),
+    (
+        "linalg_det",
+        S(lambda a, b: _r(la.det(_z(a, b))), [well_conditioned(2, 3, 3), 0.3 * randn(3, 3)]),
+    ),
+    (
+        "linalg_slogdet",
+        S(
+            lambda a, b: (lambda s: (_r(s[0]), s[1]))(la.slogdet(_z(a, b))),
+            [well_conditioned(3, 3), 0.3 * randn(3, 3)],
+        ),
+    ),
+    (
+        "linalg_solve",
+        S(
+            lambda a, b, c: _r(la.solve(_z(a, b), _z(c, c))),
+            [well_conditioned(3, 3), 0.3 * randn(3, 3), randn(3, 2)],
+        ),
+    ),
+    (
+        "linalg_eigh",
+        S(
+            lambda a, b: (lambda LQ: (LQ[0], _r(LQ[1][..., :1] @ LQ[1][..., :1].mH)))(
+                la.eigh(_herm(a, b))
+            ),
+            [randn(3, 3), randn(3, 3)],
+            note="Hermitian: the eigenvalues and a projector (phase-free)",
+        ),
+    ),
+    (
+        "linalg_svd",
+        S(
+            lambda a, b: (lambda r: (r[1], _r(r[0] @ r[2])))(la.svd(_z(a, b), full_matrices=False)),
+            [randn(3, 2), randn(3, 2)],
+            note="the singular values and the polar factor U Vh (phase-free)",
+        ),
+    ),
+    (
+        "linalg_vector_norm",
+        S(lambda a, b: la.vector_norm(_z(a, b), dim=-1), [randn(2, 3), randn(3)]),
+    ),
+]:
+    SPECS[_op].append(_sample)

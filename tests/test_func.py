@@ -269,9 +269,10 @@ def test_hessian_transform_matches_finite_differences():
     np.testing.assert_allclose(Hxy[1][1].numpy(), np.zeros((2, 2)))
 
 
-def test_forward_over_forward_is_refused():
-    with pytest.raises(NotImplementedError, match="forward-over-forward"):
-        mf.jacfwd(mf.jacfwd(poly))(X)
+def test_forward_over_forward_gives_the_hessian():
+    # nested dual levels (tests/test_forward_levels.py has more)
+    H = mf.jacfwd(mf.jacfwd(poly))(X)
+    np.testing.assert_allclose(H.numpy(), poly_hessian(X), rtol=1e-10, atol=1e-12)
 
 
 # -- every sample of the rule table: Hessians by every nesting -----------------------------------

@@ -292,12 +292,15 @@ def test_results_own_their_memory(strategy):
         J.numpy()[0, 0] = 7.0  # must not change the next call's result
 
 
-def test_forward_over_forward_is_refused():
-    x = t(np.ones(2))
-    with mg.autograd.forward_ad.dual_level():
-        dual = mg.autograd.forward_ad.make_dual(x, t(np.ones(2)))
-        with pytest.raises(NotImplementedError, match="forward-over-forward"):
-            F.jvp(lambda v: v * 2.0, dual, t(np.ones(2)))
+def test_jvp_inside_a_dual_level_is_forward_over_forward():
+    # d/ds [J(x + s u) v] for f = v**3: the inner jvp is 3 x^2 v, its outer tangent 6 x u v
+    x, u, v = np.array([1.0, 2.0]), np.array([0.5, -1.0]), np.array([2.0, 3.0])
+    fwad = mg.autograd.forward_ad
+    with fwad.dual_level():
+        dual = fwad.make_dual(t(x), t(u))
+        _, jv = F.jvp(lambda a: a**3, dual, t(v), create_graph=True)
+        np.testing.assert_allclose(fwad.unpack_dual(jv).primal.numpy(), 3 * x**2 * v)
+        np.testing.assert_allclose(fwad.unpack_dual(jv).tangent.numpy(), 6 * x * u * v)
 
 
 def test_numpy_inputs_are_accepted():

@@ -35,7 +35,8 @@ SRC = Path(__file__).resolve().parents[1] / "src"
 
 # lowest first; a prefix covers the module itself and every module below it
 LAYERS: list[tuple[str, list[str]]] = [
-    ("backend", ["matgrad.backend"]),  # array libraries, forward functions on raw arrays, LAPACK
+    # array libraries, forward functions on raw arrays, LAPACK; pytrees (func, functional)
+    ("backend", ["matgrad.backend", "matgrad._pytree"]),
     ("core", ["matgrad.core"]),  # tensor record, grad mode, graph, nodes, table, apply, engine
     ("ops", ["matgrad.formulas", "matgrad.ops"]),  # the rule table's ops, bindings, composites
     ("array_api", ["matgrad.array_api"]),

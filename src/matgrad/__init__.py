@@ -28,6 +28,7 @@ from .core.grad_mode import (
 )
 from .core.tensor_base import Size, as_tensor, get_default_dtype, set_default_dtype
 from .creation import (
+    Generator,
     arange,
     asarray,
     compute,
@@ -49,6 +50,7 @@ from .creation import (
     zeros,
 )
 from .devices import backends, cuda, device, get_default_device, set_default_device
+from .func import vmap  # torch.vmap
 from .ops import linalg
 from .ops.bindings import FUNCTIONS as _FUNCTIONS
 from .ops.composite import *  # noqa: F403 - the composites (composite.__all__)
@@ -67,6 +69,10 @@ bool = _np.dtype("bool")  # noqa: A001 - PyTorch's name
 float = float32  # noqa: A001 - torch.float is float32
 double = float64
 long = int64
+complex64 = _np.dtype("complex64")
+complex128 = _np.dtype("complex128")
+cfloat = complex64  # PyTorch's names
+cdouble = complex128
 
 
 globals().update(_FUNCTIONS)  # the table's top-level functions (`variants: [function]`)

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import functools
+import json
 from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
 
+from .backend import arrays as _backend
 from .core.tensor_base import Tensor, get_default_dtype
 from .devices import _DEFAULT, backend_for
 
@@ -27,6 +29,68 @@ def manual_seed(seed: int) -> np.random.Generator:
 
 def default_generator() -> np.random.Generator:
     return _rng[0]
+
+
+class Generator:
+    """A random number generator of its own, as ``torch.Generator``: pass it as
+    ``generator=`` to ``rand``/``randn``/``randint``, ``DataLoader``, ``random_split`` and the
+    samplers. It is NumPy's PCG64, so the numbers differ from PyTorch's (Mersenne Twister) for
+    the same seed. A new one starts from PyTorch's default seed, 67280421310721."""
+
+    def __init__(self, device: Any = "cpu") -> None:
+        if str(device) != "cpu":
+            raise RuntimeError(f"matgrad.Generator: only CPU generators exist, got {device!r}")
+        self.device = device
+        self.manual_seed(67280421310721)
+
+    def manual_seed(self, seed: int) -> Generator:
+        """Reseed (any seed in [-2**63, 2**64), a negative one modulo 2**64); returns self."""
+        seed = int(seed)
+        if not -(2**63) <= seed < 2**64:
+            raise ValueError(
+                f"Generator.manual_seed: the seed must be in [-2**63, 2**64), got {seed}"
+            )
+        self._seed = seed % 2**64
+        self._numpy = np.random.default_rng(self._seed)
+        return self
+
+    def seed(self) -> int:
+        """Reseed from fresh OS entropy; returns the new seed."""
+        self.manual_seed(int(np.random.SeedSequence().generate_state(1, np.uint64)[0]))
+        return self._seed
+
+    def initial_seed(self) -> int:
+        return self._seed
+
+    def get_state(self) -> Tensor:
+        """The state as a uint8 tensor (the bit generator's state as JSON, not PyTorch's
+        layout); ``set_state`` takes it back."""
+        text = json.dumps(self._numpy.bit_generator.state)
+        return Tensor._wrap(np.frombuffer(text.encode(), dtype=np.uint8).copy())
+
+    def set_state(self, new_state: Tensor) -> Generator:
+        data = new_state._data if isinstance(new_state, Tensor) else np.asarray(new_state)
+        try:
+            state = json.loads(np.asarray(data, dtype=np.uint8).tobytes().decode())
+            self._numpy.bit_generator.state = state
+        except (ValueError, TypeError, KeyError) as e:
+            raise RuntimeError(f"Generator.set_state: not a state from get_state(): {e}") from e
+        return self
+
+
+def _numpy_rng(generator: Any) -> np.random.Generator:
+    """The NumPy generator behind ``generator=`` (a matgrad or NumPy generator, or None for
+    the global one that ``manual_seed`` seeds)."""
+    if generator is None:
+        return _rng[0]
+    if isinstance(generator, Generator):
+        return generator._numpy
+    if isinstance(generator, np.random.Generator):
+        return generator
+    raise TypeError(
+        f"generator must be a matgrad.Generator or numpy.random.Generator, got "
+        f"{type(generator).__name__}"
+    )
 
 
 def _on_device(make: Any) -> Any:
@@ -59,10 +123,20 @@ def _float_dtype(dtype: Any) -> np.dtype:
 
 @_on_device
 def tensor(data: Any, dtype: Any = None, requires_grad: bool = False) -> Tensor:
-    """A new tensor holding a copy of ``data`` (nested lists, a NumPy array, a number).
-    Python floats become the default float dtype (float64)."""
+    """A new leaf tensor holding a copy of ``data`` (nested lists, a NumPy, Dask or CuPy array,
+    a number, a tensor), as ``torch.tensor``. Python floats become the default float dtype
+    (float64); arrays keep theirs.
+
+    The copy stays in ``data``'s library: a Dask array stays lazy (its copy is a new Dask array
+    over the same task graph, computing nothing; Dask arrays are immutable, so it behaves as a
+    copy, and an in-place change of either does not show in the other), a CuPy array is copied
+    on its GPU. ``device=`` moves it explicitly ('cpu' keeps Dask data lazy: Dask is a CPU
+    library)."""
     if isinstance(data, Tensor):
         data = data._data
+    if not isinstance(data, np.ndarray | np.generic) and _backend.is_array(data):
+        arr = data.copy()  # lazy for Dask, on the device for CuPy
+        return Tensor(arr, dtype=dtype, requires_grad=requires_grad)
     arr = np.array(Tensor(data, dtype=dtype)._data, copy=True)
     return Tensor(arr, requires_grad=requires_grad)
 
@@ -138,10 +212,10 @@ def rand(
     *size: Any,
     dtype: Any = None,
     requires_grad: bool = False,
-    generator: np.random.Generator | None = None,
+    generator: Generator | np.random.Generator | None = None,
 ) -> Tensor:
     """Uniform samples on [0, 1)."""
-    rng = generator or _rng[0]
+    rng = _numpy_rng(generator)
     arr = rng.random(_size(size)).astype(_float_dtype(dtype), copy=False)
     return Tensor(arr, requires_grad=requires_grad)
 
@@ -151,11 +225,17 @@ def randn(
     *size: Any,
     dtype: Any = None,
     requires_grad: bool = False,
-    generator: np.random.Generator | None = None,
+    generator: Generator | np.random.Generator | None = None,
 ) -> Tensor:
-    """Standard normal samples."""
-    rng = generator or _rng[0]
-    arr = rng.standard_normal(_size(size)).astype(_float_dtype(dtype), copy=False)
+    """Standard normal samples; for a complex dtype, real and imaginary parts each of variance
+    1/2 (PyTorch's convention: E|z|^2 = 1)."""
+    rng = _numpy_rng(generator)
+    dt = _float_dtype(dtype)
+    if dt.kind == "c":
+        parts = rng.standard_normal(_size(size) + (2,)) * np.sqrt(0.5)
+        arr = (parts[..., 0] + 1j * parts[..., 1]).astype(dt, copy=False)
+        return Tensor(arr, requires_grad=requires_grad)
+    arr = rng.standard_normal(_size(size)).astype(dt, copy=False)
     return Tensor(arr, requires_grad=requires_grad)
 
 
@@ -165,9 +245,9 @@ def randint(
     high: int | None = None,
     size: Sequence[int] = (),
     dtype: Any = None,
-    generator: np.random.Generator | None = None,
+    generator: Generator | np.random.Generator | None = None,
 ) -> Tensor:
-    rng = generator or _rng[0]
+    rng = _numpy_rng(generator)
     if high is None:
         low, high = 0, low
     return Tensor(rng.integers(low, high, size=tuple(size), dtype=dtype or np.int64))
@@ -196,27 +276,66 @@ def empty_like(input: Any, dtype: Any = None, requires_grad: bool = False) -> Te
     return Tensor(np.zeros(shape, dtype=dt), requires_grad=requires_grad)
 
 
-def asarray(obj: Any, dtype: Any = None, requires_grad: bool = False) -> Tensor:
+def asarray(
+    obj: Any,
+    dtype: Any = None,
+    requires_grad: bool = False,
+    *,
+    device: Any = None,
+    copy: bool | None = None,
+) -> Tensor:
     """A tensor over ``obj`` that keeps its array library: a Dask array stays lazy and
-    chunked, a CuPy array stays on its GPU, NumPy arrays are shared, not copied."""
+    chunked, a CuPy array stays on its GPU, NumPy arrays are shared, not copied. As
+    ``torch.asarray``: ``copy=True`` copies (lazily for Dask), ``copy=False`` refuses a dtype
+    change that would need one, ``device=`` moves the data explicitly."""
     if isinstance(obj, Tensor):
         out = obj if dtype is None else obj.to(dtype)
+        converted = out is not obj
     else:
         out = Tensor(obj, dtype=dtype)
+        converted = out._data is not obj and not isinstance(obj, list | tuple | int | float)
+    if copy is False and converted:
+        raise ValueError(
+            f"asarray: copy=False, but {type(obj).__name__} of dtype "
+            f"{getattr(obj, 'dtype', '?')} needs a copy to become {out.dtype}"
+        )
+    if copy and not converted:
+        out = Tensor._wrap(out._data.copy())
+    if device is not None:
+        target = backend_for(device)
+        if target == "numpy" and out.backend == "dask":
+            pass  # Dask is on the CPU: it stays lazy
+        elif target != out.backend:
+            out = out.to(target)
     if requires_grad:
         out.requires_grad_()
     return out
 
 
 def compute(*tensors: Tensor) -> tuple[Tensor, ...]:
-    """Compute several (Dask-backed) tensors in one pass over their task graphs, so work they
-    share runs once; returns NumPy-backed tensors without graphs, in order."""
-    lazy = [i for i, t in enumerate(tensors) if t.backend == "dask"]
+    """Compute several (Dask-backed) tensors in one ``dask.compute`` call, so the work their
+    task graphs share (reading the data, the forward pass a gradient needs) runs once; returns
+    NumPy-backed tensors without graphs, in order (other tensors come back detached).
+
+    The lazy gradient of a NumPy leaf (``w.grad`` after a backward pass through Dask data, as
+    in ``loss = ((X_dask @ w_numpy - y) ** 2).mean()``) is computed in place: after
+    ``matgrad.compute(loss, w.grad)``, ``w.grad`` itself holds the NumPy values, where the
+    parameter lives, ready for an optimizer step (and is the tensor returned for it)."""
+    for t in tensors:
+        if not isinstance(t, Tensor):
+            raise TypeError(f"compute: expected tensors, got {type(t).__name__}")
+    lazy = [i for i, t in enumerate(tensors) if _backend.backend_of(t._data) == "dask"]
     results = [t.detach() for t in tensors]
     if lazy:
         import dask
 
         values = dask.compute(*(tensors[i]._data for i in lazy))
         for i, value in zip(lazy, values, strict=True):
-            results[i] = Tensor._wrap(np.asarray(value))
+            t = tensors[i]
+            value = np.asarray(value)
+            if t.__dict__.pop("_lazy_leaf_grad", False):
+                t._data = value  # the same values, now in memory: no version change
+                results[i] = t
+            else:
+                results[i] = Tensor._wrap(value)
     return tuple(results)

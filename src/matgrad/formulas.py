@@ -8,6 +8,12 @@ the fast backward pass and the differentiable one (``create_graph=True``). Helpe
 
 ``dim`` arguments are negative (counted from the last axis), so helpers keep working when a
 cotangent carries extra leading batch axes.
+
+Complex values follow PyTorch's convention (torch docs, notes/autograd.rst, "Autograd for
+Complex Numbers"): the gradient of a real loss L at z = x + iy is dL/dx + i dL/dy, and a VJP
+takes an output gradient g to g conj(dw/dz) + conj(g) dw/dz-bar (``grad * conj(f'(z))`` for a
+holomorphic f); JVPs are holomorphic (no conj). ``conj`` and ``mH`` are the identity and the
+transpose on real values, so the formulas of real ops pay nothing for it.
 """
 
 from __future__ import annotations
@@ -16,6 +22,60 @@ import math
 from typing import Any
 
 T = Any  # an array or a tensor, depending on F
+
+
+def _is_complex(x: Any) -> bool:
+    return isinstance(x, complex) or getattr(getattr(x, "dtype", None), "kind", None) == "c"
+
+
+def conj(F: Any, x: T) -> T:
+    """The complex conjugate; ``x`` itself when it is real (no copy)."""
+    if isinstance(x, complex):
+        return x.conjugate()
+    return F.conj(x) if _is_complex(x) else x
+
+
+def mH(F: Any, x: T) -> T:  # noqa: N802 - PyTorch's name
+    """The conjugate transpose of the last two axes (the transpose for real values)."""
+    return conj(F, F.mT(x))
+
+
+def real_part(F: Any, x: T) -> T:
+    """Re x; ``x`` itself when it is real (a real output's tangent or gradient)."""
+    return F.real(x) if _is_complex(x) else x
+
+
+def sgn(F: Any, x: T) -> T:
+    """sign(x) for real x, z/|z| (0 at 0) for complex z: the gradient direction of |z|."""
+    if not _is_complex(x):
+        return F.sign(x)
+    a = F.abs(x)
+    zero = a == 0
+    return F.where(zero, 0.0, x / F.where(zero, 1.0, a))
+
+
+def angle_backward(F: Any, grad: T, x: T) -> T:
+    """d angle(z) = Im(conj(z) dz) / |z|^2: the gradient g i z / |z|^2 (0 at 0, PyTorch's
+    angle_backward); 0 for real x (angle is piecewise constant there)."""
+    if not _is_complex(x):
+        return grad * 0.0
+    a = F.abs(x)
+    zero = a == 0
+    safe = F.where(zero, 1.0, a)
+    return F.where(zero, 0.0, grad * (x * 1j) / (safe * safe))
+
+
+def pairs_to_complex(F: Any, x: T) -> T:
+    """x[..., 0] + i x[..., 1] (the adjoint of view_as_real, for any strides)."""
+    return F.complex(F.getitem(x, (Ellipsis, 0)), F.getitem(x, (Ellipsis, 1)))
+
+
+def cast_gradient(F: Any, grad: T, dtype: Any) -> T:
+    """The gradient of a dtype conversion, in the input's dtype: the real part for a real
+    input converted to complex (PyTorch's handle_r_to_c)."""
+    if dtype is not None and getattr(dtype, "kind", None) != "c" and _is_complex(grad):
+        grad = F.real(grad)
+    return F.to_dtype(grad, dtype)
 
 
 def zeros_of(F: Any, x: T) -> T:
@@ -27,21 +87,27 @@ def negated(F: Any, values: tuple[int, ...]) -> tuple[int, ...]:
 
 
 # -- elementwise -------------------------------------------------------------------------------
-def pow_self_grad(F: Any, grad: T, self: T, exponent: Any) -> T:
-    """d(x**p)/dx = p x**(p-1), taken as 0 where p == 0 (so 0**0 does not give 0 * inf)."""
-    if isinstance(exponent, int | float):
+def pow_self_grad(F: Any, grad: T, self: T, exponent: Any, conjugate: bool = True) -> T:
+    """grad * conj(d(x**p)/dx), d(x**p)/dx = p x**(p-1), taken as 0 where p == 0 (so 0**0
+    does not give 0 * inf); without ``conjugate`` (the JVP) the derivative itself."""
+    c = (lambda v: conj(F, v)) if conjugate else (lambda v: v)
+    if isinstance(exponent, int | float | complex):
         if exponent == 0:
             return grad * 0.0
         if exponent == 2:  # the common square: skip the power
-            return grad * (2.0 * self)
-        return grad * (exponent * self ** (exponent - 1))
-    return F.where(exponent == 0, 0.0, grad * (exponent * self ** (exponent - 1)))
+            return grad * c(2.0 * self)
+        return grad * c(exponent * self ** (exponent - 1))
+    return F.where(exponent == 0, 0.0, grad * c(exponent * self ** (exponent - 1)))
 
 
-def pow_exponent_grad(F: Any, grad: T, self: T, exponent: T, result: T) -> T:
-    """d(x**p)/dp = x**p log x, taken as 0 where x == 0 (the limit for p > 0)."""
+def pow_exponent_grad(
+    F: Any, grad: T, self: T, exponent: T, result: T, conjugate: bool = True
+) -> T:
+    """grad * conj(d(x**p)/dp), d(x**p)/dp = x**p log x, taken as 0 where x == 0 (the limit
+    for p > 0); without ``conjugate`` (the JVP) the derivative itself."""
     safe = F.where(self == 0, 1.0, self)
-    return F.where(self == 0, 0.0, grad * result * F.log(safe))
+    d = result * F.log(safe)
+    return F.where(self == 0, 0.0, grad * (conj(F, d) if conjugate else d))
 
 
 def max_pick(F: Any, grad: T, a: T, b: T) -> T:
@@ -90,7 +156,7 @@ def prod_backward(F: Any, grad: T, self: T, result: T, dim: int, keepdim: bool) 
     one_hot = F.eye_like(moved, n) > 0  # (n, n) boolean identity
     others = F.prod(F.where(one_hot, 1.0, F.unsqueeze(moved, -2)), -1, False)  # (..., n)
     g = grad if keepdim else F.unsqueeze(grad, dim)
-    return F.transpose(others, dim, -1) * g
+    return conj(F, F.transpose(others, dim, -1)) * g
 
 
 def amax_backward(F: Any, grad: T, self: T, result: T, dim: tuple[int, ...], keepdim: bool) -> T:
@@ -126,10 +192,10 @@ def cumprod_backward(F: Any, grad: T, self: T, result: T, dim: int) -> T:
     reverse_cumsum(grad * result)_i / x_i, O(n) (PyTorch's fast path); with a zero the
     quotient is undefined and the O(n^2) product table of ``_cumprod_others`` is used."""
     if not F.has_zero(self):
-        return reverse_cumsum(F, grad * result, dim) / self
+        return reverse_cumsum(F, grad * conj(F, result), dim) / conj(F, self)
     others, upper = _cumprod_others(F, self, dim)
     g = F.unsqueeze(F.transpose(grad, dim, -1), -2)  # (..., 1, n): grad_k
-    return F.transpose(F.sum(F.where(upper, others * g, 0.0), -1, False), dim, -1)
+    return F.transpose(F.sum(F.where(upper, conj(F, others) * g, 0.0), -1, False), dim, -1)
 
 
 def cumprod_jvp(F: Any, self_t: T, self: T, result: T, dim: int) -> T:
@@ -234,7 +300,8 @@ def _inverse_gaps(F: Any, gaps: T, tol: float) -> T:
 
 
 def _sym(F: Any, x: T) -> T:
-    return (x + F.mT(x)) * 0.5
+    """The symmetric (Hermitian, for complex x) part."""
+    return (x + mH(F, x)) * 0.5
 
 
 def det_backward(F: Any, grad: T, A: T, det: T, LU: T, pivots: T) -> T:
@@ -246,12 +313,25 @@ def det_backward(F: Any, grad: T, A: T, det: T, LU: T, pivots: T) -> T:
     return F.linalg_det_vjp(grad, A, det, LU, pivots)
 
 
-def slogdet_backward(F: Any, grad: T, A: T, sign: T, LU: T, pivots: T) -> T:
-    """VJP of log|det A|: grad * A^-T (d log|det A| = tr(A^-1 dA)); sign has zero derivative.
-    At a singular A (value -inf) pinv(A)^T replaces the infinite A^-T, with a warning."""
-    if grad is None:
+def slogdet_backward(F: Any, grad_sign: T, grad_logabsdet: T, A: T, sign: T, LU: T, pivots: T) -> T:
+    """VJP of (sign, log|det A|): with d = tr(A^-1 dA), d log|det A| = Re d and, for complex A,
+    d sign = i sign Im d, so Abar = c A^-H with c = grad_logabsdet + i Im(grad_sign conj(sign))
+    (a real sign is locally constant: c = grad_logabsdet). At a singular A (value -inf)
+    pinv(A)^H replaces the infinite A^-H, with a warning."""
+    if _is_complex(A) and grad_sign is not None:
+        phase = F.imag(grad_sign * conj(F, sign)) * 1j
+        grad_logabsdet = phase if grad_logabsdet is None else grad_logabsdet + phase
+    if grad_logabsdet is None:
         return None
-    return F.linalg_slogdet_vjp(grad, A, sign, LU, pivots)
+    return F.linalg_slogdet_vjp(grad_logabsdet, A, sign, LU, pivots)
+
+
+def slogdet_jvp(F: Any, A_t: T, A: T, sign: T, LU: T, pivots: T) -> tuple:
+    """d = tr(A^-1 dA) = sum(A^-T * dA): d log|det A| = Re d, d sign = i sign Im d (complex)."""
+    d = F.sum(conj(F, F.linalg_slogdet_vjp(F.ones_like(sign), A, sign, LU, pivots)) * A_t, (-2, -1))
+    if not _is_complex(A):
+        return None, d, None, None
+    return sign * (F.imag(d) * 1j), F.real(d), None, None
 
 
 def lift(F: Any, t: T, ndim: int, target_ndim: int) -> T:
@@ -290,16 +370,16 @@ def _phi(F: Any, x: T) -> T:
 def cholesky_backward(F: Any, grad: T, L: T) -> T:
     """A = L L^T. VJP (Murray 2016, eq. 10, symmetrised): Abar = sym(L^-T Phi(L^T Lbar) L^-1),
     two triangular solves; the gradient is symmetric (A is taken to be symmetric)."""
-    P = _phi(F, F.mT(L) @ grad)
-    S = F.linalg_solve_triangular(F.mT(L), P, True, False)  # L^-T P
-    S = F.mT(F.linalg_solve_triangular(F.mT(L), F.mT(S), True, False))  # (L^-T P) L^-1
+    P = _phi(F, mH(F, L) @ grad)
+    S = F.linalg_solve_triangular(mH(F, L), P, True, False)  # L^-H P
+    S = mH(F, F.linalg_solve_triangular(mH(F, L), mH(F, S), True, False))  # (L^-H P) L^-1
     return _sym(F, S)
 
 
 def cholesky_jvp(F: Any, A_t: T, L: T) -> T:
     """dL = L Phi(L^-1 dA L^-T) with dA symmetrised (Murray 2016, eq. 7)."""
     X = F.linalg_solve_triangular(L, _sym(F, A_t), False, False)  # L^-1 dA
-    X = F.mT(F.linalg_solve_triangular(L, F.mT(X), False, False))  # L^-1 dA L^-T
+    X = mH(F, F.linalg_solve_triangular(L, mH(F, X), False, False))  # L^-1 dA L^-H
     return L @ _phi(F, X)
 
 
@@ -334,9 +414,9 @@ def _fold_complement(F: Any, g: T, U: T, k: int, op: str) -> T:
     loss must not depend on W (skew(U2^T gU2) = 0), else a warning."""
     U1, U2 = _cols(F, U, 0, k), _cols(F, U, k, None)
     g1, g2 = _cols(F, g, 0, k), _cols(F, g, k, None)
-    X = F.mT(U2) @ g2
+    X = mH(F, U2) @ g2
     F.warn_if_basis_dependent(
-        X - F.mT(X),
+        X - mH(F, X),
         None,
         0.0,
         [g2],
@@ -344,7 +424,7 @@ def _fold_complement(F: Any, g: T, U: T, k: int, op: str) -> T:
         "the trailing columns of a square orthogonal factor (a basis of the orthogonal complement)",
         "all",
     )
-    return g1 - U2 @ (F.mT(g2) @ U1)
+    return g1 - U2 @ (mH(F, g2) @ U1)
 
 
 def qr_backward(F: Any, grad_Q: T, grad_R: T, Q: T, R: T, mode: str) -> T:
@@ -411,24 +491,66 @@ def eigh_backward(F: Any, grad_L: T, grad_Q: T, L: T, Q: T) -> T:
     if grad_L is not None:
         F.warn_if_split_dependent(grad_L, L, tol, "linalg.eigh", "eigenvalue")
     if grad_Q is None:
-        return (Q * F.unsqueeze(grad_L, -2)) @ F.mT(Q)
-    X = F.mT(Q) @ grad_Q
-    K = X - F.mT(X)  # 2 skew(Q^T Qbar); the 1/2 goes into the gaps
+        return (Q * F.unsqueeze(grad_L, -2)) @ mH(F, Q)
+    X = mH(F, Q) @ grad_Q
+    if _is_complex(X):  # eigenvectors are defined up to a phase each
+        F.raise_if_phase_dependent(F.imag(F.diagonal(X, 0, -2, -1)), [grad_Q], "linalg_eigh")
+    K = X - mH(F, X)  # 2 skew(Q^H Qbar); the 1/2 goes into the gaps
     F.warn_if_basis_dependent(
         K, L, tol, [grad_Q], "linalg.eigh", "the eigenvectors of a repeated eigenvalue", "diff"
     )
     inner = F.gap_quotient(K, L, tol, False, 0.5)  # K_ij / (2 (l_j - l_i))
     if grad_L is not None:
         inner = F.with_diagonal(inner, grad_L)
-    return Q @ inner @ F.mT(Q)
+    return Q @ inner @ mH(F, Q)
 
 
 def eigh_jvp(F: Any, A_t: T, L: T, Q: T) -> tuple[T, T]:
-    """dL = diag(Q^T dA Q), dQ = Q (F o (Q^T dA Q)) (Giles 2008, 3.1), dA symmetrised;
-    within a repeated eigenvalue the (arbitrary) rotation is taken as zero."""
-    P = F.mT(Q) @ _sym(F, A_t) @ Q
+    """dL = diag(Q^H dA Q), dQ = Q (F o (Q^H dA Q)) (Giles 2008, 3.1), dA symmetrised
+    (Hermitian part); within a repeated eigenvalue the (arbitrary) rotation is taken as zero,
+    and so is the phase of each (complex) eigenvector."""
+    P = mH(F, Q) @ _sym(F, A_t) @ Q
     tol = F.spectral_tolerance(L, L.shape[-1])
-    return F.diagonal(P, 0, -2, -1), Q @ (P * F.inverse_gaps(L, tol, False, 1.0))
+    return real_part(F, F.diagonal(P, 0, -2, -1)), Q @ (P * F.inverse_gaps(L, tol, False, 1.0))
+
+
+# -- general eigendecomposition ------------------------------------------------------------
+def _eig_gaps(F: Any, L: T) -> T:
+    """l_j - l_i with 1 on the diagonal (where the quotients it divides are replaced)."""
+    n = L.shape[-1]
+    return (F.unsqueeze(L, -2) - F.unsqueeze(L, -1)) + F.eye_like(L, n)
+
+
+def eig_backward(F: Any, grad_L: T, grad_V: T, L: T, V: T) -> T:
+    """A V = V diag(L), unit-norm columns. VJP (PyTorch's linalg_eig_backward): with
+    X = V^H Vbar projected onto the unit-norm tangent space, X - V^H V diag(Re diag X),
+    Abar = V^-H (diag(Lbar) + X / conj(l_j - l_i)) V^H (off the diagonal), a solve with V^H.
+    Each eigenvector's phase is arbitrary: a loss with Im diag(V^H Vbar) != 0 depends on it
+    and raises. A real A takes the real part (the engine's fit_gradient)."""
+    if grad_L is None and grad_V is None:
+        return None
+    Vh = mH(F, V)
+    if grad_V is None:
+        inner = F.diag_embed(grad_L, 0, -2, -1)
+    else:
+        X = Vh @ grad_V
+        diag = F.diagonal(X, 0, -2, -1)
+        F.raise_if_phase_dependent(F.imag(diag), [grad_V], "linalg_eig")
+        X = X - Vh @ (V * F.unsqueeze(F.real(diag), -2))
+        inner = X / conj(F, _eig_gaps(F, L))
+        if grad_L is not None:
+            inner = F.with_diagonal(inner, grad_L)
+    return F.linalg_solve(Vh, inner @ Vh)[0]
+
+
+def eig_jvp(F: Any, A_t: T, L: T, V: T) -> tuple[T, T]:
+    """P = V^-1 dA V: dL = diag(P), dV = V (C - diag(Re diag(V^H V C))) with C = P / (l_j -
+    l_i) off the diagonal and 0 on it (the norms stay 1; the phases do not change)."""
+    P = F.linalg_solve(V, A_t @ V)[0]
+    C = F.with_diagonal(P / _eig_gaps(F, L), F.zeros_like(L))
+    VC = V @ C
+    keep_norms = F.real(F.diagonal(mH(F, V) @ VC, 0, -2, -1))
+    return F.diagonal(P, 0, -2, -1), VC - V * F.unsqueeze(keep_norms, -2)
 
 
 # -- singular value decomposition ----------------------------------------------------------
@@ -452,7 +574,7 @@ def svd_backward(
         U = _cols(F, U, 0, k)
     if full_matrices and n > k:
         if gVh is not None:
-            gVh = F.mT(_fold_complement(F, F.mT(gVh), F.mT(Vh), k, "linalg.svd"))
+            gVh = mH(F, _fold_complement(F, mH(F, gVh), mH(F, Vh), k, "linalg.svd"))
         Vh = _rows(F, Vh, 0, k)
     if gU is None and gVh is None and grad_S is None:
         return None
@@ -461,10 +583,10 @@ def svd_backward(
         F.warn_if_split_dependent(grad_S, S, tol, "linalg.svd", "singular value")
     if gU is None and gVh is None:
         return (U * F.unsqueeze(grad_S, -2)) @ Vh  # U diag(Sbar) V^T
-    JU = None if gU is None else F.mT(U) @ gU
-    JV = None if gVh is None else Vh @ F.mT(gVh)
-    KU = None if JU is None else JU - F.mT(JU)
-    KV = None if JV is None else JV - F.mT(JV)
+    JU = None if gU is None else mH(F, U) @ gU
+    JV = None if gVh is None else Vh @ mH(F, gVh)
+    KU = None if JU is None else JU - mH(F, JU)
+    KV = None if JV is None else JV - mH(F, JV)
     if KU is None:
         k_plus, k_minus = KV, -KV
     elif KV is None:
@@ -472,6 +594,8 @@ def svd_backward(
     else:
         k_plus, k_minus = KU + KV, KU - KV
     cot = [gU, gVh]
+    if _is_complex(k_plus):  # U -> U D, V -> V D (D diagonal, unimodular) leaves A unchanged
+        F.raise_if_phase_dependent(F.imag(F.diagonal(k_plus, 0, -2, -1)), cot, "linalg_svd")
     F.warn_if_basis_dependent(
         k_plus,
         S,
@@ -492,7 +616,11 @@ def svd_backward(
     )
     inner = F.gap_quotient(k_plus, S, tol, False, 0.5) + F.gap_quotient(k_minus, S, tol, True, 0.5)
     if grad_S is not None:
-        inner = F.with_diagonal(inner, grad_S)
+        # complex: the diagonal holds the phase term (K_U - K_V)_ii / (4 s_i) already; real: 0
+        d = grad_S
+        if _is_complex(inner):
+            d = F.diagonal(inner, 0, -2, -1) + grad_S
+        inner = F.with_diagonal(inner, d)
     gA = U @ inner @ Vh
     s_inv = _inverse_gaps(F, S, tol)
     if m > k and gU is not None:
@@ -508,7 +636,7 @@ def svd_backward(
         )
         gA = gA + (rest * F.unsqueeze(s_inv, -2)) @ Vh
     if n > k and gVh is not None:
-        rest = gVh - F.mT(JV) @ Vh  # Vbar^T (I - V V^T)
+        rest = gVh - mH(F, JV) @ Vh  # Vbar^H (I - V V^H)
         F.warn_if_basis_dependent(
             rest,
             S,
@@ -533,40 +661,42 @@ def svd_jvp(F: Any, A_t: T, U: T, S: T, Vh: T, full_matrices: bool) -> tuple[T, 
     U1 = _cols(F, U, 0, k) if full_matrices and m > k else U
     Vh1 = _rows(F, Vh, 0, k) if full_matrices and n > k else Vh
     tol = F.spectral_tolerance(S, max(m, n))
-    dP = F.mT(U1) @ A_t @ F.mT(Vh1)
-    a = (dP + F.mT(dP)) * F.inverse_gaps(S, tol, False, 0.5)  # sym(dP) / (s_j - s_i)
-    b = (dP - F.mT(dP)) * F.inverse_gaps(S, tol, True, 0.5)  # skew(dP) / (s_j + s_i)
+    dP = mH(F, U1) @ A_t @ mH(F, Vh1)
+    a = (dP + mH(F, dP)) * F.inverse_gaps(S, tol, False, 0.5)  # sym(dP) / (s_j - s_i)
+    # skew(dP) / (s_j + s_i); complex: its diagonal i Im(dP_ii) / (2 s_i) is the phase change
+    # split evenly between U and V (the phase itself is arbitrary)
+    b = (dP - mH(F, dP)) * F.inverse_gaps(S, tol, True, 0.5)
     dU = U1 @ (a + b)
-    dVh = F.mT(a - b) @ Vh1
+    dVh = mH(F, a - b) @ Vh1
     s_inv = _inverse_gaps(F, S, tol)
     if m > k:
-        dU = dU + (A_t @ F.mT(Vh1) - U1 @ dP) * F.unsqueeze(s_inv, -2)
+        dU = dU + (A_t @ mH(F, Vh1) - U1 @ dP) * F.unsqueeze(s_inv, -2)
     if n > k:
-        dVh = dVh + F.unsqueeze(s_inv, -1) * (F.mT(U1) @ A_t - dP @ Vh1)
+        dVh = dVh + F.unsqueeze(s_inv, -1) * (mH(F, U1) @ A_t - dP @ Vh1)
     if full_matrices and m > k:
-        dU = F.cat([dU, -(U1 @ (F.mT(dU) @ _cols(F, U, k, None)))], -1)
+        dU = F.cat([dU, -(U1 @ (mH(F, dU) @ _cols(F, U, k, None)))], -1)
     if full_matrices and n > k:
-        dVh = F.cat([dVh, -((_rows(F, Vh, k, None) @ F.mT(dVh)) @ Vh1)], -2)
-    return dU, F.diagonal(dP, 0, -2, -1), dVh
+        dVh = F.cat([dVh, -((_rows(F, Vh, k, None) @ mH(F, dVh)) @ Vh1)], -2)
+    return dU, real_part(F, F.diagonal(dP, 0, -2, -1)), dVh
 
 
 # -- pseudo-inverse -------------------------------------------------------------------------
 def pinv_jvp(F: Any, A_t: T, A: T, X: T) -> T:
     """X = A^+: dX = -X dA X + X X^T dA^T (I - A X) + (I - X A) dA^T X^T X (Golub & Pereyra
     1973, Thm. 4.3), valid where the rank is locally constant."""
-    dAt = F.mT(A_t)
-    XXt_dAt = (X @ F.mT(X)) @ dAt
-    dAt_XtX = dAt @ (F.mT(X) @ X)
+    dAt = mH(F, A_t)
+    XXt_dAt = (X @ mH(F, X)) @ dAt
+    dAt_XtX = dAt @ (mH(F, X) @ X)
     return -(X @ A_t @ X) + XXt_dAt - (XXt_dAt @ A) @ X + dAt_XtX - X @ (A @ dAt_XtX)
 
 
 def pinv_backward(F: Any, grad: T, A: T, X: T) -> T:
     """The adjoint of pinv_jvp: Abar = -X^T G X^T + (I - A X) G^T X X^T + X^T X G^T (I - X A),
     with the projectors applied as products (no m x m or n x n identity is formed)."""
-    Gt = F.mT(grad)
-    term2 = Gt @ (X @ F.mT(X))
-    term3 = (F.mT(X) @ X) @ Gt
-    return -(F.mT(X) @ grad @ F.mT(X)) + term2 - A @ (X @ term2) + term3 - (term3 @ X) @ A
+    Gt = mH(F, grad)
+    term2 = Gt @ (X @ mH(F, X))
+    term3 = (mH(F, X) @ X) @ Gt
+    return -(mH(F, X) @ grad @ mH(F, X)) + term2 - A @ (X @ term2) + term3 - (term3 @ X) @ A
 
 
 # -- matrix exponential --------------------------------------------------------------------
@@ -591,16 +721,16 @@ def _norm_direction(F: Any, x: T, r: T, ord: float, dim: tuple[int, ...]) -> T: 
     if ord == 2:
         return F.where(zero, 0.0, x / F.where(zero, 1.0, r))
     if ord == 1:
-        return F.sign(x)
+        return sgn(F, x)
     if ord == 0:
         return x * 0.0
     if ord in (math.inf, -math.inf):
         mask = F.to_dtype(F.abs(x) == r, x.dtype)
         count = expand_reduced(F, F.sum(mask, dim, True), x.shape, dim, True)
-        return F.sign(x) * mask / count
+        return sgn(F, x) * mask / count
     ax = F.abs(x)
     ratio = F.where(ax == 0, 1.0, ax) / F.where(zero, 1.0, r)
-    return F.where(zero, 0.0, F.sign(x) * ratio ** (ord - 1))
+    return F.where(zero, 0.0, sgn(F, x) * ratio ** (ord - 1))
 
 
 def vector_norm_backward(
@@ -628,4 +758,5 @@ def vector_norm_jvp(
     keepdim: bool,  # noqa: A002
 ) -> T:
     r = expand_reduced(F, result, x.shape, dim, keepdim)
-    return F.sum(_norm_direction(F, x, r, ord, dim) * x_t, dim, keepdim)
+    # Re sum(conj(d) dx): the real derivative of the norm of complex x (d: the direction)
+    return real_part(F, F.sum(conj(F, _norm_direction(F, x, r, ord, dim)) * x_t, dim, keepdim))

@@ -140,9 +140,10 @@ class Tensor(_Record):
 
     def numpy(self, force: bool = False) -> np.ndarray:
         """The data as a NumPy array (shared, not copied, for NumPy data; computed for Dask
-        data, copied from the GPU for CuPy data). Raises if the tensor requires grad, as
-        PyTorch does: use ``.detach().numpy()``."""
-        if self._requires_grad and not force:
+        data, copied from the GPU for CuPy data). Raises if the tensor requires grad while
+        grad mode is on, as PyTorch does (use ``.detach().numpy()``); under ``no_grad``, as
+        inside a custom Function's forward, it returns the data."""
+        if self._requires_grad and not force and _grad_mode.is_grad_enabled():
             raise RuntimeError(
                 "Can't call numpy() on a Tensor that requires grad. Use tensor.detach().numpy()"
             )
@@ -473,7 +474,7 @@ class Tensor(_Record):
             data[raw] = value._data if isinstance(value, Tensor) else value
             bump_version(self)
             return
-        self._inplace("__setitem__", lambda old: _ops.index_put(old, value, raw))
+        self._inplace("__setitem__", lambda old: _P.index_put(old, value, raw))
 
     # -- in-place ops --------------------------------------------------------------------------
     def _inplace(self, name: str, compute: Callable[[Tensor], Tensor]) -> Tensor:
@@ -530,6 +531,7 @@ class Tensor(_Record):
                 f"{name}: result type {result.dtype} can't be cast to the tensor's dtype "
                 f"{data.dtype} in place"
             )
+        _backend.check_inplace(name, data, result)  # numpy_tensor += dask_tensor: refused
         rewrite = recording and new.grad_fn is not None
         new_base = _written_base(base, self, new) if rewrite and base is not None else None
         data[...] = result  # for a view: into the base's memory
@@ -715,6 +717,48 @@ class Tensor(_Record):
     def mT(self) -> Tensor:  # noqa: N802
         return _ops.transpose(self, -2, -1)
 
+    # -- complex numbers -----------------------------------------------------------------------
+    @property
+    def mH(self) -> Tensor:  # noqa: N802
+        """The conjugate transpose of the last two axes (``mT`` for real tensors)."""
+        t = _ops.transpose(self, -2, -1)
+        return _P.conj(t) if self._data.dtype.kind == "c" else t
+
+    @property
+    def H(self) -> Tensor:  # noqa: N802
+        """The conjugate transpose of a matrix (2-D only, as PyTorch's)."""
+        if self.ndim != 2:
+            raise RuntimeError(
+                f"tensor.H is only supported on matrices (2-D tensors), got {self.ndim}-D; use "
+                ".mH for batches of matrices"
+            )
+        return self.mH
+
+    @property
+    def real(self) -> Tensor:
+        """The real part: a view sharing this tensor's memory (the tensor itself, as a view,
+        when it is real)."""
+        return _P.real(self)
+
+    @property
+    def imag(self) -> Tensor:
+        """The imaginary part of a complex tensor: a view sharing its memory."""
+        return _P.imag(self)
+
+    def is_complex(self) -> bool:
+        return self._data.dtype.kind == "c"
+
+    def is_conj(self) -> bool:
+        """Always False: ``conj()`` makes the conjugate at once (no lazy conjugate bit)."""
+        return False
+
+    def resolve_conj(self) -> Tensor:
+        """The tensor itself (``conj()`` is never lazy here)."""
+        return self
+
+    def resolve_neg(self) -> Tensor:
+        return self
+
 
 def _view_positions(base: Tensor, view: Tensor) -> tuple[np.ndarray, ...]:
     """The index into ``base`` of each element of ``view`` (one array per axis of the base,
@@ -729,6 +773,14 @@ def _written_base(base: Tensor, view: Tensor, new: Tensor) -> Tensor:
     """The base after ``new`` is written through ``view``, as a recorded op of the base's
     current value and ``new`` (PyTorch's CopySlices): the gradient of the written region
     goes to ``new``, the rest to the old base."""
+    for op, _ in view._view_chain:
+        if op.name in ("real", "imag", "view_as_real", "view_as_complex"):
+            # the write changes part of each complex element: index_put cannot express it
+            raise NotImplementedError(
+                f"an in-place operation on a view made by {op.name} of a tensor that requires "
+                "grad is not supported (it would write part of each complex element); use an "
+                "out-of-place form, e.g. matgrad.complex(2 * z.real, z.imag)"
+            )
     old = Tensor._wrap(base._data)  # read now, before the write (index_put copies it)
     old.grad_fn, old._output_nr = base.grad_fn, base._output_nr
     old._requires_grad, old._fw_grad = base._requires_grad, base._fw_grad

@@ -33,8 +33,10 @@ import numpy as np
 
 from ..backend.structured import OneHotBatch, is_structured
 from ..core import grad_mode as _grad_mode
-from ..core.engine import grad as _autograd_grad
+from ..core.apply import tangents_of as _tangents_of
+from ..core.engine import grad as _engine_grad
 from ..core.graph import BatchingUnsupported
+from ..ops import batching as _batching
 from ..ops import composite as _ops
 from ..ops.registry import PRIMITIVES as _P
 from ..tensor import Tensor
@@ -142,19 +144,36 @@ def _vector(v: Any, ref: Sequence[Tensor], fn_name: str, ref_what: str) -> tuple
     return vs
 
 
+def _autograd_grad(*args: Any, **kwargs: Any) -> Any:
+    """``autograd.grad``; inside ``vmap`` the batch-aware one (per-sample gradients)."""
+    if _grad_mode.state.vmap:
+        return _batching.autograd_grad(*args, **kwargs)
+    return _engine_grad(*args, **kwargs)
+
+
 def _prepare_input(x: Tensor, create_graph: bool, need_graph: bool) -> Tensor:
     """A fresh input for ``func``: connected to ``x``'s graph when ``create_graph`` (so the
     derivative is itself differentiable), a new leaf otherwise (requiring grad when
-    ``need_graph``). A forward-mode tangent that ``x`` carries is kept (forward-over-reverse)."""
+    ``need_graph``). Forward-mode tangents that ``x`` carries are kept (forward-over-reverse).
+    Inside ``vmap``, a reverse-mode input is expanded over every open vmap level first, so
+    its gradient is per batch element, not summed over the batch."""
+    if need_graph and _grad_mode.state.vmap:
+        x = _batching.to_levels(x, _batching.active_levels())
     if create_graph and x.requires_grad:
-        return _P.clone(x)  # records CloneBackward; pushes x's tangent along
+        return _P.clone(x)  # records CloneBackward; pushes x's tangents along
     leaf = x.detach()
     if need_graph:
         leaf.requires_grad_(True)
-    tangent = x._fw_grad if _grad_mode.state.forward_level else None
-    if tangent is None:
-        return leaf
-    return forward_ad.make_dual(leaf, tangent, batched=tangent.ndim > x.ndim)
+    tangents = _tangents_of(x) if _grad_mode.state.forward_level else {}
+    for level, tangent in sorted(tangents.items()):
+        if level > _grad_mode.state.forward_level:
+            continue
+        # the stored tangent is physical; hand make_dual its logical view
+        batched = tangent.ndim > x._data.ndim
+        leaf = forward_ad.make_dual(
+            leaf, _batching.logical_tangent(x, tangent), level=level, batched=batched
+        )
+    return leaf
 
 
 def _requiring_grad(args: Sequence[Tensor]) -> list[Tensor]:
@@ -211,7 +230,9 @@ def _owned(t: Tensor, create_graph: bool) -> Tensor:
     """``t``, copied if its memory is read-only (the cached identity, a broadcast view)."""
     if t._data.flags.writeable:
         return t
-    return _P.clone(t) if create_graph else Tensor._wrap(np.array(t._data))
+    return (
+        _P.clone(t) if create_graph or _batching.is_batched(t) else Tensor._wrap(np.array(t._data))
+    )
 
 
 def _stack(
@@ -223,7 +244,7 @@ def _stack(
     if len(parts) == 1:  # a view, not a copy
         return _reshape(parts[0], (1, *shape), create_graph)
     parts = [p if p is not None else _zeros(shape, dtype) for p in parts]
-    if create_graph:
+    if create_graph or any(_batching.is_batched(p) for p in parts):
         return _ops.stack(parts, 0)
     return Tensor._wrap(np.stack([p._data for p in parts]))
 
@@ -256,6 +277,22 @@ def _reverse_rows(
         return [None] * len(inputs)
     eye = _identity(m, output.dtype).reshape((m, *output.shape))
     inputs = list(inputs)
+    if vectorize and m > 1 and _grad_mode.state.vmap:
+        # inside vmap: the rows are one more vmap level over the cotangents I (vmap(vjp_fn))
+        level = _batching.enter_level(m)
+        try:
+            seed = _batching.move_level_in(Tensor._wrap(eye), 0, level)
+            rows = _autograd_grad(
+                output,
+                inputs,
+                seed,
+                retain_graph=True,
+                create_graph=create_graph,
+                allow_unused=True,
+            )
+            return [None if r is None else _batching.move_level_out(r, level, 0, m) for r in rows]
+        finally:
+            _batching.exit_level(level)
     if vectorize and m > 1:
         # without create_graph the identity goes in structured: rules that only scale it keep
         # it cheap, and a matrix product meets it as a scaling, not an n^3 product
@@ -297,23 +334,18 @@ def _forward_pass(
     tangents: Sequence[Tensor | None],
     batched: bool,
 ) -> tuple[tuple[Tensor, ...], list[Tensor | None]]:
-    """Run ``call`` on dual tensors (primals with ``tangents``, None: no tangent); returns
-    (outputs without tangents, their tangents)."""
-    if _grad_mode.state.forward_level:
-        raise NotImplementedError(
-            "forward mode inside forward mode (forward-over-forward, e.g. jacfwd(jacfwd(f)) or "
-            "jvp inside a dual_level) is not supported: a tensor carries one tangent. Use "
-            "reverse mode for one of the two (jacfwd(jacrev(f)), jacrev(jacfwd(f)))."
-        )
-    with forward_ad.dual_level():
+    """Run ``call`` on dual tensors (primals with ``tangents``, None: no tangent) at a new
+    dual level (inside open ones: forward-over-forward); returns (outputs without this
+    level's tangents, their tangents at it: logical, a directions axis first if
+    ``batched``)."""
+    with forward_ad.dual_level() as level:
         args = [
             p if t is None else forward_ad.make_dual(p, t, batched=batched)
             for p, t in zip(primals, tangents, strict=True)
         ]
         outs = call(*args)
-        out_tangents = [o._fw_grad for o in outs]  # read before the level drops duals' tangents
-    # unpacked outside the level, so that cloning an output does not copy its tangent along
-    return tuple(forward_ad.unpack_dual(o).primal for o in outs), out_tangents
+        unpacked = [forward_ad.unpack_dual(o, level=level) for o in outs]
+    return tuple(u.primal for u in unpacked), [u.tangent for u in unpacked]
 
 
 def _forward_columns(
@@ -340,7 +372,7 @@ def _forward_columns(
         try:
             seed = (
                 eye.reshape((n, *x.shape))
-                if create_graph
+                if create_graph or _grad_mode.state.vmap
                 else OneHotBatch.identity(tuple(x.shape), x.dtype)
             )
             only_j[j] = Tensor._wrap(seed)
@@ -408,14 +440,18 @@ def _jacobian_blocks(
             c = _reshape(_owned(c, create_graph), (*x.shape, *o.shape), create_graph)
             perm = tuple(range(x.ndim, x.ndim + o.ndim)) + tuple(range(x.ndim))
             row.append(
-                _ops.permute(c, perm) if create_graph else Tensor._wrap(c._data.transpose(perm))
+                _ops.permute(c, perm)
+                if create_graph or _batching.is_batched(c)
+                else Tensor._wrap(c._data.transpose(perm))
             )
         blocks.append(row)
     return outs, blocks
 
 
 def _reshape(t: Tensor, shape: tuple[int, ...], create_graph: bool) -> Tensor:
-    return _ops.reshape(t, shape) if create_graph else Tensor._wrap(t._data.reshape(shape))
+    if create_graph or _batching.is_batched(t):
+        return _ops.reshape(t, shape)
+    return Tensor._wrap(t._data.reshape(shape))
 
 
 # -- public API -----------------------------------------------------------------------------------

@@ -30,9 +30,35 @@ def _outputs(func: Callable, inputs: Sequence[Any]) -> tuple[Tensor, ...]:
     return tuple(o for o in out if isinstance(o, Tensor) and o.dtype.kind in "fc")
 
 
+def _is_complex(x: Any) -> bool:
+    return x.dtype.kind == "c"
+
+
+def _real_width(x: Tensor) -> int:
+    """How many real numbers ``x`` holds: 2 per complex element."""
+    return x.numel() * (2 if _is_complex(x) else 1)
+
+
+def _as_real(values: np.ndarray, complex_layout: bool) -> np.ndarray:
+    """A flat vector of real numbers: (Re z_0, Im z_0, Re z_1, ...) for complex values."""
+    flat = np.asarray(values).reshape(-1)
+    if complex_layout:
+        return np.stack([flat.real, flat.imag], axis=-1).reshape(-1)
+    return flat.real if np.iscomplexobj(flat) else flat
+
+
+def _directions(x: Tensor) -> list[tuple[int, Any]]:
+    """The real coordinates of ``x``: (flat element, unit step) pairs, the real step 1 and, for
+    a complex element, the imaginary step 1j (PyTorch's gradcheck perturbs both parts)."""
+    steps = (1.0, 1j) if _is_complex(x) else (1.0,)
+    return [(k, step) for k in range(x.numel()) for step in steps]
+
+
 def numerical_jacobian(func: Callable, inputs: Sequence[Any], eps: float = 1e-6) -> list[list]:
     """J[i][j]: d vec(output j) / d vec(input i) as a (numel_out, numel_in) matrix, by central
-    differences, perturbing each input element in place."""
+    differences, perturbing each input element in place. Complex inputs and outputs count as
+    pairs of real numbers (Re, Im, interleaved): a complex function is checked as the real map
+    it is, through its real and imaginary perturbations."""
     # grad mode stays on: the function may itself differentiate (gradgradcheck)
     with _grad_mode.enable_grad():
         base = _outputs(func, inputs)
@@ -42,34 +68,38 @@ def numerical_jacobian(func: Callable, inputs: Sequence[Any], eps: float = 1e-6)
                 jac.append([None] * len(base))
                 continue
             flat = x._data.reshape(-1)  # a view: writes reach x
-            cols = [np.zeros((o.numel(), x.numel())) for o in base]
-            for k in range(flat.size):
+            cols = [np.zeros((_real_width(o), _real_width(x))) for o in base]
+            for c, (k, step) in enumerate(_directions(x)):
                 orig = flat[k]
                 # copies: an output may be a view of the input being perturbed
-                flat[k] = orig + eps
-                plus = [Tensor._wrap(np.array(o._data)) for o in _outputs(func, inputs)]
-                flat[k] = orig - eps
-                minus = [Tensor._wrap(np.array(o._data)) for o in _outputs(func, inputs)]
+                flat[k] = orig + eps * step
+                plus = [np.array(o._data) for o in _outputs(func, inputs)]
+                flat[k] = orig - eps * step
+                minus = [np.array(o._data) for o in _outputs(func, inputs)]
                 flat[k] = orig
                 for j, (p, m) in enumerate(zip(plus, minus, strict=True)):
-                    cols[j][:, k] = (p._data - m._data).reshape(-1) / (2 * eps)
+                    cols[j][:, c] = _as_real((p - m) / (2 * eps), _is_complex(base[j]))
             jac.append(cols)
     return jac
 
 
 def analytical_jacobian(func: Callable, inputs: Sequence[Any]) -> list[list]:
-    """The same Jacobian from reverse mode, one vector-Jacobian product per output element."""
+    """The same Jacobian from reverse mode, one vector-Jacobian product per real output
+    coordinate. With PyTorch's convention (the gradient of a real L at z is dL/dx + i dL/dy),
+    the seed 1 at a complex output element w gives the gradient of Re w, the seed 1j that of
+    Im w (L = Re(conj(seed) w)); a complex input's gradient holds the derivatives with respect
+    to its real and imaginary parts."""
     diff_inputs = [x for x in inputs if isinstance(x, Tensor) and x.requires_grad]
     with _grad_mode.enable_grad():
         outs = _outputs(func, inputs)
     jac = [[None] * len(outs) for _ in inputs]
     positions = [i for i, x in enumerate(inputs) if isinstance(x, Tensor) and x.requires_grad]
     for j, o in enumerate(outs):
-        rows = {i: np.zeros((o.numel(), inputs[i].numel())) for i in positions}
+        rows = {i: np.zeros((_real_width(o), _real_width(inputs[i]))) for i in positions}
         if o.requires_grad:
-            for r in range(o.numel()):
+            for r, (k, step) in enumerate(_directions(o)):
                 seed = np.zeros(o.numel(), dtype=o.dtype)
-                seed[r] = 1.0
+                seed[k] = step
                 grads = autograd_grad(
                     o,
                     diff_inputs,
@@ -79,14 +109,15 @@ def analytical_jacobian(func: Callable, inputs: Sequence[Any]) -> list[list]:
                 )
                 for i, g in zip(positions, grads, strict=True):
                     if g is not None:
-                        rows[i][r] = g._data.reshape(-1)
+                        rows[i][r] = _as_real(g._data, _is_complex(inputs[i]))
         for i in positions:
             jac[i][j] = rows[i]
     return jac
 
 
 def forward_jacobian(func: Callable, inputs: Sequence[Any]) -> list[list]:
-    """The Jacobian from forward mode, one Jacobian-vector product per input element."""
+    """The Jacobian from forward mode, one Jacobian-vector product per real input coordinate
+    (the tangents 1 and 1j of a complex element)."""
     from . import forward_ad
 
     jac: list[list] = []
@@ -95,19 +126,19 @@ def forward_jacobian(func: Callable, inputs: Sequence[Any]) -> list[list]:
             jac.append(None)
             continue
         cols: list[np.ndarray] | None = None
-        for k in range(x.numel()):
+        for c, (k, step) in enumerate(_directions(x)):
             tangent = np.zeros(x.numel(), dtype=x.dtype)
-            tangent[k] = 1.0
+            tangent[k] = step
             with forward_ad.dual_level():
                 args = list(inputs)
                 args[i] = forward_ad.make_dual(x.detach(), Tensor(tangent.reshape(x.shape)))
                 outs = _outputs(func, args)
                 if cols is None:
-                    cols = [np.zeros((o.numel(), x.numel())) for o in outs]
+                    cols = [np.zeros((_real_width(o), _real_width(x))) for o in outs]
                 for j, o in enumerate(outs):
                     t = forward_ad.unpack_dual(o).tangent
                     if t is not None:
-                        cols[j][:, k] = t._data.reshape(-1)
+                        cols[j][:, c] = _as_real(t._data, _is_complex(o))
         jac.append(cols)
     return jac
 
@@ -155,14 +186,17 @@ def gradcheck(
     **_ignored: Any,
 ) -> bool:
     """True when reverse mode (and forward mode, with ``check_forward_ad``) agrees with
-    central finite differences for every input that requires grad (use float64)."""
+    central finite differences for every input that requires grad (use float64, or
+    complex128: complex inputs are perturbed in their real and imaginary parts, complex
+    outputs compared in both, as PyTorch's ``gradcheck(fast_mode=False)``)."""
     inputs = _as_tuple(inputs)
     for x in inputs:
-        if isinstance(x, Tensor) and x.requires_grad and x.dtype != np.float64:
+        if isinstance(x, Tensor) and x.requires_grad and x.dtype not in (np.float64, np.complex128):
             import warnings
 
             warnings.warn(
-                f"gradcheck: input of dtype {x.dtype} is not float64; finite differences "
+                f"gradcheck: input of dtype {x.dtype} is not float64 or complex128; finite "
+                "differences "
                 "will be inaccurate",
                 stacklevel=2,
             )
@@ -203,7 +237,12 @@ def gradgradcheck(
         outs = _outputs(func, inputs)
     rng = np.random.default_rng(seed)
     if grad_outputs is None:
-        grad_outputs = tuple(Tensor(rng.standard_normal(o.shape), requires_grad=True) for o in outs)
+
+        def draw(o: Tensor) -> np.ndarray:
+            v = rng.standard_normal(o.shape)
+            return v + 1j * rng.standard_normal(o.shape) if _is_complex(o) else v
+
+        grad_outputs = tuple(Tensor(draw(o), requires_grad=True) for o in outs)
     grad_outputs = _as_tuple(grad_outputs)
     n = len(inputs)
     positions = [i for i, x in enumerate(inputs) if isinstance(x, Tensor) and x.requires_grad]

@@ -16,6 +16,7 @@ import builtins
 from typing import Any
 
 import numpy as np
+import scipy.special
 
 from . import arrays as _backend
 
@@ -55,6 +56,7 @@ def floor_divide(self: Array, other: Array) -> Array:
 
 
 def clamp(self: Array, min: Any = None, max: Any = None) -> Array:  # noqa: A002
+    _real_only("clamp", self)
     if min is None and max is None:
         raise ValueError("clamp: at least one of min and max must be given")
     return np.clip(self, min, max)
@@ -246,3 +248,160 @@ def full_like_shape(value: Any, shape: tuple[int, ...], dtype: Any) -> Array:
 
 def eye_like(self: Array, n: int) -> Array:
     return _backend.namespace(self).eye(n, dtype=self.dtype)
+
+
+# -- real-only ops (PyTorch raises for complex inputs; NumPy would order complex numbers
+# lexicographically, or take z/|z| for sign) --------------------------------------------------
+
+
+def _real_only(op: str, *xs: Array) -> None:
+    for x in xs:
+        if getattr(getattr(x, "dtype", None), "kind", None) == "c" or isinstance(x, complex):
+            raise NotImplementedError(f"{op} is not supported for complex inputs (dtype {x.dtype})")
+
+
+def relu(self: Array) -> Array:
+    if self.dtype.kind == "c":
+        raise NotImplementedError("clamp is not supported for complex types (relu)")
+    return np.maximum(self, 0)
+
+
+def maximum(self: Array, other: Array) -> Array:
+    _real_only("maximum", self, other)
+    return np.maximum(self, other)
+
+
+def minimum(self: Array, other: Array) -> Array:
+    _real_only("minimum", self, other)
+    return np.minimum(self, other)
+
+
+def sign(self: Array) -> Array:
+    if self.dtype.kind == "c":
+        raise NotImplementedError(
+            "Unlike NumPy, sign is not intended to support complex numbers (PyTorch's rule); "
+            "use sgn, z / |z|"
+        )
+    return np.sign(self)
+
+
+def erf(self: Array) -> Array:
+    _real_only("erf", self)
+    return scipy.special.erf(self)
+
+
+def sigmoid(self: Array) -> Array:
+    """1 / (1 + e^-x): SciPy's expit for real x (accurate in the tails), the formula itself for
+    complex z (expit takes no complex input)."""
+    if self.dtype.kind == "c":
+        return 1.0 / (1.0 + np.exp(-self))
+    return scipy.special.expit(self)
+
+
+def amax(self: Array, dim: Any = None, keepdim: bool = False) -> Array:
+    _real_only("amax", self)
+    return np.amax(self, axis=dim, keepdims=keepdim)
+
+
+def amin(self: Array, dim: Any = None, keepdim: bool = False) -> Array:
+    _real_only("amin", self)
+    return np.amin(self, axis=dim, keepdims=keepdim)
+
+
+# -- complex numbers ---------------------------------------------------------------------------
+# `real`, `imag`, `view_as_real` and `view_as_complex` return views of NumPy arrays (shared
+# memory, as PyTorch's); other array libraries get their own (lazy) results.
+
+
+def real(self: Array) -> Array:
+    """Re z (a view); a real array itself (as a view: PyTorch's ``x.real`` is ``x``)."""
+    if self.dtype.kind != "c":
+        return self.view() if isinstance(self, np.ndarray) else self
+    return np.real(self)
+
+
+def imag(self: Array) -> Array:
+    if self.dtype.kind != "c":
+        raise RuntimeError(
+            f"imag is not implemented for tensors with non-complex dtypes (got {self.dtype})"
+        )
+    return np.imag(self)
+
+
+def angle(self: Array) -> Array:
+    """arg z in (-pi, pi]; for real x: pi where x < 0, else 0 (NaN stays NaN), as PyTorch."""
+    if self.dtype.kind == "c":
+        return np.angle(self)
+    out = np.where(self < 0, np.pi, 0.0)
+    return np.where(np.isnan(self), self, out).astype(self.dtype, copy=False)
+
+
+def _float_of(dtype: Any) -> np.dtype:
+    return np.dtype(np.float32 if np.dtype(dtype) == np.complex64 else np.float64)
+
+
+def view_as_real(self: Array) -> Array:
+    """complex (...) -> real (..., 2): a view when the last axis is contiguous, as NumPy's
+    ``view`` allows (PyTorch's is always a view)."""
+    if self.dtype.kind != "c":
+        raise RuntimeError(f"view_as_real is only supported for complex tensors, got {self.dtype}")
+    if isinstance(self, np.ndarray):
+        if self.ndim == 0:
+            return self.reshape(1).view(_float_of(self.dtype))
+        try:  # NumPy's view needs the last axis contiguous
+            return self.view(_float_of(self.dtype)).reshape(self.shape + (2,))
+        except ValueError:
+            pass
+    return np.stack([np.real(self), np.imag(self)], axis=-1)
+
+
+def view_as_complex(self: Array) -> Array:
+    """real (..., 2) -> complex (...): a view of a float32/float64 array whose last axis (of
+    size 2) is contiguous; otherwise a copy (PyTorch raises there)."""
+    if self.dtype not in (np.float32, np.float64):
+        raise RuntimeError(
+            f"view_as_complex is only supported for float32 and float64 tensors, got {self.dtype}"
+        )
+    if self.ndim == 0 or self.shape[-1] != 2:
+        raise RuntimeError(
+            f"view_as_complex: the tensor must have a last dimension of size 2, got shape "
+            f"{tuple(self.shape)}"
+        )
+    cdtype = np.complex64 if self.dtype == np.float32 else np.complex128
+    if isinstance(self, np.ndarray):
+        try:  # NumPy's view needs the last axis contiguous
+            return self.view(cdtype)[..., 0]
+        except ValueError:
+            pass
+    return make_complex(self[..., 0], self[..., 1])
+
+
+def _complex_parts(op: str, a: Array, b: Array) -> np.dtype:
+    for x in (a, b):
+        if getattr(x, "dtype", None) not in (np.float32, np.float64):
+            raise TypeError(
+                f"{op}: expected float32 or float64 tensors, got {getattr(x, 'dtype', type(x))}"
+            )
+    if a.dtype != b.dtype:
+        raise TypeError(
+            f"{op}: expected both inputs to have the same dtype, got {a.dtype} and {b.dtype}"
+        )
+    return np.dtype(np.complex64 if a.dtype == np.float32 else np.complex128)
+
+
+def make_complex(real: Array, imag: Array) -> Array:
+    """real + i imag (PyTorch's ``torch.complex``): the parts are written, not added, so
+    infinities and signed zeros stay as given."""
+    cdtype = _complex_parts("complex", real, imag)
+    if isinstance(real, np.ndarray) and isinstance(imag, np.ndarray):
+        out = np.empty(np.broadcast_shapes(real.shape, imag.shape), dtype=cdtype)
+        out.real = real
+        out.imag = imag
+        return out
+    return (real + imag * 1j).astype(cdtype)
+
+
+def polar(abs: Array, angle: Array) -> Array:  # noqa: A002 - PyTorch's name
+    """abs (cos angle + i sin angle)."""
+    _complex_parts("polar", abs, angle)
+    return make_complex(abs * np.cos(angle), abs * np.sin(angle))

@@ -106,7 +106,10 @@ def _getri_lwork(dtype: Any, n: int) -> int:
     key = ("lwork", f"{np.dtype(dtype).char}{n}")
     lwork = _LAPACK_CACHE.get(key)
     if lwork is None:
-        lwork = _LAPACK_CACHE[key] = builtins.max(int(_lapack_fn("getri_lwork", dtype)(n)[0]), 1)
+        lwork = _LAPACK_CACHE[key] = builtins.max(
+            int(np.real(_lapack_fn("getri_lwork", dtype)(n)[0])),
+            1,  # complex for z/c routines
+        )
     return lwork
 
 
@@ -234,7 +237,9 @@ def _adjugate_t_svd_finite(A: Array) -> Array:
     before = np.cumprod(np.concatenate([ones, s[..., :-1]], -1), -1)  # prod_{j < i} s_j
     after = np.cumprod(np.concatenate([ones, s[..., :0:-1]], -1), -1)[..., ::-1]  # j > i
     d = np.linalg.det(U) * np.linalg.det(Vh)
-    return d[..., None, None] * ((U * (before * after)[..., None, :]) @ Vh)
+    M = (U * (before * after)[..., None, :]) @ Vh
+    # adj(A) = d V diag(p) U^H, so adj(A)^T = d conj(U diag(p) V^H) (for real A: d U diag(p) V^T)
+    return d[..., None, None] * (np.conj(M) if np.iscomplexobj(M) else M)
 
 
 def _ill_conditioned(A: Array, inv: Array, ok: Array) -> Array:
@@ -302,8 +307,16 @@ def _scale(M: Array, grad: Array) -> Array:
 
 
 def linalg_det_vjp(grad: Array, A: Array, det: Array, LU: Array, pivots: Array) -> Array:
-    """grad * adj(A)^T = grad det(A) A^-T, with A^-T from the forward's LU (getri); where A is
-    singular or nearly so, adj(A)^T from the SVD instead (finite, correct)."""
+    """grad * conj(adj(A)^T) = grad conj(det(A)) A^-H, with A^-T from the forward's LU
+    (getri); where A is singular or nearly so, adj(A)^T from the SVD instead (finite,
+    correct). For real A the conjugations are no-ops."""
+    if np.iscomplexobj(A):
+        return np.conj(_det_vjp_t(np.conj(grad), A, det, LU, pivots))
+    return _det_vjp_t(grad, A, det, LU, pivots)
+
+
+def _det_vjp_t(grad: Array, A: Array, det: Array, LU: Array, pivots: Array) -> Array:
+    """grad * adj(A)^T (no conjugation)."""
     inv_t, ok = _inv_t_from_lu(LU, pivots)
     bad = _ill_conditioned(A, inv_t, ok)
     if inv_t.ndim == 2:
@@ -333,9 +346,16 @@ def _singular_slogdet_grad(A: Array) -> Array:
 
 
 def linalg_slogdet_vjp(grad: Array, A: Array, sign: Array, LU: Array, pivots: Array) -> Array:
-    """grad * A^-T (d log|det A| = tr(A^-1 dA)), A^-T from the forward's LU (getri). At a
-    singular A (sign 0, value -inf) the gradient is infinite: pinv(A)^T is used instead, with
+    """grad * A^-H (d log|det A| = Re tr(A^-1 dA)), A^-T from the forward's LU (getri). At a
+    singular A (sign 0, value -inf) the gradient is infinite: pinv(A)^H is used instead, with
     a warning."""
+    if np.iscomplexobj(A):
+        return np.conj(_slogdet_vjp_t(np.conj(grad), A, sign, LU, pivots))
+    return _slogdet_vjp_t(grad, A, sign, LU, pivots)
+
+
+def _slogdet_vjp_t(grad: Array, A: Array, sign: Array, LU: Array, pivots: Array) -> Array:
+    """grad * A^-T (no conjugation)."""
     inv_t, ok = _inv_t_from_lu(LU, pivots)
     bad = ~ok | (sign == 0)
     if bad.any():
@@ -363,7 +383,9 @@ def _getrs(LU: Array, piv: Array, B: Array, trans: int) -> Array:
 
 
 def linalg_lu_solve(LU: Array, pivots: Array, A: Array, B: Array, adjoint: bool) -> Array:
-    """A^-1 B (or A^-T B with ``adjoint``) from the forward's LU of A^T: O(n^2 k)."""
+    """A^-1 B (or A^-H B with ``adjoint``) from the forward's LU of A^T: O(n^2 k)."""
+    if adjoint and np.iscomplexobj(LU):  # A^-H B = conj(A^-T conj(B))
+        return np.conj(_getrs(LU, pivots, np.conj(B), 0))
     return _getrs(LU, pivots, B, 0 if adjoint else 1)
 
 
@@ -418,6 +440,38 @@ def linalg_qr(A: Array, mode: str = "reduced") -> tuple[Array, Array]:
     _numpy_only("linalg.qr", A)
     Q, R = np.linalg.qr(A, mode=mode)
     return Q, R
+
+
+def linalg_eig(A: Array) -> tuple[Array, Array]:
+    """Eigenvalues and unit-norm eigenvectors of a general square matrix (LAPACK's geev, as
+    PyTorch), complex even for a real A (NumPy returns real ones when they all are)."""
+    _numpy_only("linalg.eig", A)
+    if not np.isfinite(A).all():
+        raise np.linalg.LinAlgError(
+            f"linalg.eig: the input contains non-finite values (inf or NaN); input of shape "
+            f"{tuple(A.shape)}"
+        )
+    L, V = np.linalg.eig(A)
+    cdtype = np.result_type(A.dtype, np.complex64)
+    return L.astype(cdtype, copy=False), V.astype(cdtype, copy=False)
+
+
+def raise_if_phase_dependent(imag_diag: Array, cotangents: Any, op: str) -> None:
+    """Complex eigen-/singular vectors are defined up to a phase each (v -> v e^(i phi)); a
+    loss is invariant under it iff Im diag(V^H Vbar) = 0 (``imag_diag``). Otherwise its
+    gradient does not exist: raise, as PyTorch does (PyTorch's tolerance is 1e-2; here
+    sqrt(eps) max(1, |cotangents|), far above rounding, which can leave cotangents that
+    cancel to tiny values with a relatively large phase part)."""
+    scale = builtins.max(
+        [float(np.max(np.abs(c), initial=0.0)) for c in cotangents if c is not None], default=0.0
+    )
+    limit = _math.sqrt(np.finfo(imag_diag.dtype).eps) * builtins.max(scale, 1.0)
+    if np.max(np.abs(imag_diag), initial=0.0) > limit:
+        raise RuntimeError(
+            f"{op}_backward: The eigenvectors in the complex case are specified up to "
+            "multiplication by e^{i phi}. The specified loss function depends on this quantity, "
+            "so it is ill-defined."
+        )
 
 
 def linalg_eigh(A: Array, UPLO: str = "L") -> tuple[Array, Array]:  # noqa: N803
@@ -600,8 +654,10 @@ def linalg_pinv(A: Array, atol: Any = None, rtol: Any = None, hermitian: bool = 
         w, Q = np.linalg.eigh(A)
         keep = np.abs(w) > _pinv_cutoff(np.abs(w), A.shape, atol, rtol)
         inv_w = np.divide(1.0, w, out=np.zeros_like(w), where=keep)
-        return (Q * inv_w[..., None, :]) @ np.swapaxes(Q, -1, -2)
+        return (Q * inv_w[..., None, :]) @ np.conj(np.swapaxes(Q, -1, -2))
     U, s, Vh = svd(A, full_matrices=False)
     keep = s > _pinv_cutoff(s, A.shape, atol, rtol)
     inv_s = np.divide(1.0, s, out=np.zeros_like(s), where=keep)
-    return np.swapaxes(Vh, -1, -2) @ (inv_s[..., :, None] * np.swapaxes(U, -1, -2))
+    return np.conj(np.swapaxes(Vh, -1, -2)) @ (
+        inv_s[..., :, None] * np.conj(np.swapaxes(U, -1, -2))
+    )

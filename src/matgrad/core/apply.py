@@ -14,10 +14,26 @@ import numpy as np
 
 from ..backend import arrays as _backend
 from . import nodes
-from .grad_mode import note_tangent, state
-from .graph import NO_EDGE, BatchingUnsupported, InputEdge
+from .grad_mode import state
+from .graph import (
+    HOOKS,
+    NO_EDGE,
+    NODE_WATCHERS,
+    OP_OBSERVERS,
+    BatchingUnsupported,
+    InputEdge,
+    observed_call,
+    watch_new_node,
+)
 from .table import Rule
-from .tensor_base import Tensor, complex_autograd_message
+from .tensor_base import Tensor
+
+# the batching dispatcher, set by matgrad.ops.batching (the core knows no op's rule): an op
+# whose entry point runs while grad_mode.state.vmap is set calls BATCHING[0](op, inputs, attrs)
+BATCHING: list[Any] = [None]
+# how many vmap levels are open in the whole process: the entry points test this plain list
+# first (cheaper than the thread-local state.vmap) so that no vmap anywhere costs one lookup
+VMAP_ACTIVE: list[int] = [0]
 
 # what a saved argument of a rule is, computed once per rule
 INPUT, OUTPUT, SHAPE, NDIM, DTYPE, SHAPES, RSHAPE, RNDIM, ATTR = range(9)
@@ -116,7 +132,7 @@ def tensor_edge(x: Any) -> InputEdge:
         return NO_EDGE
     data = x._data
     dt = data.dtype
-    if dt.kind != "f":
+    if dt.kind not in "fc":  # floating and complex tensors take gradients
         return NO_EDGE
     if not x._requires_grad:
         return (None, 0, data.shape, dt)
@@ -163,6 +179,10 @@ class Op:
                 if name not in rule.attr_defaults:
                     raise TypeError(f"{rule.name}() missing the keyword argument '{name}'")
                 attrs[name] = rule.attr_defaults[name]
+        if VMAP_ACTIVE[0] and state.vmap:  # inside func.vmap: the op's batching rule
+            return BATCHING[0](self, inputs, attrs)
+        if OP_OBSERVERS and not HOOKS.observing:  # a profiler records: time this call
+            return observed_call(self.reference, self.name, inputs, attrs)
         if rule.attr_types:
             normalize_attrs(rule, inputs[0], attrs)
         flat = [
@@ -181,14 +201,13 @@ class Op:
         except (ValueError, TypeError, IndexError, ArithmeticError, NotImplementedError) as exc:
             raise op_error(self.name, flat, exc) from None
         outs = tuple(Tensor._wrap(o) for o in out) if self.multi else (Tensor._wrap(out),)
-        arrays = [x._data for x in flat if isinstance(x, Tensor)] + [o._data for o in outs]
-        if any(type(a) is not np.ndarray for a in arrays):  # no silent conversion to NumPy
-            _backend.check_same_backend(self.name, arrays)
+        arrays = [x._data for x in flat if isinstance(x, Tensor)]
+        results = [o._data for o in outs]
+        if any(type(a) is not np.ndarray for a in arrays + results):  # libraries mix as theirs do
+            _backend.check_backends(self.name, arrays, results)
         if rule.view and isinstance(inputs[0], Tensor) and is_view_of(outs[0]._data, datas[0]):
             make_view(outs[0], inputs[0], self, attrs)
         if requires and state.enabled:
-            if any(o._data.dtype.kind == "c" for o in outs):
-                raise RuntimeError(complex_autograd_message(f"{self.name} returned complex"))
             self._record(inputs, flat, datas, outs, attrs)
         if tangent and state.forward_level:
             self._push_tangent(inputs, outs, attrs)
@@ -206,10 +225,12 @@ class Op:
         args, saved = self._gather(inputs, datas, outs, attrs, needs)
         node = self.node_class(edges, args, saved, lens if self.has_list else None)
         for i, o in enumerate(outs):
-            if o._data.dtype.kind == "f":
+            if o._data.dtype.kind in "fc":
                 o.grad_fn = node
                 o._output_nr = i
                 o._requires_grad = True
+        if NODE_WATCHERS:  # saved-tensor hooks, anomaly mode
+            watch_new_node(node)
 
     def _gather(
         self, inputs: tuple, datas: list, outs: tuple[Tensor, ...], attrs: dict, needs: list
@@ -255,25 +276,46 @@ class Op:
         return tuple(args), saved
 
     def _push_tangent(self, inputs: tuple, outs: tuple[Tensor, ...], attrs: dict) -> None:
-        """Forward mode: the result's tangent from the row's ``result`` formula, evaluated on
-        tensors (so tangents are themselves differentiable)."""
+        """Forward mode: the results' tangents from the row's ``result`` formula, evaluated on
+        tensors (so tangents are themselves differentiable), once per open dual level that an
+        input has a tangent at (``_fw_grad`` maps level -> tangent), innermost last. The
+        formula of level L runs with only the levels below L active, so the tangent it makes
+        carries their tangents (forward-over-forward: ``jacfwd(jacfwd(f))``) and no
+        tangent-of-tangent at its own level."""
+        active = state.forward_level
+        levels: set[int] = set()
+        for x in inputs:
+            for t in x if isinstance(x, list | tuple) else (x,):
+                if isinstance(t, Tensor) and t._fw_grad is not None:
+                    levels.update(lv for lv in tangents_of(t) if lv <= active)
+        for level in sorted(levels):
+            self._push_level(inputs, outs, attrs, level)
+
+    def _push_level(self, inputs: tuple, outs: tuple[Tensor, ...], attrs: dict, level: int) -> None:
         F = nodes.TENSOR  # noqa: N806 - the tensor formula namespace
         rule = self.rule
+
+        def at(t: Any) -> Any:
+            fw = t._fw_grad if isinstance(t, Tensor) else None
+            return None if fw is None else tangents_of(t).get(level)
+
         tangents = []
         for x in inputs:
             if isinstance(x, list | tuple):
-                ts = [t._fw_grad if isinstance(t, Tensor) else None for t in x]
+                ts = [at(t) for t in x]
                 tangents.append(None if all(t is None for t in ts) else ts)
             else:
-                tangents.append(x._fw_grad if isinstance(x, Tensor) else None)
+                tangents.append(at(x))
+        if all(t is None for t in tangents):
+            return
         names: dict[str, Any] = dict(zip(rule.inputs, inputs, strict=True))
         names.update(attrs)
         for name, o in zip(rule.outputs, outs, strict=True):
             # not detached: a tangent computed with a graph (reverse-over-forward) depends on
             # the result too (tanh: self_t * (1 - result * result))
             names[name] = o
-        names["result_shape"] = outs[0].shape
-        names["result_ndim"] = outs[0].ndim
+        names["result_shape"] = shape_of(outs[0])
+        names["result_ndim"] = len(shape_of(outs[0]))
         for name, x in zip(rule.inputs, inputs, strict=True):
             if isinstance(x, list | tuple):
                 names[f"{name}_shapes"] = [shape_of(t) for t in x]
@@ -289,41 +331,74 @@ class Op:
                     batch_shape = tuple(ti.shape[: ti.ndim - ndim_of(xi)])
         if batch_shape and not rule.batched:
             raise BatchingUnsupported(rule.name)
-        # list inputs with some tangents absent: those elements get zero tangents
-        for i, x in enumerate(inputs):
-            if isinstance(tangents[i], list):
-                tangents[i] = [
-                    t
-                    if t is not None
-                    else F.expand(F.zeros_like(p.detach()), batch_shape + shape_of(p))
-                    for t, p in zip(tangents[i], x, strict=True)
-                ]
-        if batch_shape and rule.broadcasts:
-            # NumPy aligns axes from the right: the tangent of a lower-rank (broadcast) input
-            # gets size-1 axes between the batch axes and its own
-            nd = max(ndim_of(x) for x in inputs if isinstance(x, Tensor))
-            for i, (x, t) in enumerate(zip(inputs, tangents, strict=True)):
-                if isinstance(t, Tensor) and ndim_of(x) < nd:
-                    tangents[i] = F.reshape(t, batch_shape + (1,) * (nd - ndim_of(x)) + shape_of(x))
-        # tangents are computed once: no tangents of tangents while the formula runs
-        level, state.forward_level = state.forward_level, 0
+        # the formula runs with the levels below this one active (see _push_tangent)
+        active, state.forward_level = state.forward_level, level - 1
         try:
+            # list inputs with some tangents absent: those elements get zero tangents
+            for i, x in enumerate(inputs):
+                if isinstance(tangents[i], list):
+                    tangents[i] = [
+                        t
+                        if t is not None
+                        else F.expand(F.zeros_like(p.detach()), batch_shape + shape_of(p))
+                        for t, p in zip(tangents[i], x, strict=True)
+                    ]
+            if batch_shape and rule.broadcasts:
+                # NumPy aligns axes from the right: the tangent of a lower-rank (broadcast)
+                # input gets size-1 axes between the batch axes and its own
+                nd = max(ndim_of(x) for x in inputs if isinstance(x, Tensor))
+                for i, (x, t) in enumerate(zip(inputs, tangents, strict=True)):
+                    if isinstance(t, Tensor) and ndim_of(x) < nd:
+                        tangents[i] = F.reshape(
+                            t, batch_shape + (1,) * (nd - ndim_of(x)) + shape_of(x)
+                        )
             result_t = rule.jvp(F, *tangents, *(names[a] for a in rule.jvp_args))
+            if result_t is None:
+                return
+            results_t = result_t if self.multi else (result_t,)
+            for o, t in zip(outs, results_t, strict=True):
+                if t is not None and o._data.dtype.kind in "fc":
+                    t = t if isinstance(t, Tensor) else Tensor._wrap(np.asarray(t))
+                    target = batch_shape + shape_of(o)
+                    if tuple(t.shape) != target:  # a tangent from a broadcast input
+                        t = F.expand(t, target)
+                    if t.dtype != o.dtype:
+                        if t.dtype.kind == "c" and o._data.dtype.kind != "c":
+                            t = F.real(t)  # a real output's tangent: the real part (PyTorch's)
+                        t = F.to_dtype(t, o.dtype)
+                    set_tangent(o, level, t)
         finally:
-            state.forward_level = level
-        if result_t is None:
-            return
-        results_t = result_t if self.multi else (result_t,)
-        for o, t in zip(outs, results_t, strict=True):
-            if t is not None and o._data.dtype.kind == "f":
-                t = t if isinstance(t, Tensor) else Tensor._wrap(np.asarray(t))
-                target = batch_shape + tuple(o.shape)
-                if tuple(t.shape) != target:  # a tangent from a broadcast input
-                    t = F.expand(t, target)
-                if t.dtype != o.dtype:
-                    t = F.to_dtype(t, o.dtype)
-                o._fw_grad = t
-                note_tangent(o)
+            state.forward_level = active
+
+
+def tangents_of(tensor: Tensor) -> dict[int, Tensor]:
+    """A tensor's forward-mode tangents by dual level. ``_fw_grad`` holds None, the tangent
+    itself when the tensor has one at level 1 only (the common case, read as is by custom
+    Functions), or a ``{level: tangent}`` dict."""
+    fw = tensor._fw_grad
+    if fw is None:
+        return {}
+    return fw if isinstance(fw, dict) else {1: fw}
+
+
+def set_tangent(tensor: Tensor, level: int, tangent: Tensor | None) -> None:
+    """Give ``tensor`` the tangent ``tangent`` at dual level ``level`` (None removes it); the
+    level remembers the tensor, to drop the tangent when it closes. Tangent dicts are never
+    changed in place (tensors made by in-place ops share them)."""
+    fw = dict(tangents_of(tensor))
+    if tangent is None:
+        fw.pop(level, None)
+    else:
+        fw[level] = tangent
+        levels = state.dual_tensors
+        if level <= len(levels):
+            levels[level - 1][id(tensor)] = weakref.ref(tensor)
+    if not fw:
+        tensor._fw_grad = None
+    elif len(fw) == 1 and 1 in fw:
+        tensor._fw_grad = fw[1]
+    else:
+        tensor._fw_grad = fw
 
 
 def ndim_of(x: Any) -> int:

@@ -19,6 +19,7 @@ import numpy as np
 from ..backend import arrays as _backend
 from .apply import (
     ATTR,
+    BATCHING,
     DTYPE,
     INPUT,
     NDIM,
@@ -26,6 +27,7 @@ from .apply import (
     RSHAPE,
     SHAPE,
     SHAPES,
+    VMAP_ACTIVE,
     Op,
     is_view_of,
     make_view,
@@ -36,9 +38,9 @@ from .apply import (
     shape_of,
 )
 from .grad_mode import state
-from .graph import NO_EDGE
+from .graph import HOOKS, NO_EDGE, NODE_WATCHERS, OP_OBSERVERS, observed_call, watch_new_node
 from .table import Rule
-from .tensor_base import Tensor, complex_autograd_message
+from .tensor_base import Tensor
 
 # (op name, function name) -> the generated source
 SOURCES: dict[tuple[str, str], str] = {}
@@ -134,7 +136,7 @@ def _record_lines(rule: Rule, plan: tuple[tuple[int, Any], ...], names: _Names) 
             "if isinstance(x, Tensor):",
             "    data = x._data",
             "    dt = data.dtype",
-            "    if dt.kind != 'f':",
+            "    if dt.kind not in 'fc':",
             f"        e{i} = NO_EDGE",
             "    elif x._requires_grad:",
             "        fn = x.grad_fn",
@@ -160,6 +162,13 @@ def _compile(name: str, params: str, lines: list[str], rule: Rule, **names: Any)
         "weakref_ref": weakref.ref,
         "shape_of": shape_of,
         "NO_EDGE": NO_EDGE,
+        # opt-in instrumentation (saved-tensor hooks, anomaly mode, profiler): lists that are
+        # empty unless switched on, so each costs one truth test
+        "node_watchers": NODE_WATCHERS,
+        "watch_new_node": watch_new_node,
+        "op_observers": OP_OBSERVERS,
+        "observed_call": observed_call,
+        "hooks": HOOKS,
         **names,
     }
     filename = f"<matgrad.core.fastpath: {name} for {rule.name}>"
@@ -176,10 +185,12 @@ def _compile_record(op: Op) -> Any:
     rule = op.rule
     lines = _record_lines(rule, op.plan, _Names(inline=False)) + [
         "for i, o in enumerate(outs):",
-        "    if o._data.dtype.kind == 'f':",
+        "    if o._data.dtype.kind in 'fc':",
         "        o.grad_fn = node",
         "        o._output_nr = i",
         "        o._requires_grad = True",
+        "if node_watchers:",
+        "    watch_new_node(node)",
     ]
     return _compile("record", "inputs, datas, outs, attrs", lines, rule, node_class=op.node_class)
 
@@ -201,7 +212,18 @@ def entry_point(op: Op) -> Any:
     params = public_parameters(rule)
     kw = [f"{a}={rule.attr_defaults[a]!r}" if a in rule.attr_defaults else a for a in rule.attrs]
     signature = ", ".join(params + kw)
-    lines = ["rq = tg = foreign = False"]
+    attr_dict = "{" + ", ".join(f"{a!r}: {a}" for a in rule.attrs) + "}"
+    lines = [
+        # inside func.vmap, before anything reads a shape: the op's batching rule
+        "if vmap_active[0] and state.vmap:",
+        f"    return batching[0](op, ({''.join(f'{x}, ' for x in params)}), {attr_dict})",
+        # a profiler records: time this call (it runs again, inside observed_call)
+        "if op_observers and not hooks.observing:",
+        f"    return observed_call(call_{rule.name}, {rule.name!r}, "
+        f"({''.join(f'{x}, ' for x in params)}), "
+        + "{" + ", ".join(f"{a!r}: {a}" for a in rule.attrs) + "})",
+        "rq = tg = foreign = False",
+    ]
     for name, kind in rule.attr_types.items():  # typed attributes: see core.table.ATTR_TYPES
         normalize = "normalize_dim" if kind == "Dim" else "normalize_dims"
         lines.append(f"{name} = {normalize}({rule.name!r}, {name}, ndim_of({params[0]}))")
@@ -233,8 +255,6 @@ def entry_point(op: Op) -> Any:
             "outs = tuple(wrap(o) for o in out)",
             "if foreign or any(type(o._data) is not ndarray for o in outs):",
             f"    check_backends({rule.name!r}, ({inputs}), *(o._data for o in outs))",
-            "if rq and state.enabled and any(o._data.dtype.kind == 'c' for o in outs):",
-            f"    raise RuntimeError(complex_message({rule.name + ' returned complex'!r}))",
         ]
     else:
         lines += [
@@ -259,13 +279,13 @@ def entry_point(op: Op) -> Any:
                 else []
             ),
             # recording, inlined: this runs for every op that an input asks a gradient of
-            "if rq and state.enabled and out.dtype.kind == 'f':",
+            "if rq and state.enabled and out.dtype.kind in 'fc':",
             *(f"    {line}" for line in _record_lines(rule, op.plan, _Names(True, params))),
             "    result.grad_fn = node",
             "    result._requires_grad = True",
+            "    if node_watchers:",
+            "        watch_new_node(node)",
             "else:",
-            "    if rq and state.enabled and out.dtype.kind == 'c':",
-            f"        raise RuntimeError(complex_message({rule.name + ' returned complex'!r}))",
             "    result.grad_fn = None",
             "    result._requires_grad = False",
         ]
@@ -302,10 +322,11 @@ def entry_point(op: Op) -> Any:
         is_view_of=is_view_of,
         make_view=make_view,
         op=op,
-        complex_message=complex_autograd_message,
+        batching=BATCHING,
+        vmap_active=VMAP_ACTIVE,
     )
 
 
 def _check_backends(op: str, inputs: tuple, *outs: Any) -> None:
     arrays = [x._data for x in inputs if isinstance(x, Tensor)]
-    _backend.check_same_backend(op, [*arrays, *outs])
+    _backend.check_backends(op, arrays, outs)

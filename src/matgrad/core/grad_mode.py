@@ -20,6 +20,10 @@ class _State(threading.local):
         # per open dual level, the tensors given a tangent in it ({id: weakref}): the level
         # drops their tangents when it ends
         self.dual_tensors: list[dict[int, weakref.ref]] = []
+        # > 0 while ops dispatch to batching rules (inside func.vmap, outside the physical
+        # calls the rules make); the open vmap levels, outermost first: [(level, size), ...]
+        self.vmap = 0
+        self.vmap_levels: list[tuple[int, int]] = []
 
 
 state = _State()

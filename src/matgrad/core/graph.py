@@ -6,10 +6,12 @@ below the tensor record, which needs ``AccumulateGrad`` and hook handles.
 
 from __future__ import annotations
 
+import os
 import threading
+import traceback
 import weakref
 from collections.abc import Callable, Iterable
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 if TYPE_CHECKING:
     from .tensor_base import Tensor
@@ -65,6 +67,115 @@ def storage_version(data: Any, default: int) -> int:
     return default if counter is None else counter[0]
 
 
+# -- opt-in instrumentation -----------------------------------------------------------------------
+# Saved-tensor hooks, anomaly mode and the profiler are off by default. Where they hook in
+# (a node is made, an op runs) the cost when off is one truth test of a module-level list.
+
+#: non-empty while every new node must be seen: saved-tensor hooks open in some thread
+#: (one token per open context), anomaly mode on. Tested as ``if NODE_WATCHERS:``.
+NODE_WATCHERS: list[object] = []
+#: the profilers recording now; non-empty makes each op call go through :func:`observed_call`
+OP_OBSERVERS: list[Any] = []
+
+
+class _ThreadHooks(threading.local):
+    def __init__(self) -> None:
+        self.saved: list[tuple[Callable, Callable]] = []  # (pack, unpack), innermost last
+        self.disabled: str | None = None  # the error message while hooks are disabled
+        self.observing = False  # inside an observed op call (nested calls are not timed)
+        self.executing: Node | None = None  # the node the engine runs (anomaly mode's parent)
+
+
+HOOKS = _ThreadHooks()
+
+
+def current_saved_hooks() -> tuple[Callable, Callable] | None:
+    """The innermost ``(pack, unpack)`` pair of this thread, or None."""
+    saved = HOOKS.saved
+    return saved[-1] if saved else None
+
+
+def push_saved_hooks(pack: Callable, unpack: Callable) -> None:
+    if HOOKS.disabled is not None:
+        raise RuntimeError(HOOKS.disabled)
+    HOOKS.saved.append((pack, unpack))
+    NODE_WATCHERS.append(pack)
+
+
+def pop_saved_hooks() -> None:
+    pack, _ = HOOKS.saved.pop()
+    for i in range(len(NODE_WATCHERS) - 1, -1, -1):
+        if NODE_WATCHERS[i] is pack:
+            del NODE_WATCHERS[i]
+            break
+
+
+class _Anomaly:
+    """Anomaly mode's switches (process-wide, as PyTorch's)."""
+
+    enabled = False
+    check_nan = True
+    check_inf = False  # matgrad's addition: PyTorch checks NaN only
+
+
+ANOMALY = _Anomaly()
+_ANOMALY_TOKEN = object()
+
+
+def set_anomaly_enabled(enabled: bool, check_nan: bool = True, check_inf: bool = False) -> None:
+    ANOMALY.enabled = bool(enabled)
+    ANOMALY.check_nan = bool(check_nan)
+    ANOMALY.check_inf = bool(check_inf)
+    if any(w is _ANOMALY_TOKEN for w in NODE_WATCHERS):
+        NODE_WATCHERS[:] = [w for w in NODE_WATCHERS if w is not _ANOMALY_TOKEN]
+    if ANOMALY.enabled:
+        NODE_WATCHERS.append(_ANOMALY_TOKEN)
+
+
+_PACKAGE_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def user_stack() -> list[str]:
+    """The current Python stack without matgrad's own frames, as ``traceback.format_list``
+    lines (outermost first): what anomaly mode stores as a node's ``traceback_``."""
+    frames = [
+        f
+        for f in traceback.extract_stack()
+        if not f.filename.startswith(_PACKAGE_DIR) and not f.filename.startswith("<matgrad.")
+    ]
+    return traceback.format_list(frames)
+
+
+def watch_new_node(node: Node) -> None:
+    """What the opt-in features do with a node just made (called only while
+    :data:`NODE_WATCHERS` is non-empty): anomaly mode stores the forward stack (and, for a
+    node made during a backward pass, the node being run); saved-tensor hooks pack."""
+    if ANOMALY.enabled:
+        meta = node.metadata
+        meta["traceback_"] = user_stack()
+        parent = HOOKS.executing
+        if parent is not None:
+            meta["parent_"] = parent
+    if HOOKS.saved:
+        node._pack_saved(*HOOKS.saved[-1])
+
+
+def observed_call(fn: Callable, name: str, args: tuple, kwargs: dict) -> Any:
+    """Run op ``fn`` (an entry point, called again) with every profiler timing it; calls it
+    makes in turn are not timed separately."""
+    observers = list(OP_OBSERVERS)
+    HOOKS.observing = True
+    try:
+        tokens = [o.op_start(name, args) for o in observers]
+        try:
+            return fn(*args, **kwargs)
+        finally:
+            for o, token in zip(reversed(observers), reversed(tokens), strict=True):
+                o.op_end(token)
+    finally:
+        HOOKS.observing = False
+
+
 class _Hooks:
     """The hooks of one node (most nodes have none, so this is made on demand)."""
 
@@ -79,16 +190,27 @@ class _Hooks:
 class Node:
     """Base of every graph node: ``next_functions``, ``name()``, hooks and calling."""
 
-    __slots__ = ("_next", "_hooks", "__weakref__")
+    __slots__ = ("_next", "_hooks", "_metadata", "__weakref__")
     n_outputs = 1
 
     def __init__(self) -> None:
         self._next: tuple[InputEdge, ...] = ()
         self._hooks: _Hooks | None = None
+        if NODE_WATCHERS:
+            watch_new_node(self)
 
     # -- inspection ----------------------------------------------------------------------------
     def name(self) -> str:
         return type(self).__name__
+
+    @property
+    def metadata(self) -> dict:
+        """A dict kept with the node for the user (and for anomaly mode's ``traceback_``)."""
+        try:
+            return self._metadata
+        except AttributeError:  # made on first use: most nodes never have one
+            self._metadata: dict = {}
+            return self._metadata
 
     @property
     def next_functions(self) -> tuple[Edge, ...]:
@@ -140,6 +262,19 @@ class Node:
 
     def _release(self) -> None:
         """Drop saved values after a backward pass without ``retain_graph``."""
+
+    def _pack_saved(self, pack: Callable, unpack: Callable) -> None:
+        """Replace the saved tensors by what ``pack`` makes of them (saved-tensor hooks)."""
+
+
+class GradientEdge(NamedTuple):
+    """Where a tensor's gradient flows in the graph: input ``output_nr`` of ``node`` (the
+    tensor's ``grad_fn``, or its leaf's ``AccumulateGrad``). ``autograd.grad`` takes edges as
+    ``inputs`` (the gradient flowing into the edge) and as ``outputs``."""
+
+    node: Node
+    output_nr: int
+    ownership_token: Node | None = None  # PyTorch's field; matgrad's nodes need no token
 
 
 class BatchingUnsupported(RuntimeError):

@@ -69,6 +69,59 @@ def version_error(
     )
 
 
+class Packed:
+    """A saved tensor as a saved-tensor pack hook made it (``value``), with what unpacking
+    needs: the unpack hook, and the graph of the original tensor (its ``grad_fn`` and output
+    index, or its leaf's ``AccumulateGrad``), which the unpacked tensor gets again, as in
+    PyTorch, so a ``create_graph`` backward pass reaches the original's graph."""
+
+    __slots__ = ("value", "unpack", "grad_fn", "output_nr", "acc", "is_output", "shape", "dtype")
+
+    def __init__(self, tensor: Tensor, pack: Any, unpack: Any, is_output: bool) -> None:
+        with grad_mode.no_grad():  # as PyTorch: the hook records no graph (nothing is saved)
+            self.value = pack(tensor)
+        self.unpack = unpack
+        self.is_output = is_output
+        self.shape, self.dtype = tuple(tensor.shape), tensor.dtype
+        self.grad_fn, self.output_nr, self.acc = None, 0, None
+        if not is_output:
+            if tensor.grad_fn is not None:
+                self.grad_fn, self.output_nr = tensor.grad_fn, tensor._output_nr
+            elif tensor._requires_grad:
+                self.acc = tensor._accumulator()
+
+    def unpacked(self, who: str) -> Tensor:
+        """What the unpack hook returns, checked (``who`` names the saved value)."""
+        t = self.unpack(self.value)
+        if not isinstance(t, Tensor):
+            raise TypeError(
+                "Output of saved tensor unpack_hook expected to be a Tensor but got result of "
+                f"type {type(t).__name__} (unpacking {who})"
+            )
+        if tuple(t.shape) != self.shape or t.dtype != self.dtype:
+            raise RuntimeError(
+                f"unpacking {who}: the saved tensor unpack_hook returned a tensor of shape "
+                f"{tuple(t.shape)} and dtype {t.dtype}, but a tensor of shape {self.shape} and "
+                f"dtype {self.dtype} was saved (unpack_hook(pack_hook(t)) must equal t)"
+            )
+        return t
+
+    def tensor(self, who: str, node: Node | None = None, output_nr: int = 0) -> Tensor:
+        """The unpacked value as a tensor with the original's graph (``node``: the node that
+        saved it, for a saved output of that node)."""
+        t = self.unpacked(who)
+        out = Tensor._wrap(t._data)
+        out._version_counter = t._shared_counter()
+        if self.is_output and node is not None and t.dtype.kind in "fc":
+            out.grad_fn, out._output_nr, out._requires_grad = node, output_nr, True
+        elif self.grad_fn is not None:
+            out.grad_fn, out._output_nr, out._requires_grad = self.grad_fn, self.output_nr, True
+        elif self.acc is not None:
+            out._requires_grad = True
+            out._acc_ref = weakref.ref(self.acc)  # gradients reach the original leaf
+        return out
+
+
 class RuleNode(Node):
     """A node made from a row of the rule table; subclasses are generated per row with the
     class attribute ``rule`` and are named like PyTorch's (``MmBackward0``)."""
@@ -101,7 +154,7 @@ class RuleNode(Node):
             return Node._raw_input_grads(self, grads, release)
         args = self._args
         if args is None or (self._saved and self._epoch != inplace_epoch[0]):
-            self._check_versions()
+            args = self._checked_args()
         if release:
             self._args = None
             self._saved = ()
@@ -109,41 +162,64 @@ class RuleNode(Node):
         return self._vjp(RAW, self._next, *grads, *args)
 
     # -- saved values --------------------------------------------------------------------------
-    def _check_versions(self) -> None:
-        if self._args is None:
+    def _checked_args(self, unpack: bool = True) -> tuple[Any, ...]:
+        """The saved values (the slow path): raises if they were freed or a saved tensor
+        changed in place since; packed values (saved-tensor hooks) are unpacked, and, as in
+        PyTorch, not version-checked (``unpack=False``: left as None)."""
+        args = self._args
+        if args is None:
             raise freed_error(self.name())
         saved = self._saved
+        unpacked: list[Any] | None = None
         for k in range(0, len(saved), 3):
             pos, holder, version = saved[k : k + 3]
+            if type(holder) is Packed:
+                if unpack:
+                    if unpacked is None:
+                        unpacked = list(args)
+                    unpacked[pos] = holder.unpacked(self._saved_name(pos))._data
+                continue
             tensor = holder() if isinstance(holder, weakref.ref) else holder
-            if tensor is not None:
-                current = tensor._version
-            else:  # a saved output that is gone: the version of its memory
-                current = storage_version(self._args[pos], version)
+            # (a saved output that is gone: the version of its memory)
+            current = tensor._version if tensor is not None else storage_version(args[pos], version)
             if current != version:
                 what = f"'{self.rule.vjp_args[pos]}'"
-                raise version_error(self.name(), what, self._args[pos].shape, version, current)
+                raise version_error(self.name(), what, args[pos].shape, version, current)
+        return args if unpacked is None else tuple(unpacked)
+
+    def _check_versions(self) -> None:
+        self._checked_args(unpack=False)
+
+    def _saved_name(self, pos: int) -> str:
+        return f"{self.name()}._saved_{self.rule.vjp_args[pos]}"
+
+    def _saved_tensor(self, k: int, args: tuple[Any, ...]) -> Tensor:
+        """The saved tensor of entry ``k`` of ``_saved``, with its graph."""
+        pos, holder = self._saved[k], self._saved[k + 1]
+        name = self.rule.vjp_args[pos]
+        out_nr = self.rule.outputs.index(name) if name in self.rule.outputs else 0
+        if type(holder) is Packed:
+            return holder.tensor(self._saved_name(pos), self, out_nr)
+        if isinstance(holder, weakref.ref):  # an output of this node
+            tensor = holder()
+            if tensor is None:  # freed: recreate it (integer outputs get no graph)
+                data = args[pos]
+                tensor = (
+                    Tensor._make_result(data, self, out_nr)
+                    if data.dtype.kind in "fc"
+                    else Tensor._wrap(data)
+                )
+            return tensor
+        return holder
 
     def _tensor_args(self) -> list[Any]:
         """The saved values as tensors (for formulas that must record a graph)."""
-        args = list(self._args)
+        args = self._checked_args(unpack=False)
+        out = list(args)
         saved = self._saved
         for k in range(0, len(saved), 3):
-            pos, holder = saved[k], saved[k + 1]
-            if isinstance(holder, weakref.ref):  # an output of this node
-                out_nr = self.rule.outputs.index(self.rule.vjp_args[pos])
-                tensor = holder()
-                if tensor is None:  # freed: recreate it (integer outputs get no graph)
-                    data = args[pos]
-                    tensor = (
-                        Tensor._make_result(data, self, out_nr)
-                        if data.dtype.kind == "f"
-                        else Tensor._wrap(data)
-                    )
-                args[pos] = tensor
-            else:
-                args[pos] = holder
-        return args
+            out[saved[k]] = self._saved_tensor(k, args)
+        return out
 
     def _lookup_saved(self, name: str) -> Any:
         if self._args is None:
@@ -152,9 +228,33 @@ class RuleNode(Node):
                 "without retain_graph=True."
             )
         pos = self.rule.vjp_args.index(name)
-        if pos in self._saved[::3]:
-            return self._tensor_args()[pos]
+        saved = self._saved
+        for k in range(0, len(saved), 3):
+            if saved[k] == pos:
+                return self._saved_tensor(k, self._args)
         return self._args[pos]
+
+    def _pack_saved(self, pack: Any, unpack: Any) -> None:
+        """Saved-tensor hooks: ``pack`` each saved tensor and keep only what it returns. The
+        order is the formulas' (first use), which is PyTorch's too (``mul``: other, self)."""
+        saved = self._saved
+        if not saved or self._args is None:
+            return
+        rule = self.rule
+        args = list(self._args)
+        new = list(saved)
+        for k in range(0, len(saved), 3):
+            pos, holder = saved[k], saved[k + 1]
+            if type(holder) is Packed:
+                continue
+            tensor = holder() if isinstance(holder, weakref.ref) else holder
+            if tensor is None:  # an output already gone: its array stands in
+                tensor = Tensor._wrap(args[pos])
+            new[k + 1] = Packed(tensor, pack, unpack, rule.vjp_args[pos] in rule.outputs)
+            args[pos] = None  # the node keeps only the packed value
+        self._saved = tuple(new)
+        self._args = tuple(args)
+        self._epoch = -1  # never the current epoch: backward takes the slow path, which unpacks
 
     def __getattr__(self, attr: str) -> Any:
         # `_saved_<name>` gives what the node saved for its formulas (PyTorch's convention)
@@ -177,7 +277,10 @@ class RuleNode(Node):
         run on raw arrays. ``want_all`` asks for every tensor input's gradient, not only those
         of inputs that require grad (used by ``node(grad)``)."""
         rule = self.rule
-        if self._args is None or (self._saved and self._epoch != inplace_epoch[0]):
+        slow = self._args is None or (self._saved and self._epoch != inplace_epoch[0])
+        if slow and not create_graph:
+            checked = self._checked_args()
+        elif slow:
             self._check_versions()
         if nbatch and not rule.batched:
             raise BatchingUnsupported(rule.name)
@@ -196,7 +299,7 @@ class RuleNode(Node):
             args = self._tensor_args()
         else:
             F = RAW  # noqa: N806
-            args = self._args
+            args = checked if slow else self._args
         per_input = rule.vjp(F, needs, *grads, *args)
         if list_lens is not None:
             flat: list[Any] = []
@@ -263,5 +366,9 @@ def fit_gradient(F: Any, g: Any, shape: tuple[int, ...], dtype: Any, nbatch: int
             if g.shape != target:
                 g = F.reshape(g, target)
     if g.dtype != dtype and dtype is not None:
+        if g.dtype.kind == "c" and dtype.kind != "c":
+            # a real input of an op with a complex result (real * complex): its gradient is
+            # the real part (PyTorch's handle_r_to_c)
+            g = F.real(g)
         g = F.to_dtype(g, dtype)
     return g

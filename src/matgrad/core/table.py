@@ -307,9 +307,21 @@ def _build_jvp(ctx, row, line, op_name, inputs, is_list, attrs, outputs, vjp_tre
         if len(inputs) != 1:
             raise _fail(row, line, "auto_element_wise needs exactly one tensor input")
         tree = copy.deepcopy(vjp_trees[inputs[0]][1])
-        for node in ast.walk(tree):
-            if isinstance(node, ast.Name) and node.id == "grad":
-                node.id = f"{inputs[0]}_t"
+        # PyTorch's rule for complex inputs: jvp(t) = conj(vjp(conj(t))), which turns
+        # grad * conj(f'(z)) into t * f'(z) (the helper `conj` is the identity on real values)
+        wrap = hasattr(ctx.helpers, "conj")
+        t_name = f"{inputs[0]}_t"
+
+        class _Tangent(ast.NodeTransformer):
+            def visit_Name(self, node: ast.Name) -> ast.AST:
+                if node.id != "grad":
+                    return node
+                t = ast.Name(t_name, ast.Load())
+                return ast.Call(ast.Name("conj", ast.Load()), [t], []) if wrap else t
+
+        tree = _Tangent().visit(tree)
+        if wrap:
+            tree = ast.Call(ast.Name("conj", ast.Load()), [tree], [])
     else:
         tree = _parse_formula(row, line, "result", text)
     resolver = _Resolver(

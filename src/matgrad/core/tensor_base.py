@@ -33,14 +33,6 @@ def set_default_dtype(dtype: Any) -> None:
     _default_dtype[0] = dt
 
 
-def complex_autograd_message(what: str) -> str:
-    return (
-        f"complex autograd is not supported yet ({what}): a complex tensor cannot require "
-        "grad, and an op on tensors that require grad cannot return a complex result. "
-        "Differentiate the real and imaginary parts as real tensors instead."
-    )
-
-
 class Tensor:
     """An n-dimensional array that can record the operations applied to it.
 
@@ -75,6 +67,7 @@ class Tensor:
     _acc_ref: weakref.ref | None = None
     _retains_grad = False
     _leaf_hooks: list[Callable] | None = None
+    _post_accumulate_hooks: list[Callable] | None = None
 
     def __init__(self, data: Any, requires_grad: bool = False, dtype: Any = None) -> None:
         if isinstance(data, Tensor):
@@ -117,11 +110,9 @@ class Tensor:
 
     @requires_grad.setter
     def requires_grad(self, value: bool) -> None:
-        if value and self._data.dtype.kind == "c":
-            raise RuntimeError(complex_autograd_message(f"dtype {self._data.dtype}"))
-        if value and self._data.dtype.kind != "f":
+        if value and self._data.dtype.kind not in "fc":
             raise RuntimeError(
-                f"only tensors of floating point dtype can require gradients, "
+                f"only tensors of floating point and complex dtype can require gradients, "
                 f"got dtype {self._data.dtype} (convert with .double() or .float() first)"
             )
         if not value and self.grad_fn is not None:
@@ -204,6 +195,22 @@ class Tensor:
             self._leaf_hooks = []
         self._leaf_hooks.append(hook)
         return _RemovableHandle(self._leaf_hooks, hook)
+
+    def register_post_accumulate_grad_hook(
+        self, hook: Callable[[Tensor], None]
+    ) -> _RemovableHandle:
+        """``hook(tensor)`` runs after a backward pass accumulated into this leaf's ``.grad``
+        (e.g. to step an optimizer per parameter); leaves only, as in PyTorch."""
+        if not self._requires_grad:
+            raise RuntimeError("cannot register a hook on a tensor that doesn't require gradient")
+        if self.grad_fn is not None:
+            raise RuntimeError(
+                "post accumulate grad hooks cannot be registered on non-leaf tensors"
+            )
+        if self._post_accumulate_hooks is None:
+            self._post_accumulate_hooks = []
+        self._post_accumulate_hooks.append(hook)
+        return _RemovableHandle(self._post_accumulate_hooks, hook)
 
     # -- array attributes --------------------------------------------------------------------
     @property

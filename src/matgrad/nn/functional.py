@@ -334,8 +334,21 @@ def pairwise_distance(
     return _linalg.vector_norm(x1 - x2 + eps, p, -1, keepdim=keepdim)
 
 
-def pad(input: Tensor, pad: Sequence[int], mode: str = "constant", value: float | None = None):
-    return C.pad(input, pad, mode, 0.0 if value is None else value)
+def pad(
+    input: Tensor, pad: Sequence[int], mode: str = "constant", value: float | None = None
+) -> Tensor:
+    """Pad the last ``len(pad) // 2`` axes, ``pad`` listing (before, after) amounts from the
+    last axis backwards (negative amounts crop). Modes: 'constant' (``value``), 'reflect'
+    (mirror, edge not repeated), 'replicate' (edge repeated), 'circular' (wrap around)."""
+    if len(pad) % 2:
+        raise RuntimeError("Padding length must be divisible by 2")
+    if mode == "constant":
+        return C.pad(input, pad, mode, 0.0 if value is None else value)
+    if value is not None and value != 0:
+        raise ValueError(f'Padding mode "{mode}" doesn\'t take in value argument.')
+    from .functional_conv import _pad_nonconstant  # defined after this module's body
+
+    return _pad_nonconstant(input, pad, mode)
 
 
 # -- losses ----------------------------------------------------------------------------------

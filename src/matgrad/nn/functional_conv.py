@@ -1,5 +1,1251 @@
-"""``nn.functional``'s convolutions, pooling, unfold/fold, interpolation."""
+"""``nn.functional``'s convolutions, pooling, unfold/fold, interpolation and group norm.
+
+Everything is a composite of the rule table's rows (no row of its own), so the graphs show
+primitives and derivatives of any order come from the table:
+
+* convolution is im2col: the column tensor is built from ``prod(kernel_size)`` strided *basic*
+  slices of the padded input (``getitem``; its adjoint is a cheap slice assignment, unlike
+  fancy indexing whose adjoint is ``np.add.at``), stacked and contracted with the weight in
+  one ``matmul``;
+* a transposed convolution is the adjoint of a convolution: the input dilated by the stride
+  (zero insertion: ``unsqueeze`` + ``pad`` + ``reshape``), padded by ``dilation * (k - 1) -
+  padding``, convolved with the spatially flipped weight whose in/out channels are swapped;
+* ``fold`` (col2im) is a transposed convolution with one-hot weights, ``unfold`` is im2col;
+* pooling stacks the same window slices; max pooling picks PyTorch's element (the first
+  maximum in window order) with a mask, so its gradient goes to that element only.
+
+Shapes, defaults and error types follow ``torch.nn.functional``.
+"""
 
 from __future__ import annotations
 
-__all__: list[str] = []
+import itertools
+import math
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+from ..core.tensor_base import as_tensor
+from ..ops import composite as C
+from ..ops.bindings import FUNCTIONS as _F
+from ..tensor import Tensor
+
+__all__ = [
+    "adaptive_avg_pool1d",
+    "adaptive_avg_pool2d",
+    "adaptive_max_pool1d",
+    "adaptive_max_pool2d",
+    "avg_pool1d",
+    "avg_pool2d",
+    "conv1d",
+    "conv2d",
+    "conv_transpose1d",
+    "conv_transpose2d",
+    "fold",
+    "group_norm",
+    "interpolate",
+    "max_pool1d",
+    "max_pool2d",
+    "unfold",
+    "upsample",
+    "upsample_bilinear",
+    "upsample_nearest",
+]
+
+_where = _F["where"]
+_sqrt = _F["sqrt"]
+
+IntOrSeq = int | Sequence[int]
+
+
+def _t(x: Any) -> Tensor:
+    return x if isinstance(x, Tensor) else as_tensor(x)
+
+
+def _ntuple(op: str, name: str, value: Any, n: int) -> tuple[int, ...]:
+    """``value`` as ``n`` ints (an int is repeated), PyTorch's message otherwise."""
+    if isinstance(value, int | np.integer):
+        return (int(value),) * n
+    values = tuple(value)
+    if len(values) == 1:
+        return (int(values[0]),) * n
+    if len(values) != n or not all(isinstance(v, int | np.integer) for v in values):
+        raise RuntimeError(
+            f"{op}: expected {name} to be a single integer value or a list of {n} values to "
+            f"match the convolution dimensions, but got {name}={list(values)}"
+        )
+    return tuple(int(v) for v in values)
+
+
+def _spatial(x: Tensor) -> tuple[int, ...]:
+    return tuple(x.shape[2:])
+
+
+def _batched(op: str, input: Any, nd: int) -> tuple[Tensor, bool]:
+    """``input`` with a batch axis (added for an unbatched input, reported by the flag)."""
+    input = _t(input)
+    if input.ndim == nd + 1:
+        return C.unsqueeze(input, 0), True
+    if input.ndim != nd + 2:
+        raise RuntimeError(
+            f"Expected {nd + 1}D (unbatched) or {nd + 2}D (batched) input to {op}, but got "
+            f"input of size: {list(input.shape)}"
+        )
+    return input, False
+
+
+def _check_floating(op: str, **tensors: Tensor | None) -> None:
+    dtypes = {name: t.dtype for name, t in tensors.items() if t is not None}
+    for name, dt in dtypes.items():
+        if dt.kind != "f":
+            raise RuntimeError(f"{op}: expected a floating point {name}, got dtype {dt}")
+    if len(set(dtypes.values())) > 1:
+        listed = ", ".join(f"{name} {dt}" for name, dt in dtypes.items())
+        raise RuntimeError(f"{op}: expected input, weight and bias of one dtype, got {listed}")
+
+
+def _pad_spatial(x: Tensor, before: Sequence[int], after: Sequence[int], value: float) -> Tensor:
+    """Constant padding (negative amounts crop) of the trailing spatial axes."""
+    amounts: list[int] = []
+    for b, a in zip(reversed(before), reversed(after), strict=True):
+        amounts += [int(b), int(a)]
+    if not any(amounts):
+        return x
+    return C.pad(x, amounts, "constant", value)
+
+
+def _windows(
+    xp: Tensor,
+    kernel: Sequence[int],
+    stride: Sequence[int],
+    dilation: Sequence[int],
+    out: Sequence[int],
+) -> Tensor:
+    """The (N, C, K, *out) stack of the K = prod(kernel) window slices of the padded ``xp``:
+    entry ``k`` (kernel offsets in row-major order) is ``xp[..., o*s + i*d]`` over the
+    outputs ``o``. Basic slices: the adjoint of each is a slice assignment."""
+    slices = []
+    for offsets in itertools.product(*(range(k) for k in kernel)):
+        index = (slice(None), slice(None)) + tuple(
+            slice(i * d, i * d + s * (n - 1) + 1, s)
+            for i, d, s, n in zip(offsets, dilation, stride, out, strict=True)
+        )
+        slices.append(C.getitem(xp, index))
+    if len(slices) == 1:
+        return C.unsqueeze(slices[0], 2)
+    return C.stack(slices, 2)
+
+
+def _conv_out(
+    op: str,
+    size: Sequence[int],
+    kernel: Sequence[int],
+    stride: Sequence[int],
+    dilation: Sequence[int],
+) -> tuple[int, ...]:
+    """Output sizes of a convolution over (already padded) ``size``."""
+    eff = [d * (k - 1) + 1 for k, d in zip(kernel, dilation, strict=True)]
+    if any(n < e for n, e in zip(size, eff, strict=True)):
+        raise RuntimeError(
+            f"{op}: Calculated padded input size per channel: ({' x '.join(map(str, size))}). "
+            f"Kernel size: ({' x '.join(map(str, eff))}). Kernel size can't be greater than "
+            "actual input size"
+        )
+    return tuple((n - e) // s + 1 for n, e, s in zip(size, eff, stride, strict=True))
+
+
+def _conv_padding(
+    op: str,
+    padding: Any,
+    kernel: Sequence[int],
+    stride: Sequence[int],
+    dilation: Sequence[int],
+    nd: int,
+) -> tuple[tuple[int, ...], tuple[int, ...]]:
+    """(before, after) amounts per spatial axis; 'same' may be asymmetric (the extra one
+    after, as PyTorch)."""
+    if isinstance(padding, str):
+        if padding == "valid":
+            return (0,) * nd, (0,) * nd
+        if padding == "same":
+            if any(s != 1 for s in stride):
+                raise RuntimeError(
+                    f"{op}: padding='same' is not supported for strided convolutions"
+                )
+            total = [d * (k - 1) for k, d in zip(kernel, dilation, strict=True)]
+            before = tuple(t // 2 for t in total)
+            return before, tuple(t - b for t, b in zip(total, before, strict=True))
+        raise RuntimeError(
+            f"{op}: Invalid padding string: {padding!r} (expected 'valid' or 'same')"
+        )
+    pad = _ntuple(op, "padding", padding, nd)
+    if any(p < 0 for p in pad):
+        raise RuntimeError(f"{op}: negative padding is not supported, got padding={list(pad)}")
+    return pad, pad
+
+
+def _conv_nd(
+    op: str,
+    nd: int,
+    input: Any,
+    weight: Any,
+    bias: Any,
+    stride: Any,
+    padding: Any,
+    dilation: Any,
+    groups: int,
+) -> Tensor:
+    x, unbatched = _batched(op, input, nd)
+    weight = _t(weight)
+    bias = None if bias is None else _t(bias)
+    _check_floating(op, input=x, weight=weight, bias=bias)
+    if weight.ndim != nd + 2:
+        raise RuntimeError(
+            f"{op}: expected a {nd + 2}-d weight (out_channels, in_channels / groups, "
+            f"*kernel_size), got weight of size {list(weight.shape)}"
+        )
+    stride_t = _ntuple(op, "stride", stride, nd)
+    dilation_t = _ntuple(op, "dilation", dilation, nd)
+    if any(s <= 0 for s in stride_t):
+        raise RuntimeError(
+            f"{op}: non-positive stride is not supported, got stride={list(stride_t)}"
+        )
+    if any(d <= 0 for d in dilation_t):
+        raise RuntimeError(
+            f"{op}: dilation should be greater than zero, but got dilation={list(dilation_t)}"
+        )
+    if not isinstance(groups, int | np.integer) or groups <= 0:
+        raise RuntimeError(f"{op}: non-positive groups is not supported, got groups={groups}")
+    out_ch, in_per_group = weight.shape[0], weight.shape[1]
+    kernel = tuple(weight.shape[2:])
+    if out_ch % groups:
+        raise RuntimeError(
+            f"{op}: Given groups={groups}, expected weight to be divisible by {groups} at "
+            f"dimension 0, but got weight of size {list(weight.shape)} instead"
+        )
+    n, c = x.shape[0], x.shape[1]
+    if c != in_per_group * groups:
+        raise RuntimeError(
+            f"{op}: Given groups={groups}, weight of size {list(weight.shape)}, expected "
+            f"input{list(x.shape)} to have {in_per_group * groups} channels, but got {c} "
+            "channels instead"
+        )
+    if bias is not None and (bias.ndim != 1 or bias.shape[0] != out_ch):
+        raise RuntimeError(
+            f"{op}: Given weight of size {list(weight.shape)}, expected bias to be 1-dimensional "
+            f"with {out_ch} elements, but got bias of size {list(bias.shape)} instead"
+        )
+    before, after = _conv_padding(op, padding, kernel, stride_t, dilation_t, nd)
+    padded = [s + b + a for s, b, a in zip(_spatial(x), before, after, strict=True)]
+    out = _conv_out(op, padded, kernel, stride_t, dilation_t)
+    xp = _pad_spatial(x, before, after, 0.0)
+    k = math.prod(kernel)
+    length = math.prod(out)
+    cols = _windows(xp, kernel, stride_t, dilation_t, out)  # (N, C, K, *out)
+    if groups == 1:
+        cols = C.reshape(cols, (n, c * k, length))
+        y = C.matmul(C.reshape(weight, (out_ch, c * k)), cols)  # (N, O, L)
+    else:
+        cols = C.reshape(cols, (n, groups, in_per_group * k, length))
+        w = C.reshape(weight, (groups, out_ch // groups, in_per_group * k))
+        y = C.reshape(C.matmul(w, cols), (n, out_ch, length))
+    if bias is not None:
+        y = y + C.reshape(bias, (out_ch, 1))
+    y = C.reshape(y, (n, out_ch, *out))
+    return C.squeeze(y, 0) if unbatched else y
+
+
+def conv1d(
+    input: Tensor,
+    weight: Tensor,
+    bias: Tensor | None = None,
+    stride: IntOrSeq = 1,
+    padding: IntOrSeq | str = 0,
+    dilation: IntOrSeq = 1,
+    groups: int = 1,
+) -> Tensor:
+    """1-d cross-correlation of (N, C_in, L) (or unbatched (C_in, L)) with a weight of shape
+    (C_out, C_in / groups, k)."""
+    return _conv_nd("conv1d", 1, input, weight, bias, stride, padding, dilation, groups)
+
+
+def conv2d(
+    input: Tensor,
+    weight: Tensor,
+    bias: Tensor | None = None,
+    stride: IntOrSeq = 1,
+    padding: IntOrSeq | str = 0,
+    dilation: IntOrSeq = 1,
+    groups: int = 1,
+) -> Tensor:
+    """2-d cross-correlation ``out[n, o] = bias[o] + sum_c weight[o, c] * input[n, c]``
+    (windows by stride, dilation, zero padding or 'same'/'valid'), as torch's conv2d."""
+    return _conv_nd("conv2d", 2, input, weight, bias, stride, padding, dilation, groups)
+
+
+def _dilate(x: Tensor, stride: Sequence[int]) -> Tensor:
+    """Zero insertion: ``s - 1`` zeros after every element of each spatial axis (the trailing
+    ``s - 1`` included: callers crop them), via unsqueeze + pad + reshape (all linear, cheap
+    adjoints)."""
+    nd = len(stride)
+    for i, s in enumerate(stride):
+        if s == 1:
+            continue
+        axis = 2 + i
+        x = C.unsqueeze(x, axis + 1)
+        behind = x.ndim - 1 - (axis + 1)  # axes after the new one
+        x = C.pad(x, [0, 0] * behind + [0, s - 1], "constant", 0.0)
+        shape = list(x.shape)
+        shape[axis : axis + 2] = [shape[axis] * s]
+        x = C.reshape(x, tuple(shape))
+    assert x.ndim == nd + 2
+    return x
+
+
+def _conv_transpose_nd(
+    op: str,
+    nd: int,
+    input: Any,
+    weight: Any,
+    bias: Any,
+    stride: Any,
+    padding: Any,
+    output_padding: Any,
+    groups: int,
+    dilation: Any,
+) -> Tensor:
+    x, unbatched = _batched(op, input, nd)
+    weight = _t(weight)
+    bias = None if bias is None else _t(bias)
+    _check_floating(op, input=x, weight=weight, bias=bias)
+    if weight.ndim != nd + 2:
+        raise RuntimeError(
+            f"{op}: expected a {nd + 2}-d weight (in_channels, out_channels / groups, "
+            f"*kernel_size), got weight of size {list(weight.shape)}"
+        )
+    if isinstance(padding, str):
+        raise RuntimeError(f"{op}: padding must be an int or a tuple of ints, got {padding!r}")
+    stride_t = _ntuple(op, "stride", stride, nd)
+    pad_t = _ntuple(op, "padding", padding, nd)
+    opad_t = _ntuple(op, "output_padding", output_padding, nd)
+    dilation_t = _ntuple(op, "dilation", dilation, nd)
+    if any(s <= 0 for s in stride_t):
+        raise RuntimeError(
+            f"{op}: non-positive stride is not supported, got stride={list(stride_t)}"
+        )
+    if any(d <= 0 for d in dilation_t):
+        raise RuntimeError(
+            f"{op}: dilation should be greater than zero, but got dilation={list(dilation_t)}"
+        )
+    if any(p < 0 for p in pad_t) or any(p < 0 for p in opad_t):
+        raise RuntimeError(f"{op}: negative padding is not supported")
+    for o, s, d in zip(opad_t, stride_t, dilation_t, strict=True):
+        if o >= s and o >= d:
+            raise RuntimeError(
+                f"{op}: output padding must be smaller than either stride or dilation, but got "
+                f"output_padding={list(opad_t)}, stride={list(stride_t)}, "
+                f"dilation={list(dilation_t)}"
+            )
+    if not isinstance(groups, int | np.integer) or groups <= 0:
+        raise RuntimeError(f"{op}: non-positive groups is not supported, got groups={groups}")
+    in_ch, out_per_group = weight.shape[0], weight.shape[1]
+    kernel = tuple(weight.shape[2:])
+    if x.shape[1] != in_ch:
+        raise RuntimeError(
+            f"{op}: Given transposed=1, weight of size {list(weight.shape)}, expected "
+            f"input{list(x.shape)} to have {in_ch} channels, but got {x.shape[1]} channels "
+            "instead"
+        )
+    if in_ch % groups:
+        raise RuntimeError(
+            f"{op}: Given groups={groups}, expected weight to be divisible by {groups} at "
+            f"dimension 0, but got weight of size {list(weight.shape)} instead"
+        )
+    out_ch = out_per_group * groups
+    if bias is not None and (bias.ndim != 1 or bias.shape[0] != out_ch):
+        raise RuntimeError(
+            f"{op}: Given transposed=1, weight of size {list(weight.shape)}, expected bias to "
+            f"be 1-dimensional with {out_ch} elements, but got bias of size "
+            f"{list(bias.shape)} instead"
+        )
+    sizes = [
+        (n - 1) * s - 2 * p + d * (k - 1) + o + 1
+        for n, s, p, d, k, o in zip(
+            _spatial(x), stride_t, pad_t, dilation_t, kernel, opad_t, strict=True
+        )
+    ]
+    if any(s <= 0 for s in sizes):
+        raise RuntimeError(
+            f"{op}: Given input size per channel: {list(_spatial(x))}, the calculated output "
+            f"size per channel is {sizes}, which is too small"
+        )
+    # the adjoint of conv(stride, padding, dilation): dilate by the stride (n*s long, s - 1
+    # zeros too many at the end), pad by d(k-1) - p (negative: crop), plus output_padding
+    xd = _dilate(x, stride_t)
+    before = [d * (k - 1) - p for d, k, p in zip(dilation_t, kernel, pad_t, strict=True)]
+    after = [b + o - (s - 1) for b, o, s in zip(before, opad_t, stride_t, strict=True)]
+    xd = _pad_spatial(xd, before, after, 0.0)
+    # (C_in, C_out/g, *k) -> (C_out, C_in/g, *k), flipped in space
+    in_per_group = in_ch // groups
+    w = C.reshape(weight, (groups, in_per_group, out_per_group, *kernel))
+    w = C.reshape(C.transpose(w, 1, 2), (out_ch, in_per_group, *kernel))
+    w = C.flip(w, tuple(range(2, nd + 2)))
+    y = _conv_nd(op, nd, xd, w, bias, 1, 0, dilation_t, groups)
+    return C.squeeze(y, 0) if unbatched else y
+
+
+def conv_transpose1d(
+    input: Tensor,
+    weight: Tensor,
+    bias: Tensor | None = None,
+    stride: IntOrSeq = 1,
+    padding: IntOrSeq = 0,
+    output_padding: IntOrSeq = 0,
+    groups: int = 1,
+    dilation: IntOrSeq = 1,
+) -> Tensor:
+    """The adjoint (gradient w.r.t. the input) of conv1d, weight (C_in, C_out / groups, k);
+    length ``(L - 1) * stride - 2 * padding + dilation * (k - 1) + output_padding + 1``."""
+    return _conv_transpose_nd(
+        "conv_transpose1d",
+        1,
+        input,
+        weight,
+        bias,
+        stride,
+        padding,
+        output_padding,
+        groups,
+        dilation,
+    )
+
+
+def conv_transpose2d(
+    input: Tensor,
+    weight: Tensor,
+    bias: Tensor | None = None,
+    stride: IntOrSeq = 1,
+    padding: IntOrSeq = 0,
+    output_padding: IntOrSeq = 0,
+    groups: int = 1,
+    dilation: IntOrSeq = 1,
+) -> Tensor:
+    """The adjoint (gradient w.r.t. the input) of conv2d, weight (C_in, C_out / groups, kh,
+    kw); each output size ``(n - 1) * stride - 2 * padding + dilation * (k - 1) +
+    output_padding + 1``."""
+    return _conv_transpose_nd(
+        "conv_transpose2d",
+        2,
+        input,
+        weight,
+        bias,
+        stride,
+        padding,
+        output_padding,
+        groups,
+        dilation,
+    )
+
+
+# -- unfold / fold ---------------------------------------------------------------------------
+def _block_args(
+    op: str, kernel_size: Any, dilation: Any, padding: Any, stride: Any
+) -> tuple[tuple[int, ...], ...]:
+    k = _ntuple(op, "kernel_size", kernel_size, 2)
+    d = _ntuple(op, "dilation", dilation, 2)
+    p = _ntuple(op, "padding", padding, 2)
+    s = _ntuple(op, "stride", stride, 2)
+    if any(v <= 0 for v in k + d + s):
+        raise RuntimeError(
+            f"{op}: kernel_size, dilation and stride must be positive, got kernel_size="
+            f"{list(k)}, dilation={list(d)}, stride={list(s)}"
+        )
+    if any(v < 0 for v in p):
+        raise RuntimeError(f"{op}: padding must be non-negative, got padding={list(p)}")
+    return k, d, p, s
+
+
+def _blocks(
+    op: str,
+    size: Sequence[int],
+    k: Sequence[int],
+    d: Sequence[int],
+    p: Sequence[int],
+    s: Sequence[int],
+) -> tuple[int, ...]:
+    blocks = tuple(
+        (n + 2 * pi - di * (ki - 1) - 1) // si + 1
+        for n, ki, di, pi, si in zip(size, k, d, p, s, strict=True)
+    )
+    if any(b < 1 for b in blocks):
+        raise RuntimeError(
+            f"{op}: Given input with spatial size {tuple(size)}, kernel_size={tuple(k)}, "
+            f"dilation={tuple(d)}, padding={tuple(p)}, calculated shape of the array of "
+            f"sliding blocks as {blocks}, but its components must be at least one."
+        )
+    return blocks
+
+
+def unfold(
+    input: Tensor,
+    kernel_size: IntOrSeq,
+    dilation: IntOrSeq = 1,
+    padding: IntOrSeq = 0,
+    stride: IntOrSeq = 1,
+) -> Tensor:
+    """im2col: (N, C, H, W) -> (N, C * kh * kw, L), column ``l`` the ``l``-th sliding block
+    (row-major), rows channel-major then kernel offset, as ``torch.nn.functional.unfold``."""
+    input = _t(input)
+    if input.ndim not in (3, 4):
+        raise RuntimeError(
+            f"unfold: Input Error: Only 3D or 4D input Tensors are supported (got {input.ndim}D)"
+        )
+    x, unbatched = (C.unsqueeze(input, 0), True) if input.ndim == 3 else (input, False)
+    k, d, p, s = _block_args("unfold", kernel_size, dilation, padding, stride)
+    out = _blocks("unfold", _spatial(x), k, d, p, s)
+    xp = _pad_spatial(x, p, p, 0.0)
+    cols = _windows(xp, k, s, d, out)
+    cols = C.reshape(cols, (x.shape[0], x.shape[1] * math.prod(k), math.prod(out)))
+    return C.squeeze(cols, 0) if unbatched else cols
+
+
+def fold(
+    input: Tensor,
+    output_size: IntOrSeq,
+    kernel_size: IntOrSeq,
+    dilation: IntOrSeq = 1,
+    padding: IntOrSeq = 0,
+    stride: IntOrSeq = 1,
+) -> Tensor:
+    """col2im, the adjoint of :func:`unfold`: (N, C * kh * kw, L) -> (N, C, *output_size),
+    overlapping entries summed. Written as a transposed convolution (groups=C) with one-hot
+    weights."""
+    input = _t(input)
+    if input.ndim not in (2, 3):
+        raise RuntimeError(
+            f"fold: Input Error: Only unbatched (2D) or batched (3D) input Tensors are "
+            f"supported (got {input.ndim}D)"
+        )
+    x, unbatched = (C.unsqueeze(input, 0), True) if input.ndim == 2 else (input, False)
+    size = _ntuple("fold", "output_size", output_size, 2)
+    k, d, p, s = _block_args("fold", kernel_size, dilation, padding, stride)
+    kk = math.prod(k)
+    if x.shape[1] % kk:
+        raise RuntimeError(
+            f"fold: Expected size of input's dimension 1 to be divisible by the product of "
+            f"kernel_size, but got input.size(1)={x.shape[1]} and kernel_size={tuple(k)}"
+        )
+    blocks = _blocks("fold", size, k, d, p, s)
+    if x.shape[2] != math.prod(blocks):
+        raise RuntimeError(
+            f"fold: Given output_size={tuple(size)}, kernel_size={tuple(k)}, dilation="
+            f"{tuple(d)}, padding={tuple(p)}, stride={tuple(s)}, expected size of input's "
+            f"dimension 2 to match the calculated number of sliding blocks "
+            f"{' * '.join(map(str, blocks))} = {math.prod(blocks)}, but got "
+            f"input.size(2)={x.shape[2]}."
+        )
+    if x.dtype.kind != "f":
+        raise RuntimeError(f"fold: expected a floating point input, got dtype {x.dtype}")
+    c = x.shape[1] // kk
+    cols = C.reshape(x, (x.shape[0], c * kk, *blocks))
+    # weight[c*K + j, 0] = e_j: channel c's block entry j lands at kernel offset j
+    onehot = np.eye(kk, dtype=x.dtype).reshape(kk, 1, *k)
+    weight = Tensor._wrap(np.ascontiguousarray(np.tile(onehot, (c, 1, 1, 1))))
+    extra = tuple(
+        n + 2 * pi - ((b - 1) * si + di * (ki - 1) + 1)
+        for n, pi, b, si, di, ki in zip(size, p, blocks, s, d, k, strict=True)
+    )
+    if c == 0:
+        y = Tensor._wrap(np.zeros((x.shape[0], 0, *size), dtype=x.dtype))
+    else:
+        # `extra` (rows no block reaches) is the remainder of a division by the stride: a
+        # valid output_padding
+        y = _conv_transpose_nd("fold", 2, cols, weight, None, s, p, extra, c, d)
+    return C.squeeze(y, 0) if unbatched else y
+
+
+# -- pooling ---------------------------------------------------------------------------------
+def _pool_args(
+    op: str,
+    nd: int,
+    input: Any,
+    kernel_size: Any,
+    stride: Any,
+    padding: Any,
+    dilation: Any,
+    ceil_mode: bool,
+) -> tuple[
+    Tensor,
+    bool,
+    tuple[int, ...],
+    tuple[int, ...],
+    tuple[int, ...],
+    tuple[int, ...],
+    tuple[int, ...],
+    tuple[int, ...],
+]:
+    """Validated pooling arguments: (batched input, unbatched, kernel, stride, padding,
+    dilation, output sizes, extra right padding that ceil_mode's last windows need)."""
+    x = _t(input)
+    if x.ndim not in (nd + 1, nd + 2) or x.numel() == 0 and x.ndim == nd + 1:
+        raise RuntimeError(
+            f"{op}: non-empty {nd + 1}D or {nd + 2}D (batch mode) tensor expected for input, "
+            f"got input of size {list(x.shape)}"
+        )
+    unbatched = x.ndim == nd + 1
+    if unbatched:
+        x = C.unsqueeze(x, 0)
+    if x.dtype.kind != "f":
+        raise RuntimeError(f"{op}: expected a floating point input, got dtype {x.dtype}")
+    k = _ntuple(op, "kernel_size", kernel_size, nd)
+    s = (
+        k
+        if stride is None or (not isinstance(stride, int) and len(stride) == 0)
+        else _ntuple(op, "stride", stride, nd)
+    )
+    p = _ntuple(op, "padding", padding, nd)
+    d = _ntuple(op, "dilation", dilation, nd)
+    if any(v <= 0 for v in k):
+        raise RuntimeError(f"{op}: kernel size should be greater than zero, but got {list(k)}")
+    if any(v <= 0 for v in s):
+        raise RuntimeError(f"{op}: stride should be greater than zero, but got {list(s)}")
+    if any(v <= 0 for v in d):
+        raise RuntimeError(f"{op}: dilation should be greater than zero, but got {list(d)}")
+    for ki, pi, di in zip(k, p, d, strict=True):
+        if pi < 0 or pi > ((ki - 1) * di + 1) // 2:
+            raise RuntimeError(
+                f"{op}: pad should be at most half of effective kernel size, but got pad={pi}, "
+                f"kernel_size={ki} and dilation={di}"
+            )
+    out, extra = [], []
+    for n, ki, si, pi, di in zip(_spatial(x), k, s, p, d, strict=True):
+        span = n + 2 * pi - di * (ki - 1) - 1
+        o = (span + (si - 1 if ceil_mode else 0)) // si + 1
+        if ceil_mode and (o - 1) * si >= n + pi:  # the last window must start inside
+            o -= 1
+        out.append(o)
+        extra.append(max(0, (o - 1) * si + di * (ki - 1) + 1 - (n + 2 * pi)))
+    if any(o < 1 for o in out):
+        shape = "x".join(map(str, (x.shape[1], *_spatial(x))))
+        got = "x".join(map(str, (x.shape[1], *out)))
+        raise RuntimeError(
+            f"{op}: Given input size: ({shape}). Calculated output size: ({got}). Output size "
+            "is too small"
+        )
+    return x, unbatched, k, s, p, d, tuple(out), tuple(extra)
+
+
+def _max_pool_nd(
+    op: str,
+    nd: int,
+    input: Any,
+    kernel_size: Any,
+    stride: Any,
+    padding: Any,
+    dilation: Any,
+    ceil_mode: bool,
+    return_indices: bool,
+) -> Any:
+    x, unbatched, k, s, p, d, out, extra = _pool_args(
+        op, nd, input, kernel_size, stride, padding, dilation, ceil_mode
+    )
+    xp = _pad_spatial(x, p, [pi + e for pi, e in zip(p, extra, strict=True)], -math.inf)
+    win = _windows(xp, k, s, d, out)  # (N, C, K, *out)
+    # PyTorch's element: the first maximum in window order (NaN counts as the maximum)
+    first = np.argmax(win._data, axis=2)
+    pick = np.arange(win.shape[2]).reshape((-1,) + (1,) * nd) == first[:, :, None]
+    y = C.sum(_where(Tensor._wrap(pick), win, 0.0), 2)
+    if unbatched:
+        y = C.squeeze(y, 0)
+    if not return_indices:
+        return y
+    # flat index into the input's spatial axes of each chosen element
+    offsets = np.unravel_index(first, k)
+    flat = np.zeros(first.shape, dtype=np.int64)
+    for axis, (off, si, pi, di, n) in enumerate(zip(offsets, s, p, d, _spatial(x), strict=True)):
+        grid = np.arange(out[axis]).reshape((-1,) + (1,) * (nd - 1 - axis))
+        flat = flat * n + (grid * si - pi + off * di)
+    idx = Tensor._wrap(flat[0] if unbatched else flat)
+    return y, idx
+
+
+def max_pool1d(
+    input: Tensor,
+    kernel_size: IntOrSeq,
+    stride: IntOrSeq | None = None,
+    padding: IntOrSeq = 0,
+    dilation: IntOrSeq = 1,
+    ceil_mode: bool = False,
+    return_indices: bool = False,
+) -> Any:
+    """Maximum over sliding windows of (N, C, L) (padding is -inf); with ``return_indices``
+    also the flat positions of the maxima. The gradient goes to the chosen element."""
+    return _max_pool_nd(
+        "max_pool1d", 1, input, kernel_size, stride, padding, dilation, ceil_mode, return_indices
+    )
+
+
+def max_pool2d(
+    input: Tensor,
+    kernel_size: IntOrSeq,
+    stride: IntOrSeq | None = None,
+    padding: IntOrSeq = 0,
+    dilation: IntOrSeq = 1,
+    ceil_mode: bool = False,
+    return_indices: bool = False,
+) -> Any:
+    """Maximum over sliding windows of (N, C, H, W); stride defaults to kernel_size; with
+    ``return_indices`` also the flat ``h * W + w`` positions of the maxima."""
+    return _max_pool_nd(
+        "max_pool2d", 2, input, kernel_size, stride, padding, dilation, ceil_mode, return_indices
+    )
+
+
+def _avg_pool_nd(
+    op: str,
+    nd: int,
+    input: Any,
+    kernel_size: Any,
+    stride: Any,
+    padding: Any,
+    ceil_mode: bool,
+    count_include_pad: bool,
+    divisor_override: int | None,
+) -> Tensor:
+    x, unbatched, k, s, p, d, out, extra = _pool_args(
+        op, nd, input, kernel_size, stride, padding, 1, ceil_mode
+    )
+    if divisor_override is not None and divisor_override == 0:
+        raise RuntimeError(f"{op}: divisor must be not zero")
+    xp = _pad_spatial(x, p, [pi + e for pi, e in zip(p, extra, strict=True)], 0.0)
+    total = C.sum(_windows(xp, k, s, d, out), 2)
+    if divisor_override is not None:
+        y = total / float(divisor_override)
+    else:
+        # PyTorch's divisor: the window clipped to the padded input (count_include_pad), or
+        # to the input itself
+        divisor = np.ones(out, dtype=x.dtype)
+        for axis, (n, ki, si, pi) in enumerate(zip(_spatial(x), k, s, p, strict=True)):
+            start = np.arange(out[axis]) * si - pi
+            end = np.minimum(start + ki, n + pi)
+            inside = np.minimum(end, n) - np.maximum(start, 0)
+            size = end - start if count_include_pad else inside
+            divisor = divisor * size.reshape((-1,) + (1,) * (nd - 1 - axis))
+        y = total / Tensor._wrap(divisor)
+    return C.squeeze(y, 0) if unbatched else y
+
+
+def avg_pool1d(
+    input: Tensor,
+    kernel_size: IntOrSeq,
+    stride: IntOrSeq | None = None,
+    padding: IntOrSeq = 0,
+    ceil_mode: bool = False,
+    count_include_pad: bool = True,
+) -> Tensor:
+    """Mean over sliding windows of (N, C, L) (zero padding, counted unless
+    ``count_include_pad=False``)."""
+    return _avg_pool_nd(
+        "avg_pool1d", 1, input, kernel_size, stride, padding, ceil_mode, count_include_pad, None
+    )
+
+
+def avg_pool2d(
+    input: Tensor,
+    kernel_size: IntOrSeq,
+    stride: IntOrSeq | None = None,
+    padding: IntOrSeq = 0,
+    ceil_mode: bool = False,
+    count_include_pad: bool = True,
+    divisor_override: int | None = None,
+) -> Tensor:
+    """Mean over sliding windows of (N, C, H, W); the divisor is the window size (clipped to
+    the padded input), the count of real elements (``count_include_pad=False``), or
+    ``divisor_override``."""
+    return _avg_pool_nd(
+        "avg_pool2d",
+        2,
+        input,
+        kernel_size,
+        stride,
+        padding,
+        ceil_mode,
+        count_include_pad,
+        divisor_override,
+    )
+
+
+def _adaptive_sizes(op: str, nd: int, input: Any, output_size: Any) -> tuple[Tensor, bool, tuple]:
+    x = _t(input)
+    if x.ndim not in (nd + 1, nd + 2):
+        raise RuntimeError(
+            f"{op}(): Expected {nd + 1}D or {nd + 2}D tensor, but got {list(x.shape)}"
+        )
+    unbatched = x.ndim == nd + 1
+    if unbatched:
+        x = C.unsqueeze(x, 0)
+    if x.dtype.kind != "f":
+        raise RuntimeError(f"{op}: expected a floating point input, got dtype {x.dtype}")
+    if any(n == 0 for n in _spatial(x)):
+        raise RuntimeError(
+            f"{op}(): Expected input to have non-zero size for non-batch dimensions, but input "
+            f"has sizes {list(x.shape)}"
+        )
+    if isinstance(output_size, int | np.integer) or output_size is None:
+        output_size = (output_size,) * nd
+    sizes = tuple(output_size)
+    if len(sizes) != nd:
+        raise ValueError(f"{op}: output_size must be {nd} integers, got {output_size!r}")
+    sizes = tuple(n if o is None else int(o) for o, n in zip(sizes, _spatial(x), strict=True))
+    if any(o < 0 for o in sizes):
+        raise RuntimeError(f"{op}: output_size must be non-negative, got {list(sizes)}")
+    return x, unbatched, sizes
+
+
+def _adaptive_bounds(n: int, m: int) -> tuple[np.ndarray, np.ndarray]:
+    """PyTorch's adaptive windows: ``[floor(i n / m), ceil((i + 1) n / m))``."""
+    i = np.arange(m)
+    return (i * n) // m, -((-(i + 1) * n) // m)
+
+
+def _adaptive_avg(x: Tensor, sizes: Sequence[int]) -> Tensor:
+    """Separable: the mean over a box is the mean over each axis in turn."""
+    for axis, m in enumerate(sizes, start=2):
+        n = x.shape[axis]
+        if m == n:
+            continue
+        if m > 0 and n % m == 0:  # equal windows: one reshape and one mean
+            shape = (*x.shape[:axis], m, n // m, *x.shape[axis + 1 :])
+            x = C.mean(C.reshape(x, shape), axis + 1)
+            continue
+        if m == 0:
+            x = C.getitem(x, (slice(None),) * axis + (slice(0, 0),))
+            continue
+        starts, ends = _adaptive_bounds(n, m)
+        parts = [
+            C.mean(C.getitem(x, (slice(None),) * axis + (slice(a, b),)), axis, keepdim=True)
+            for a, b in zip(starts.tolist(), ends.tolist(), strict=True)
+        ]
+        x = C.cat(parts, axis)
+    return x
+
+
+def adaptive_avg_pool1d(input: Tensor, output_size: IntOrSeq) -> Tensor:
+    """Mean over ``output_size`` windows ``[floor(i L / m), ceil((i + 1) L / m))``."""
+    x, unbatched, sizes = _adaptive_sizes("adaptive_avg_pool1d", 1, input, output_size)
+    y = _adaptive_avg(x, sizes)
+    return C.squeeze(y, 0) if unbatched else y
+
+
+def adaptive_avg_pool2d(input: Tensor, output_size: Any) -> Tensor:
+    """Mean over adaptive windows (``None`` in ``output_size`` keeps that input size)."""
+    x, unbatched, sizes = _adaptive_sizes("adaptive_avg_pool2d", 2, input, output_size)
+    y = _adaptive_avg(x, sizes)
+    return C.squeeze(y, 0) if unbatched else y
+
+
+def _adaptive_max_nd(op: str, nd: int, input: Any, output_size: Any, return_indices: bool) -> Any:
+    x, unbatched, sizes = _adaptive_sizes(op, nd, input, output_size)
+    spatial = _spatial(x)
+    if any(m == 0 for m in sizes):
+        y = Tensor._wrap(np.zeros((*x.shape[:2], *sizes), dtype=x.dtype))
+        y = y + C.sum(x) * 0.0  # keeps the graph (a zero gradient) for an empty output
+        idx = Tensor._wrap(np.zeros(y.shape, dtype=np.int64))
+    else:
+        # gather each axis's windows, padded to the longest by repeating the window's last
+        # element (a repeat cannot change the maximum nor come before the first one)
+        positions = []
+        g = x
+        for axis, (n, m) in enumerate(zip(spatial, sizes, strict=True)):
+            starts, ends = _adaptive_bounds(n, m)
+            width = int((ends - starts).max())
+            pos = np.minimum(starts[:, None] + np.arange(width), ends[:, None] - 1)
+            positions.append(pos)
+            # axis 2 + 2 * axis: the earlier axes each became (m, width)
+            g = C.getitem(g, (slice(None),) * (2 + 2 * axis) + (pos,))
+        # (N, C, m1, w1, m2, w2, ...) -> (N, C, m1, m2, ..., w1 * w2 * ...)
+        order = (0, 1, *range(2, 2 + 2 * nd, 2), *range(3, 3 + 2 * nd, 2))
+        g = C.permute(g, *order)
+        g = C.reshape(g, (*x.shape[:2], *sizes, -1))
+        first = np.argmax(g._data, axis=-1)
+        pick = np.arange(g.shape[-1]) == first[..., None]
+        y = C.sum(_where(Tensor._wrap(pick), g, 0.0), -1)
+        # flat input positions of the chosen elements
+        widths = [pos.shape[1] for pos in positions]
+        offsets = np.unravel_index(first, widths)
+        flat = np.zeros(first.shape, dtype=np.int64)
+        for axis, (pos, off, n) in enumerate(zip(positions, offsets, spatial, strict=True)):
+            rows = np.arange(sizes[axis]).reshape((-1,) + (1,) * (nd - 1 - axis))
+            flat = flat * n + pos[rows, off]
+        idx = Tensor._wrap(flat)
+    if unbatched:
+        y, idx = C.squeeze(y, 0), Tensor._wrap(idx._data[0])
+    return (y, idx) if return_indices else y
+
+
+def adaptive_max_pool1d(input: Tensor, output_size: IntOrSeq, return_indices: bool = False) -> Any:
+    """Maximum over adaptive windows of (N, C, L); the gradient goes to the first maximum."""
+    return _adaptive_max_nd("adaptive_max_pool1d", 1, input, output_size, return_indices)
+
+
+def adaptive_max_pool2d(input: Tensor, output_size: Any, return_indices: bool = False) -> Any:
+    """Maximum over adaptive windows of (N, C, H, W); the gradient goes to the first
+    maximum in row-major window order (PyTorch's element)."""
+    return _adaptive_max_nd("adaptive_max_pool2d", 2, input, output_size, return_indices)
+
+
+# -- interpolation ---------------------------------------------------------------------------
+_INTERP_DIMS = {"linear": 1, "bilinear": 2, "trilinear": 3, "bicubic": 2}
+
+
+def _along(x: Tensor, axis: int, index: np.ndarray) -> Tensor:
+    return C.getitem(x, (slice(None),) * axis + (index,))
+
+
+def _weights(lam: np.ndarray, axis: int, ndim: int, dtype: np.dtype) -> Tensor:
+    shape = (-1,) + (1,) * (ndim - axis - 1)
+    return Tensor._wrap(lam.astype(dtype).reshape(shape))
+
+
+def interpolate(
+    input: Tensor,
+    size: IntOrSeq | None = None,
+    scale_factor: float | Sequence[float] | None = None,
+    mode: str = "nearest",
+    align_corners: bool | None = None,
+    recompute_scale_factor: bool | None = None,
+    antialias: bool = False,
+) -> Tensor:
+    """Resample the spatial axes of (N, C, *spatial) to ``size`` (or ``floor(n *
+    scale_factor)``): modes 'nearest', 'nearest-exact', 'linear' (3-d), 'bilinear' and
+    'bicubic' (4-d), 'trilinear' (5-d), 'area' (adaptive average pooling). Source
+    coordinates as PyTorch: ``align_corners`` maps the corner pixels' centres onto each other,
+    otherwise ``src = (dst + 0.5) * scale - 0.5`` (clamped at 0 but for bicubic),
+    ``scale = 1 / scale_factor`` when given
+    (and not recomputed), else ``n_in / n_out``. Linear modes are separable, applied one axis
+    at a time."""
+    x = _t(input)
+    nd = x.ndim - 2
+    if mode in ("nearest", "area", "nearest-exact"):
+        if align_corners is not None:
+            raise ValueError(
+                "align_corners option can only be set with the interpolating modes: "
+                "linear | bilinear | bicubic | trilinear"
+            )
+    elif mode in _INTERP_DIMS:
+        if align_corners is None:
+            align_corners = False
+    else:
+        raise NotImplementedError(
+            f"Input Error: Only 3D, 4D and 5D input Tensors supported (got {x.ndim}D) for the "
+            f"modes: nearest | linear | bilinear | bicubic | trilinear | area | nearest-exact "
+            f"(got {mode})"
+        )
+    if nd < 1 or nd > 3:
+        raise NotImplementedError(
+            f"Input Error: Only 3D, 4D and 5D input Tensors supported (got {x.ndim}D) for the "
+            f"modes: nearest | linear | bilinear | bicubic | trilinear | area | nearest-exact "
+            f"(got {mode})"
+        )
+    if mode in _INTERP_DIMS and _INTERP_DIMS[mode] != nd:
+        raise NotImplementedError(
+            f"Got {x.ndim}D input, but {mode} mode needs {_INTERP_DIMS[mode] + 2}D input"
+        )
+    if antialias:
+        raise NotImplementedError("interpolate: antialias=True is not supported by matgrad")
+    if size is not None and scale_factor is not None:
+        raise ValueError("only one of size or scale_factor should be defined")
+    spatial = _spatial(x)
+    scales: tuple[float, ...] | None = None
+    if size is not None:
+        if isinstance(size, int | np.integer):
+            out = (int(size),) * nd
+        else:
+            out = tuple(int(v) for v in size)
+            if len(out) != nd:
+                raise ValueError(
+                    f"Input and output must have the same number of spatial dimensions, but got "
+                    f"input with spatial dimensions of {list(spatial)} and output size of "
+                    f"{list(out)}. Please provide input tensor in (N, C, d1, d2, ...,dK) format "
+                    "and output size in (o1, o2, ...,oK) format."
+                )
+    elif scale_factor is not None:
+        if isinstance(scale_factor, int | float):
+            scales = (float(scale_factor),) * nd
+        else:
+            scales = tuple(float(v) for v in scale_factor)
+            if len(scales) != nd:
+                raise ValueError(
+                    f"Input and scale_factor must have the same number of spatial dimensions, "
+                    f"but got input with spatial dimensions of {list(spatial)} and scale_factor "
+                    f"of shape {list(scales)}. Please provide input tensor in (N, C, d1, d2, "
+                    "...,dK) format and scale_factor in (s1, s2, ...,sK) format."
+                )
+        out = tuple(math.floor(n * f) for n, f in zip(spatial, scales, strict=True))
+        if recompute_scale_factor:
+            scales = None
+    else:
+        raise ValueError("either size or scale_factor should be defined")
+    if any(o <= 0 for o in out) or any(n <= 0 for n in spatial):
+        raise RuntimeError(
+            f"interpolate: Input and output sizes should be greater than 0, but got input "
+            f"({', '.join(map(str, spatial))}) and output ({', '.join(map(str, out))})"
+        )
+    if x.dtype.kind != "f":
+        raise RuntimeError(f"interpolate: expected a floating point input, got dtype {x.dtype}")
+    if mode == "area":
+        return _adaptive_avg(x, out)
+    for i, (n, m) in enumerate(zip(spatial, out, strict=True)):
+        axis = 2 + i
+        factor = None if scales is None else scales[i]
+        dst = np.arange(m)
+        if mode in ("nearest", "nearest-exact"):
+            if m == n:
+                continue
+            # PyTorch computes these source indices in float32
+            scale = np.float32(1.0 / factor if factor is not None and factor > 0 else n / m)
+            shift = np.float32(0.5 if mode == "nearest-exact" else 0.0)
+            src = np.floor((dst.astype(np.float32) + shift) * scale).astype(np.int64)
+            if mode == "nearest" and m == 2 * n:
+                src = dst >> 1
+            x = _along(x, axis, np.minimum(src, n - 1))
+            continue
+        dt = x.dtype
+        if mode == "bicubic":
+            x = _cubic_along(x, axis, n, m, factor, bool(align_corners))
+            continue
+        if m == n:  # PyTorch's linear kernels copy here, whatever the scale factor
+            continue
+        if align_corners:
+            scale = (n - 1) / (m - 1) if m > 1 else 0.0
+            real = dst.astype(dt) * dt.type(scale)
+        else:
+            scale = 1.0 / factor if factor is not None and factor > 0 else n / m
+            real = np.maximum(dt.type(scale) * (dst.astype(dt) + dt.type(0.5)) - dt.type(0.5), 0)
+        i0 = np.minimum(real.astype(np.int64), n - 1)
+        lam = np.clip(real - i0, 0, 1)
+        i1 = np.minimum(i0 + 1, n - 1)
+        w1 = _weights(lam, axis, x.ndim, dt)
+        w0 = _weights(1 - lam, axis, x.ndim, dt)
+        x = _along(x, axis, i0) * w0 + _along(x, axis, i1) * w1
+    return x
+
+
+def _cubic_along(
+    x: Tensor, axis: int, n: int, m: int, factor: float | None, align_corners: bool
+) -> Tensor:
+    """PyTorch's bicubic resampling along one axis: Keys' cubic convolution (A = -0.75)
+    over the 4 neighbours ``floor(src) - 1 .. floor(src) + 2`` (clamped to the input), with
+    ``src`` not clamped at 0 (unlike the linear modes)."""
+    dt = x.dtype
+    dst = np.arange(m).astype(dt)
+    if align_corners:
+        real = dst * dt.type((n - 1) / (m - 1) if m > 1 else 0.0)
+    else:
+        scale = 1.0 / factor if factor is not None and factor > 0 else n / m
+        real = dt.type(scale) * (dst + dt.type(0.5)) - dt.type(0.5)
+    base = np.floor(real)
+    t = real - base
+    a = -0.75
+
+    def near(v: np.ndarray) -> np.ndarray:  # |v| <= 1
+        return ((a + 2) * v - (a + 3)) * v * v + 1
+
+    def far(v: np.ndarray) -> np.ndarray:  # 1 < |v| < 2
+        return ((a * v - 5 * a) * v + 8 * a) * v - 4 * a
+
+    coeffs = (far(t + 1), near(t), near(1 - t), far(2 - t))
+    out = None
+    for tap, w in enumerate(coeffs):
+        index = np.clip(base.astype(np.int64) - 1 + tap, 0, n - 1)
+        term = _along(x, axis, index) * _weights(w, axis, x.ndim, dt)
+        out = term if out is None else out + term
+    return out
+
+
+def upsample(
+    input: Tensor,
+    size: IntOrSeq | None = None,
+    scale_factor: float | Sequence[float] | None = None,
+    mode: str = "nearest",
+    align_corners: bool | None = None,
+) -> Tensor:
+    """Deprecated alias of :func:`interpolate`."""
+    return interpolate(input, size, scale_factor, mode, align_corners)
+
+
+def upsample_nearest(
+    input: Tensor, size: IntOrSeq | None = None, scale_factor: float | None = None
+) -> Tensor:
+    """``interpolate(input, size, scale_factor, mode='nearest')``."""
+    return interpolate(input, size, scale_factor, mode="nearest")
+
+
+def upsample_bilinear(
+    input: Tensor, size: IntOrSeq | None = None, scale_factor: float | None = None
+) -> Tensor:
+    """``interpolate(input, size, scale_factor, mode='bilinear', align_corners=True)``."""
+    return interpolate(input, size, scale_factor, mode="bilinear", align_corners=True)
+
+
+# -- normalization ---------------------------------------------------------------------------
+def group_norm(
+    input: Tensor,
+    num_groups: int,
+    weight: Tensor | None = None,
+    bias: Tensor | None = None,
+    eps: float = 1e-5,
+) -> Tensor:
+    """Normalize (N, C, *) over each group of ``C / num_groups`` channels and the spatial
+    axes (biased variance), then scale and shift per channel."""
+    x = _t(input)
+    if x.ndim < 2:
+        raise RuntimeError(
+            f"group_norm: Expected at least 2 dimensions for input tensor but received {x.ndim}"
+        )
+    n, c = x.shape[0], x.shape[1]
+    if num_groups <= 0 or c % num_groups:
+        raise RuntimeError(
+            f"Expected number of channels in input to be divisible by num_groups, but got "
+            f"input of shape {list(x.shape)} and num_groups={num_groups}"
+        )
+    for name, t in (("weight", weight), ("bias", bias)):
+        if t is not None and tuple(t.shape) != (c,):
+            raise RuntimeError(
+                f"group_norm: Expected {name} to be a vector of size equal to the number of "
+                f"channels in input, but got {name} of shape {list(t.shape)} and input of shape "
+                f"{list(x.shape)}"
+            )
+    per_group = (c // num_groups) * math.prod(x.shape[2:])
+    g = C.reshape(x, (n, num_groups, per_group))
+    mu = C.mean(g, -1, keepdim=True)
+    centered = g - mu
+    var = C.mean(centered * centered, -1, keepdim=True)
+    y = C.reshape(centered / _sqrt(var + eps), tuple(x.shape))
+    shape = (c,) + (1,) * (x.ndim - 2)
+    if weight is not None:
+        y = y * C.reshape(_t(weight), shape)
+    if bias is not None:
+        y = y + C.reshape(_t(bias), shape)
+    return y
+
+
+# -- non-constant padding (called by nn.functional.pad) --------------------------------------
+def _pad_nonconstant(input: Any, pad: Sequence[int], mode: str) -> Tensor:
+    """'reflect', 'replicate' or 'circular' padding of the last ``len(pad) // 2`` axes, from
+    slices, flips and concatenations; negative amounts crop, with PyTorch's rules for each
+    mode (see the helpers)."""
+    x = _t(input)
+    k = len(pad) // 2
+    if k not in (1, 2, 3) or x.ndim not in (k + 1, k + 2):
+        raise NotImplementedError(
+            f"Padding size {len(pad)} is not supported for {x.ndim}D input tensor.\n"
+            "Supported combinations for non-constant padding:\n"
+            "  - 2D or 3D input: padding size = 2 (pads last dimension)\n"
+            "  - 3D or 4D input: padding size = 4 (pads last 2 dimensions)\n"
+            "  - 4D or 5D input: padding size = 6 (pads last 3 dimensions)"
+        )
+    amounts = [int(p) for p in pad]
+    if mode not in ("reflect", "replicate", "circular"):
+        raise NotImplementedError(
+            f"Unrecognised padding mode {mode!r} (expected 'constant', 'reflect', "
+            "'replicate' or 'circular')"
+        )
+    if mode == "replicate":
+        return _pad_replicate(x, amounts)
+    if mode == "reflect":
+        return _pad_reflect(x, amounts)
+    # circular: crop first, then wrap around the cropped tensor (PyTorch's order)
+    crops = [min(p, 0) for p in amounts]
+    if any(crops):
+        x = C.pad(x, crops, "constant", 0.0)
+    for j in range(k):
+        axis = x.ndim - 1 - j
+        before, after = max(amounts[2 * j], 0), max(amounts[2 * j + 1], 0)
+        if before == 0 and after == 0:
+            continue
+        n = x.shape[axis]
+        if before > n or after > n:
+            raise RuntimeError("Padding value causes wrapping around more than once.")
+        lead = (slice(None),) * axis
+        parts = [x]
+        if before:
+            parts.insert(0, C.getitem(x, (*lead, slice(n - before, n))))
+        if after:
+            parts.append(C.getitem(x, (*lead, slice(0, after))))
+        x = C.cat(parts, axis)
+    return x
+
+
+def _pad_reflect(x: Tensor, amounts: list[int]) -> Tensor:
+    """Reflect padding by PyTorch's rule: output ``o`` of an axis is input ``i = o - before``
+    reflected at the ends of the *original* axis (``-i`` below 0, ``2 (n - 1) - i`` above
+    ``n - 1``), so a crop at one end does not move the mirror at the other."""
+    for j in range(len(amounts) // 2):
+        before, after = amounts[2 * j], amounts[2 * j + 1]
+        if before == 0 and after == 0:
+            continue
+        axis = x.ndim - 1 - j
+        n = x.shape[axis]
+        if before >= n or after >= n:
+            raise RuntimeError(
+                f"Argument #4: Padding size should be less than the corresponding input "
+                f"dimension, but got: padding ({before}, {after}) at dimension {axis} of "
+                f"input {list(x.shape)}"
+            )
+        lo, hi = -before, n + after  # the source positions, before reflecting
+        if hi <= lo:
+            raise RuntimeError(
+                f"pad: reflect padding ({before}, {after}) of dimension {axis} of input "
+                f"{list(x.shape)} gives an invalid size {hi - lo}"
+            )
+        lead = (slice(None),) * axis
+
+        def take(start: int, stop: int, lead: tuple = lead, x: Tensor = x) -> Tensor:
+            return C.getitem(x, (*lead, slice(start, stop)))
+
+        parts = []
+        if lo < 0:  # positions lo .. min(hi, 0) - 1 mirror to -lo .. -min(hi, 0) + 1
+            parts.append(C.flip(take(1 - min(hi, 0), 1 - lo), axis))
+        if max(lo, 0) < min(hi, n):
+            parts.append(take(max(lo, 0), min(hi, n)))
+        if hi > n:  # positions max(lo, n) .. hi - 1 mirror to 2(n-1) - i
+            top = 2 * (n - 1)
+            parts.append(C.flip(take(top - hi + 1, top - max(lo, n) + 1), axis))
+        x = parts[0] if len(parts) == 1 else C.cat(parts, axis)
+    return x
+
+
+def _pad_replicate(x: Tensor, amounts: list[int]) -> Tensor:
+    """Replicate padding: output ``o`` of an axis is input ``clip(o - before, 0, n - 1)``
+    (PyTorch's rule, which also covers negative amounts, even ones cropping everything)."""
+    for j in range(len(amounts) // 2):
+        before, after = amounts[2 * j], amounts[2 * j + 1]
+        if before == 0 and after == 0:
+            continue
+        axis = x.ndim - 1 - j
+        n = x.shape[axis]
+        m = n + before + after
+        if n == 0 or m < 0:
+            raise RuntimeError(
+                f"pad: replicate padding ({before}, {after}) of dimension {axis} of input "
+                f"{list(x.shape)} gives an invalid size {m}"
+            )
+        lead = (slice(None),) * axis
+        start, stop = max(-before, 0), min(n, n + after)
+        shape = list(x.shape)
+        if start >= stop:  # everything cropped: each output is one edge element
+            edge = min(max(-before, 0), n - 1)
+            shape[axis] = m
+            x = C.expand(C.getitem(x, (*lead, slice(edge, edge + 1))), tuple(shape))
+            continue
+        parts = [C.getitem(x, (*lead, slice(start, stop)))]
+        if before > 0:
+            shape[axis] = before
+            parts.insert(0, C.expand(C.getitem(x, (*lead, slice(0, 1))), tuple(shape)))
+        if after > 0:
+            shape[axis] = after
+            parts.append(C.expand(C.getitem(x, (*lead, slice(n - 1, n))), tuple(shape)))
+        x = parts[0] if len(parts) == 1 else C.cat(parts, axis)
+    return x

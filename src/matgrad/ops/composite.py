@@ -21,8 +21,10 @@ import numpy as np
 from ..backend import forward as _forward
 from ..core.apply import normalize_dim as _norm_dim
 from ..core.apply import normalize_dims as _norm_dims
+from ..core.grad_mode import state as _state
 from ..core.tensor_base import Tensor, as_tensor
 from ..core.tensor_base import data_of as _values
+from . import batching as _batching
 from .registry import OPS
 from .registry import PRIMITIVES as P
 
@@ -48,6 +50,10 @@ __all__ = [
     "log_softmax",
     "narrow",
     "view",
+    "vdot",
+    "is_complex",
+    "sgn",
+    "resolve_conj",
     "select",
     "logical_and",
     "logical_not",
@@ -99,6 +105,43 @@ def sub(input: Any, other: Any, alpha: float = 1) -> Tensor:
     return P.sub(input, other)
 
 
+subtract = sub
+
+
+def rsub(input: Any, other: Any, alpha: float = 1) -> Tensor:
+    """other - alpha * input (PyTorch's rsub; the row records ``input`` first)."""
+    if alpha != 1:
+        input = P.mul(input, alpha)
+    return P.rsub(input, other)
+
+
+def div(input: Any, other: Any, *, rounding_mode: str | None = None) -> Tensor:
+    """input / other; ``rounding_mode='trunc'`` rounds the quotient toward zero, ``'floor'``
+    down (piecewise constant: no gradient is recorded, where PyTorch's is zero)."""
+    if rounding_mode is None:
+        return P.div(input, other)
+    if rounding_mode == "floor":
+        return floor_divide(input, other)
+    if rounding_mode == "trunc":
+        return _nograd(_forward_trunc_divide, input, other)
+    raise ValueError(
+        f"div expected rounding_mode to be one of None, 'trunc', or 'floor' but found "
+        f"{rounding_mode!r}"
+    )
+
+
+def _forward_trunc_divide(a: Any, b: Any) -> Any:
+    dtype = np.result_type(a, b)
+    if dtype.kind in "iub":  # exact for integers: the floor quotient, corrected toward zero
+        q = np.floor_divide(a, b)
+        return np.where((q < 0) & (np.remainder(a, b) != 0), q + 1, q).astype(dtype)
+    return np.trunc(np.true_divide(a, b))
+
+
+divide = div
+true_divide = div
+
+
 def clamp(input: Tensor, min: Any = None, max: Any = None) -> Tensor:  # noqa: A002
     if min is None and max is None:
         raise ValueError("clamp: at least one of min and max must be given")
@@ -117,8 +160,18 @@ def to_dtype(input: Tensor, dtype: Any) -> Tensor:
     return OPS["to_dtype"](input, dtype=np.dtype(dtype))
 
 
+def _cast(input: Tensor, dtype: Any) -> Tensor:
+    """``input`` converted to ``dtype`` first (PyTorch's ``dtype=`` of reductions and scans:
+    the op then runs in that dtype); None keeps it."""
+    if dtype is None or np.dtype(dtype) == input.dtype:
+        return input
+    return to_dtype(input, dtype)
+
+
 # -- functions without gradient ----------------------------------------------------------------
 def _nograd(fn: Any, *args: Any, **kwargs: Any) -> Tensor:
+    if _state.vmap:  # inside func.vmap: batched arguments (matgrad.ops.batching)
+        return _batching.nograd(fn, args, kwargs)
     raw = [a._data if isinstance(a, Tensor) else a for a in args]
     return Tensor._wrap(fn(*raw, **kwargs))
 
@@ -221,23 +274,58 @@ def argmin(input: Tensor, dim: int | None = None, keepdim: bool = False) -> Tens
     return _nograd(np.argmin, input, axis=dim, keepdims=keepdim)
 
 
-def zeros_like(input: Any, dtype: Any = None, requires_grad: bool = False) -> Tensor:
+def _placed(out: Tensor, device: Any) -> Tensor:
+    """``out`` on ``device`` (PyTorch's ``device=`` of the ``*_like`` factories): 'cpu' keeps
+    the NumPy data; another device moves it (Tensor.to: 'cuda' is CuPy)."""
+    if device is None or str(device).partition(":")[0] == "cpu":
+        return out
+    moved = out.to(device)
+    return moved.requires_grad_() if out.requires_grad and not moved.requires_grad else moved
+
+
+def zeros_like(
+    input: Any,
+    dtype: Any = None,
+    requires_grad: bool = False,
+    *,
+    device: Any = None,
+    layout: Any = None,
+    memory_format: Any = None,
+) -> Tensor:
     data = np.zeros_like(np.asarray(_values(input)), dtype=dtype)
-    return Tensor(data, requires_grad=requires_grad)
+    out = _batching.new_like(Tensor(data, requires_grad=requires_grad), input)
+    return _placed(out, device)
 
 
-def ones_like(input: Any, dtype: Any = None, requires_grad: bool = False) -> Tensor:
+def ones_like(
+    input: Any,
+    dtype: Any = None,
+    requires_grad: bool = False,
+    *,
+    device: Any = None,
+    layout: Any = None,
+    memory_format: Any = None,
+) -> Tensor:
     data = np.ones_like(np.asarray(_values(input)), dtype=dtype)
-    return Tensor(data, requires_grad=requires_grad)
+    out = _batching.new_like(Tensor(data, requires_grad=requires_grad), input)
+    return _placed(out, device)
 
 
 def full_like(
-    input: Any, fill_value: Any, dtype: Any = None, requires_grad: bool = False
+    input: Any,
+    fill_value: Any,
+    dtype: Any = None,
+    requires_grad: bool = False,
+    *,
+    device: Any = None,
+    layout: Any = None,
+    memory_format: Any = None,
 ) -> Tensor:
-    return Tensor(
+    out = Tensor(
         np.full_like(np.asarray(_values(input)), fill_value, dtype=dtype),
         requires_grad=requires_grad,
     )
+    return _placed(_batching.new_like(out, input), device)
 
 
 def full_like_shape(value: Any, shape: tuple[int, ...], dtype: Any) -> Tensor:
@@ -264,16 +352,20 @@ def sum(input: Tensor, dim: Dims = None, keepdim: bool = False, dtype: Any = Non
     return OPS["sum"](input, dim, bool(keepdim))
 
 
-def mean(input: Tensor, dim: Dims = None, keepdim: bool = False) -> Tensor:
+def mean(input: Tensor, dim: Dims = None, keepdim: bool = False, *, dtype: Any = None) -> Tensor:
     input = _tensor(input)
+    if dtype is not None:
+        input = to_dtype(input, dtype)
     if input.dtype.kind not in "fc":
         raise RuntimeError(f"mean: input dtype should be floating point, got {input.dtype}")
     return OPS["mean"](input, dim, bool(keepdim))
 
 
-def prod(input: Tensor, dim: int | None = None, keepdim: bool = False) -> Tensor:
+def prod(
+    input: Tensor, dim: int | None = None, keepdim: bool = False, *, dtype: Any = None
+) -> Tensor:
     """Product over one axis, or over all elements when ``dim`` is None."""
-    input = _tensor(input)
+    input = _cast(_tensor(input), dtype)
     if dim is None or input.ndim == 0:
         if dim is not None:
             _norm_dim("prod", dim, 1)
@@ -421,8 +513,8 @@ def logsumexp(input: Tensor, dim: Dims = None, keepdim: bool = False) -> Tensor:
     return squeeze(out, dim if dim is not None else None)
 
 
-def softmax(input: Tensor, dim: int = -1) -> Tensor:
-    input = _tensor(input)
+def softmax(input: Tensor, dim: int = -1, dtype: Any = None) -> Tensor:
+    input = _cast(_tensor(input), dtype)
     if input.ndim == 0:
         return reshape(softmax(_one_dim_0d("softmax", input, dim), -1), ())
     d = _norm_dim("softmax", dim, input.ndim)
@@ -431,23 +523,23 @@ def softmax(input: Tensor, dim: int = -1) -> Tensor:
     return e / sum(e, d, keepdim=True)
 
 
-def log_softmax(input: Tensor, dim: int = -1) -> Tensor:
-    input = _tensor(input)
+def log_softmax(input: Tensor, dim: int = -1, dtype: Any = None) -> Tensor:
+    input = _cast(_tensor(input), dtype)
     if input.ndim == 0:
         return reshape(log_softmax(_one_dim_0d("log_softmax", input, dim), -1), ())
     return input - logsumexp(input, _norm_dim("log_softmax", dim, input.ndim), keepdim=True)
 
 
-def cumsum(input: Tensor, dim: int) -> Tensor:
+def cumsum(input: Tensor, dim: int, *, dtype: Any = None) -> Tensor:
     """The cumulative sum along ``dim`` (a 0-d tensor keeps its shape, as PyTorch's)."""
-    input = _tensor(input)
+    input = _cast(_tensor(input), dtype)
     if input.ndim == 0:
         return reshape(OPS["cumsum"](_one_dim_0d("cumsum", input, dim), -1), ())
     return OPS["cumsum"](input, dim)
 
 
-def cumprod(input: Tensor, dim: int) -> Tensor:
-    input = _tensor(input)
+def cumprod(input: Tensor, dim: int, *, dtype: Any = None) -> Tensor:
+    input = _cast(_tensor(input), dtype)
     if input.ndim == 0:
         return reshape(OPS["cumprod"](_one_dim_0d("cumprod", input, dim), -1), ())
     return OPS["cumprod"](input, dim)
@@ -486,6 +578,9 @@ def permute(input: Tensor, *dims: Any) -> Tensor:
 
 def transpose(input: Tensor, dim0: int, dim1: int) -> Tensor:
     input = _tensor(input)
+    if input.ndim == 0:  # PyTorch: 0 and -1 name the 0-d tensor's axis; the result is a view
+        _norm_dim("transpose", dim0, 1), _norm_dim("transpose", dim1, 1)
+        return OPS["reshape"](input, shape=())
     return OPS["transpose"](
         input,
         dim0=_norm_dim("transpose", dim0, input.ndim),
@@ -600,7 +695,8 @@ def take_along_axis(input: Tensor, indices: Any, dim: int = -1) -> Tensor:
     ``take_along_axis``; PyTorch's ``take_along_dim`` with a dim); the gradient scatter-adds."""
     input = _tensor(input)
     idx = _index_array("take_along_axis", indices)
-    if idx.ndim > input.ndim:  # fewer: leading (batch) axes of the input broadcast
+    # (a tensor's own ndim: inside vmap a batched one's array has its batch axes too)
+    if (indices.ndim if isinstance(indices, Tensor) else idx.ndim) > input.ndim:
         raise ValueError(
             f"take_along_axis: indices must have as many dimensions as the input "
             f"({input.ndim}), got shape {tuple(idx.shape)}"
@@ -620,9 +716,28 @@ def zeros_scatter_along(input: Tensor, indices: Any, dim: int, shape: Sequence[i
     )
 
 
-def index_put(input: Tensor, values: Any, index: Any) -> Tensor:
-    """A copy of ``input`` with ``values`` written at ``index`` (out-of-place setitem)."""
-    return OPS["index_put"](input, values, index=raw_index(index))
+def index_put(input: Tensor, indices: Any, values: Any, accumulate: bool = False) -> Tensor:
+    """A copy of ``input`` with ``values`` written at ``indices`` (out-of-place setitem
+    ``input[indices] = values``; PyTorch's argument order). ``indices`` is a tuple of index
+    tensors, one per leading axis (None: the whole axis), or any index ``__getitem__`` takes;
+    ``accumulate=True`` adds ``values`` instead (repeated indices add up). The former order
+    ``index_put(input, values, index)`` (a non-tuple second argument) is still taken."""
+    input = _tensor(input)
+    if not isinstance(indices, list | tuple):
+        # matgrad's former order index_put(input, values, index): values are never a tuple
+        indices, values = values, indices
+    if isinstance(indices, list) or (isinstance(indices, tuple) and builtins.all(
+        i is None or isinstance(i, Tensor | np.ndarray) for i in indices
+    )):  # PyTorch's list of index tensors: None takes the whole axis (NumPy: a new axis)
+        indices = tuple(slice(None) if i is None else i for i in indices)
+    index = raw_index(indices)
+    if not accumulate:
+        return OPS["index_put"](input, values, index=index)
+    target = np.empty(input.shape, dtype=np.bool_)[index].shape
+    values = _tensor(values)
+    if values.dtype != input.dtype:
+        values = to_dtype(values, input.dtype)
+    return input + zeros_scatter(expand(values, target), input.shape, index)
 
 
 def zeros_scatter(input: Tensor, shape: tuple[int, ...], index: Any) -> Tensor:
@@ -634,6 +749,9 @@ def cat(tensors: Sequence[Tensor], dim: int = 0) -> Tensor:
     tensors = [_tensor(x) for x in tensors]
     if not tensors:
         raise ValueError("cat: expected a non-empty list of tensors")
+    # PyTorch skips legacy empty 1-d tensors (shape (0,)) joined with tensors of more axes
+    if builtins.any(x.ndim > 1 for x in tensors):
+        tensors = [x for x in tensors if x.shape != (0,)]
     nd = tensors[0].ndim
     d = _norm_dim("cat", dim, nd)
     for x in tensors:
@@ -862,6 +980,36 @@ def dot(input: Tensor, other: Tensor) -> Tensor:
             f"{tuple(other.shape)}"
         )
     return OPS["dot"](input, other)
+
+
+def vdot(input: Tensor, other: Tensor) -> Tensor:
+    """sum(conj(input) * other) of two 1-D tensors (``dot`` does not conjugate)."""
+    input, other = _tensor(input), _tensor(other)
+    if input.ndim != 1 or other.ndim != 1 or input.shape != other.shape:
+        raise RuntimeError(
+            f"vdot: expected two 1-D tensors of the same size, got {tuple(input.shape)} and "
+            f"{tuple(other.shape)}"
+        )
+    return OPS["dot"](P.conj(input) if input.dtype.kind == "c" else input, other)
+
+
+def is_complex(input: Tensor) -> bool:
+    return _tensor(input).dtype.kind == "c"
+
+
+def resolve_conj(input: Tensor) -> Tensor:
+    """``input`` itself: ``conj`` is never lazy in matgrad."""
+    return input
+
+
+def sgn(input: Tensor) -> Tensor:
+    """z / |z| (0 at 0) for complex input, ``sign`` for real input (PyTorch's sgn)."""
+    input = _tensor(input)
+    if input.dtype.kind != "c":
+        return P.sign(input)
+    a = P.abs(input)
+    zero = Tensor._wrap(a._data == 0)
+    return P.where(zero, 0.0, input / P.where(zero, 1.0, a))
 
 
 def inner(input: Tensor, other: Tensor) -> Tensor:

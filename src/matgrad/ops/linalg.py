@@ -61,7 +61,9 @@ __all__ = [
     "cholesky",
     "cross",
     "det",
+    "eig",
     "eigh",
+    "eigvals",
     "eigvalsh",
     "inv",
     "kron",
@@ -90,17 +92,43 @@ LinAlgError = np.linalg.LinAlgError
 
 SlogdetResult = namedtuple("SlogdetResult", ["sign", "logabsdet"])
 EighResult = namedtuple("EighResult", ["eigenvalues", "eigenvectors"])
+EigResult = namedtuple("EigResult", ["eigenvalues", "eigenvectors"])
 QRResult = namedtuple("QRResult", ["Q", "R"])
 SVDResult = namedtuple("SVDResult", ["U", "S", "Vh"])
 LstsqResult = namedtuple("LstsqResult", ["solution", "residuals", "rank", "singular_values"])
 
 
 # -- argument checks ---------------------------------------------------------------------------
+# the functions whose derivative rules are written for complex input too (PyTorch's convention:
+# conjugate transposes in the rules; see derivatives.yaml, "complex numbers")
+_COMPLEX_OK = {
+    "inv", "det", "slogdet", "logdet", "solve", "solve_triangular", "cholesky", "eig",
+    "eigvals", "eigh", "eigvalsh", "svd", "svdvals", "pinv", "matrix_exp", "vector_norm",
+    "matrix_norm", "norm", "matrix_power", "multi_dot", "cross", "trace",
+}  # fmt: skip
+
+
 def _float_tensor(op: str, A: Any) -> Tensor:
     A = as_tensor(A)
+    if A.dtype.kind == "c" and op in _COMPLEX_OK:
+        return A
+    if A.dtype.kind == "c":
+        raise TypeError(
+            f"linalg.{op}: complex input (dtype {A.dtype}) is not supported yet; it takes "
+            "float32 or float64"
+        )
     if A.dtype.kind != "f":
         raise TypeError(f"linalg.{op}: expected a floating point tensor, got dtype {A.dtype}")
     return A
+
+
+def _conj(x: Tensor) -> Tensor:
+    """conj(x), or x itself when real."""
+    return OPS["conj"](x) if x.dtype.kind == "c" else x
+
+
+def _mH(x: Tensor) -> Tensor:  # noqa: N802
+    return _conj(x.mT)
 
 
 def _matrix(op: str, A: Any, square: bool = False) -> Tensor:
@@ -141,8 +169,11 @@ def slogdet(A: Any) -> SlogdetResult:
 
 
 def logdet(A: Any) -> Tensor:
-    """log det A: NaN where det A < 0, -inf where A is singular (PyTorch's convention)."""
+    """log det A: NaN where det A < 0, -inf where A is singular (PyTorch's convention); for
+    complex A the principal log, log|det A| + i angle(det A)."""
     sign, logabsdet = slogdet(A)
+    if sign.dtype.kind == "c":
+        return OPS["complex"](logabsdet, OPS["angle"](sign))
     if not np.any(sign._data < 0):
         return logabsdet
     return _P.where(sign < 0, math.nan, logabsdet)
@@ -212,6 +243,25 @@ def eigh(A: Any, UPLO: str = "L") -> EighResult:  # noqa: N803
         raise ValueError(f"linalg.eigh: UPLO must be 'L' or 'U', got {UPLO!r}")
     L, Q = OPS["linalg_eigh"](A, UPLO=UPLO)
     return EighResult(L, Q)
+
+
+def eig(A: Any) -> EigResult:
+    """Eigenvalues and eigenvectors of a general square matrix, complex (also for real A);
+    eigenvectors of unit norm, each defined up to a phase: a loss must not depend on it (a
+    loss that does raises in backward, as PyTorch's). Repeated eigenvalues have no
+    gradient (the rule divides by their gaps)."""
+    A = _matrix("eig", A, square=True)
+    L, V = OPS["linalg_eig"](A)
+    return EigResult(L, V)
+
+
+def eigvals(A: Any) -> Tensor:
+    """Eigenvalues of a general square matrix (complex); gradient V^-H diag(grad) V^H."""
+    A = _matrix("eigvals", A, square=True)
+    if not _tracked(A):
+        values = np.linalg.eigvals(A._data)
+        return Tensor._wrap(values.astype(np.result_type(A.dtype, np.complex64), copy=False))
+    return eig(A)[0]
 
 
 def eigvalsh(A: Any, UPLO: str = "L") -> Tensor:  # noqa: N803
@@ -506,8 +556,8 @@ def cross(input: Any, other: Any, *, dim: int = -1) -> Tensor:  # noqa: A002
 
 
 def vecdot(x: Any, y: Any, *, dim: int = -1) -> Tensor:
-    """sum(x * y, dim) (inputs broadcast)."""
-    return _ops.sum(_P.mul(x, y), dim)
+    """sum(conj(x) * y, dim) (inputs broadcast; x conjugated, as PyTorch's)."""
+    return _ops.sum(_P.mul(_conj(as_tensor(x)), y), dim)
 
 
 def tensordot(a: Any, b: Any, dims: Any = 2) -> Tensor:
@@ -587,7 +637,9 @@ def _adjugate_t(A: Tensor) -> Tensor:
     others = _P.where(Tensor._wrap(np.eye(n, dtype=bool)), 1.0, _ops.unsqueeze(S, -2))
     p = _ops.prod(others, -1)
     d = np.linalg.det(U._data) * np.linalg.det(Vh._data)
-    return (U * _ops.unsqueeze(p, -2)) @ Vh * Tensor._wrap(np.asarray(d)[..., None, None])
+    # complex A: adj(A)^T = d conj(U diag(p) V^H); d is taken as a constant (locally so for a
+    # real A, where it is +-1)
+    return _conj((U * _ops.unsqueeze(p, -2)) @ Vh) * Tensor._wrap(np.asarray(d)[..., None, None])
 
 
 def _per_matrix(x: Any) -> Tensor:
@@ -603,8 +655,8 @@ def linalg_det_vjp(grad: Any, A: Tensor, det: Tensor, LU: Tensor, pivots: Tensor
         )
     inv_t, ok = _af._inv_t_from_lu(_raw(LU), _raw(pivots))
     if np.any(_af._ill_conditioned(_raw(A), inv_t, ok)):
-        return _per_matrix(grad) * _adjugate_t(A)
-    return _per_matrix(grad * det) * OPS["linalg_inv"](A).mT
+        return _per_matrix(grad) * _conj(_adjugate_t(A))
+    return _per_matrix(grad * _conj(_ops._tensor(det))) * _mH(OPS["linalg_inv"](A))
 
 
 def linalg_slogdet_vjp(grad: Any, A: Tensor, sign: Tensor, LU: Tensor, pivots: Tensor) -> Tensor:
@@ -615,16 +667,16 @@ def linalg_slogdet_vjp(grad: Any, A: Tensor, sign: Tensor, LU: Tensor, pivots: T
         )
     if np.any(_raw(sign) == 0):
         _af._warn_singular_slogdet()
-        return _per_matrix(grad) * pinv(A).mT
-    return _per_matrix(grad) * OPS["linalg_inv"](A).mT
+        return _per_matrix(grad) * _mH(pinv(A))
+    return _per_matrix(grad) * _mH(OPS["linalg_inv"](A))
 
 
 def linalg_lu_solve(LU: Tensor, pivots: Tensor, A: Tensor, B: Tensor, adjoint: bool) -> Tensor:
-    """A^-1 B (A^-T B with ``adjoint``): from the saved LU when nothing is differentiated,
+    """A^-1 B (A^-H B with ``adjoint``): from the saved LU when nothing is differentiated,
     else a differentiable solve."""
     if not _differentiable(A, B):
         return Tensor._wrap(_af.linalg_lu_solve(_raw(LU), _raw(pivots), _raw(A), _raw(B), adjoint))
-    return OPS["linalg_solve"](A.mT if adjoint else A, B)[0]
+    return OPS["linalg_solve"](_mH(A) if adjoint else A, B)[0]
 
 
 def spectral_tolerance(values: Tensor, size: int) -> float:
@@ -656,6 +708,10 @@ def warn_if_basis_dependent(
     _af.warn_if_basis_dependent(
         _raw(values), _raw(spectrum), tol, [_raw(c) for c in cotangents], op, what, kind
     )
+
+
+def raise_if_phase_dependent(imag_diag: Tensor, cotangents: Any, op: str) -> None:
+    _af.raise_if_phase_dependent(_raw(imag_diag), [_raw(c) for c in cotangents], op)
 
 
 def warn_if_split_dependent(

@@ -46,6 +46,7 @@ NAMESPACE_HELPERS = (
     "with_diagonal",
     "warn_if_basis_dependent",
     "warn_if_split_dependent",
+    "raise_if_phase_dependent",
     "linalg_det_vjp",
     "linalg_slogdet_vjp",
     "linalg_lu_solve",

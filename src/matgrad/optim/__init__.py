@@ -1,6 +1,16 @@
 """``matgrad.optim``: optimizers and learning-rate schedulers, following ``torch.optim``."""
 
 from . import lr_scheduler
+from .lbfgs import LBFGS
 from .optimizer import SGD, Adagrad, Adam, AdamW, Optimizer, RMSprop
 
-__all__ = ["SGD", "Adagrad", "Adam", "AdamW", "Optimizer", "RMSprop", "lr_scheduler"]
+__all__ = [
+    "LBFGS",
+    "SGD",
+    "Adagrad",
+    "Adam",
+    "AdamW",
+    "Optimizer",
+    "RMSprop",
+    "lr_scheduler",
+]
