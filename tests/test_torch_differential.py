@@ -515,6 +515,64 @@ def test_known_sample_difference(key, index):
     assert result.ok, result.line()
 
 
+# -- complex samples ---------------------------------------------------------------------------
+# The ops whose complex rules follow PyTorch's convention (issue #11): their complex128 samples
+# run too, with complex cotangents for complex outputs (the gradient is dL/dx + i dL/dy).
+COMPLEX_OPS = (  # noqa: SIM905 - one string reads better than 90 quoted names
+    "abs acos acosh add angle asin asinh atan atanh bmm cat clone conj conj_physical cos cosh "
+    "cumprod cumsum diag_embed diagonal div.no_rounding_mode dot einsum exp expand expm1 flip "
+    "imag inner linalg.cholesky linalg.cross linalg.det linalg.eig linalg.eigh linalg.eigvals "
+    "linalg.eigvalsh linalg.inv linalg.matrix_norm linalg.matrix_power linalg.multi_dot "
+    "linalg.norm linalg.norm.subgradients_at_zero linalg.pinv linalg.pinv.hermitian "
+    "linalg.pinv.singular linalg.slogdet linalg.solve linalg.solve_triangular linalg.svd "
+    "linalg.svdvals linalg.vecdot linalg.vector_norm log log10 log1p log2 matmul mean mm mul mv "
+    "neg outer permute pow prod real reciprocal reshape resolve_conj roll rsub sgn sigmoid sin "
+    "sinh sqrt square squeeze squeeze.multiple stack sub sum tan tanh trace transpose tril triu "
+    "unsqueeze vdot view_as_real where"
+).split()
+_CHOLESKY_HERMITIAN = (
+    "the gradient of linalg.cholesky at complex A: matgrad's is Hermitian (A is taken to be "
+    "Hermitian), torch's keeps an imaginary part on the diagonal; they agree along every "
+    "Hermitian direction (tests/test_complex.py compares cholesky of a Hermitian matrix)"
+)
+KNOWN_COMPLEX_DIFFERENCES: dict[tuple[str, tuple[int, ...]], str] = {
+    ("linalg.cholesky", (0, 1, 8, 9, 12, 13)): _CHOLESKY_HERMITIAN,
+    ("linalg.cholesky", (4, 5, 6, 7)): _ZERO_BATCH,
+    ("linalg.solve_triangular", (294, 313, 333, 353, 372, 392, 411, 431)): _ZERO_BATCH,
+    ("linalg.norm.subgradients_at_zero", (38, 44)): KNOWN_DIFFERENCES[
+        ("linalg.norm.subgradients_at_zero", (38, 44))
+    ],
+}
+
+
+def _complex_param(key):
+    known = {i for k, idx in KNOWN_COMPLEX_DIFFERENCES if k == key for i in idx}
+    return pytest.param(key, known, id=key)
+
+
+@pytest.mark.parametrize(("key", "known"), [_complex_param(k) for k in COMPLEX_OPS if k in OPS])
+def test_complex_samples_agree_with_torch(key, known):
+    results = run_op(key, "complex128")
+    assert results, f"{key}: no complex128 samples"
+    bad = [r for r in results if not r.ok and r.index not in known]
+    assert not bad, f"{key}: {len(bad)} of {len(results)} complex samples differ:\n" + "\n".join(
+        r.line() for r in bad
+    )
+
+
+@pytest.mark.parametrize(
+    ("key", "index"),
+    [
+        pytest.param(k, i, marks=pytest.mark.xfail(strict=True, reason=reason), id=f"{k}-{i}")
+        for (k, idx), reason in KNOWN_COMPLEX_DIFFERENCES.items()
+        for i in idx
+    ],
+)
+def test_known_complex_sample_difference(key, index):
+    (result,) = [r for r in run_op(key, "complex128") if r.index == index]
+    assert result.ok, result.line()
+
+
 def test_known_differences_name_covered_ops_and_samples():
     for k in KNOWN_DIFFERENCES:
         key = k[0] if isinstance(k, tuple) else k
@@ -573,6 +631,13 @@ def test_coverage_summary(tmp_path_factory, capsys):
         for label, ns in sorted(per_namespace.items()):
             print(f"  {label}: {ns['ops']} ops ({ns['ops_agreeing']} agreeing), samples "
                   f"{ns['samples_agreeing']}/{ns['samples']}")  # fmt: skip
+    complex_keys = [k for k in COMPLEX_OPS if k in OPS]
+    complex_results = [run_op(k, "complex128") for k in complex_keys]
+    with capsys.disabled():
+        print(f"  complex128 samples: {len(complex_keys)} ops "
+              f"({sum(all(r.ok for r in rs) for rs in complex_results)} agreeing), samples "
+              f"{sum(r.ok for rs in complex_results for r in rs)}/"
+              f"{sum(len(rs) for rs in complex_results)}")  # fmt: skip
     assert total["ops"] >= MIN_OPS_COVERED, (
         f"only {total['ops']} ops covered (at least {MIN_OPS_COVERED} were): "
         "an op matgrad had under torch's name is gone or renamed"

@@ -132,6 +132,95 @@ def safe_quotient(F: Any, a: T, b: T) -> T:
     return F.where(zero, 0.0, a / F.where(zero, 1.0, b))
 
 
+# -- special functions -------------------------------------------------------------------------
+# Sources: A&S = M. Abramowitz and I. A. Stegun, "Handbook of Mathematical Functions" (1964);
+# DLMF = NIST Digital Library of Mathematical Functions, https://dlmf.nist.gov.
+def no_derivative(F: Any, op: str, arg: str, tangent: Any = None) -> Any:
+    """Raise for an input whose derivative PyTorch does not implement (zeta in its first
+    argument, igamma in a), instead of a silent zero. In a JVP the tangent is passed (the term
+    is evaluated only when that tangent is present)."""
+    raise NotImplementedError(
+        f"the derivative for '{op}' with respect to '{arg}' is not implemented (nor is it in "
+        "PyTorch); detach that input, or pass it as a number"
+    )
+
+
+def _safe_divisor(F: Any, x: T) -> tuple[T, T]:
+    zero = x == 0
+    return zero, F.where(zero, 1.0, x)
+
+
+def sinc_grad(F: Any, x: T, result: T) -> T:
+    """d sinc(x) = (cos(pi x) - sinc(x)) / x, sinc(x) = sin(pi x) / (pi x); at 0 the limit 0,
+    written as -(pi^2 / 3) x so that the second derivative there is right too (sinc'' (0) =
+    -pi^2 / 3, from sinc(x) = 1 - (pi x)^2 / 6 + ...)."""
+    zero, safe = _safe_divisor(F, x)
+    return F.where(zero, x * (-math.pi**2 / 3), (F.cos(safe * math.pi) - result) / safe)
+
+
+def bessel_i1_grad(F: Any, x: T, result: T) -> T:
+    """d I1(x) = I0(x) - I1(x) / x (A&S 9.6.26), 1/2 at 0."""
+    zero, safe = _safe_divisor(F, x)
+    return F.where(zero, 0.5, F.i0(x) - result / safe)
+
+
+def bessel_i1e_grad(F: Any, x: T, result: T) -> T:
+    """i1e(x) = exp(-|x|) I1(x): d = i0e(x) - i1e(x) (sign(x) + 1/x) (A&S 9.6.26 and the
+    product rule), 1/2 at 0."""
+    zero, safe = _safe_divisor(F, x)
+    return F.where(zero, 0.5, F.special_i0e(x) - result * (F.sign(x) + 1.0 / safe))
+
+
+def bessel_j1_grad(F: Any, x: T, result: T) -> T:
+    """d J1(x) = J0(x) - J1(x) / x (A&S 9.1.27), 1/2 at 0."""
+    zero, safe = _safe_divisor(F, x)
+    return F.where(zero, 0.5, F.special_bessel_j0(x) - result / safe)
+
+
+def mvlgamma_grad(F: Any, x: T, p: int) -> T:
+    """d log Gamma_p(x) = sum_{j<p} psi(x - j/2) (DLMF 35.3.4 and 5.2.2)."""
+    total = F.digamma(x)
+    for j in range(1, p):
+        total = total + F.digamma(x - 0.5 * j)
+    return total
+
+
+def xlogy_factor(F: Any, x: T, y: T, log_y: T) -> T:
+    """d/dx of x log(y) (or x log1p(y)): ``log_y``, and 0 where x == 0 and y is not NaN,
+    where the function is defined as 0 (PyTorch's xlogy(self != 0, other))."""
+    return F.where(x == 0, F.where(y != y, log_y, 0.0), log_y)
+
+
+def logit_grad(F: Any, grad: T, x: T, eps: float | None) -> T:
+    """d logit(x) = dx / (x (1 - x)); with eps >= 0 (x clamped to [eps, 1 - eps] first) 0
+    outside the interval, as PyTorch's logit_backward."""
+    if eps is None or eps < 0:
+        return grad / (x * (1 - x))
+    inside = clamp_mask(F, x, eps, 1.0 - eps) > 0
+    safe = F.where(inside, x, 0.5)
+    return F.where(inside, grad / (safe * (1 - safe)), 0.0)
+
+
+def finite_only(F: Any, grad: T, x: T) -> T:
+    """``grad`` where x is finite, 0 where nan_to_num replaced it (PyTorch's nan_to_num
+    backward)."""
+    return F.where(F.abs(x) < math.inf, grad, 0.0)
+
+
+def fmax_share(F: Any, grad: T, a: T, b: T, larger: bool, to_a: bool) -> T:
+    """The share of ``grad`` that fmax(a, b) (``larger``) or fmin routes to ``a`` (``to_a``)
+    or to ``b``: all of it to a where a >= b (a <= b for fmin) or b is NaN, else to b; ties
+    go to a, as PyTorch's fmax/fmin backward (not split like maximum's)."""
+    picks_a = F.where(b != b, True, (a >= b) if larger else (a <= b))
+    return F.where(picks_a, grad, 0.0) if to_a else F.where(picks_a, 0.0, grad)
+
+
+def igamma_x_grad(F: Any, a: T, x: T) -> T:
+    """d P(a, x) / dx = x^(a-1) e^(-x) / Gamma(a) (DLMF 8.8.13 with 8.2.4), written as
+    exp((a - 1) log x - x - lgamma(a))."""
+    return F.exp((a - 1) * F.log(x) - x - F.lgamma(a))
+
+
 # -- reductions --------------------------------------------------------------------------------
 def expand_reduced(
     F: Any, grad: T, shape: tuple[int, ...], dim: tuple[int, ...], keepdim: bool

@@ -308,6 +308,151 @@ def amin(self: Array, dim: Any = None, keepdim: bool = False) -> Array:
     return np.amin(self, axis=dim, keepdims=keepdim)
 
 
+# -- special functions (matgrad.special and PyTorch's elementwise functions) -----------------
+# Forwards through SciPy (scipy.special) on NumPy arrays. PyTorch implements these for real
+# inputs only (complex: "not implemented for 'ComplexDouble'"), so complex inputs raise rather
+# than taking SciPy's complex branches that PyTorch would refuse.
+
+
+def _real_special(op: str, fn: Any) -> Any:
+    """``fn`` (a SciPy ufunc) for real inputs, raising NotImplementedError for complex ones."""
+
+    def forward(*xs: Array) -> Array:
+        _real_only(op, *xs)
+        return fn(*xs)
+
+    forward.__name__ = forward.__qualname__ = op
+    forward.__doc__ = f"scipy.special.{fn.__name__} of real inputs (PyTorch's {op})."
+    return forward
+
+
+erfc = _real_special("erfc", scipy.special.erfc)
+erfinv = _real_special("erfinv", scipy.special.erfinv)
+special_erfcx = _real_special("special_erfcx", scipy.special.erfcx)
+special_ndtri = _real_special("special_ndtri", scipy.special.ndtri)
+special_log_ndtr = _real_special("special_log_ndtr", scipy.special.log_ndtr)
+digamma = _real_special("digamma", scipy.special.psi)
+i0 = _real_special("i0", scipy.special.i0)
+special_i0e = _real_special("special_i0e", scipy.special.i0e)
+special_i1 = _real_special("special_i1", scipy.special.i1)
+special_i1e = _real_special("special_i1e", scipy.special.i1e)
+special_bessel_j0 = _real_special("special_bessel_j0", scipy.special.j0)
+special_bessel_j1 = _real_special("special_bessel_j1", scipy.special.j1)
+xlogy = _real_special("xlogy", scipy.special.xlogy)
+special_xlog1py = _real_special("special_xlog1py", scipy.special.xlog1py)
+special_entr = _real_special("special_entr", scipy.special.entr)
+special_zeta = _real_special("special_zeta", scipy.special.zeta)
+fmax = _real_special("fmax", np.fmax)
+fmin = _real_special("fmin", np.fmin)
+nextafter = _real_special("nextafter", np.nextafter)
+fmod = _real_special("fmod", np.fmod)
+deg2rad = _real_special("deg2rad", np.deg2rad)
+rad2deg = _real_special("rad2deg", np.rad2deg)
+floor = _real_special("floor", np.floor)
+ceil = _real_special("ceil", np.ceil)
+trunc = _real_special("trunc", np.trunc)
+
+
+def _like(out: Array, *xs: Array) -> Array:
+    """``out`` in the floating dtype NumPy's promotion gives the inputs (float32 stays float32
+    where SciPy computes in float64, as polygamma and multigammaln do)."""
+    dtypes = [x.dtype if hasattr(x, "dtype") else x for x in xs]
+    dt = np.result_type(*dtypes, 1.0)  # integers: the default float64, as SciPy gives
+    return out.astype(dt, copy=False) if getattr(out, "dtype", dt) != dt else out
+
+
+def lgamma(self: Array) -> Array:
+    """log|Gamma(x)| (scipy's gammaln); +inf at -inf, as PyTorch (SciPy gives -inf there)."""
+    _real_only("lgamma", self)
+    out = scipy.special.gammaln(self)
+    if _backend.backend_of(self) == "numpy" and np.any(np.isneginf(self)):
+        out = np.where(np.isneginf(self), np.inf, out).astype(out.dtype, copy=False)
+    return out
+
+
+def polygamma(self: Array, n: int) -> Array:
+    """psi^(n)(x), the n-th derivative of the digamma function (n >= 0)."""
+    _real_only("polygamma", self)
+    if isinstance(n, bool) or not isinstance(n, int | np.integer):
+        raise TypeError(f"polygamma: n must be an integer, got {type(n).__name__} {n!r}")
+    if n < 0:
+        raise RuntimeError(f"polygamma: polygamma(n, x) does not support negative n (got {n})")
+    if n == 0:
+        return scipy.special.psi(self)
+    return _like(scipy.special.polygamma(int(n), self), self)
+
+
+def mvlgamma(self: Array, p: int) -> Array:
+    """The multivariate log-gamma function of dimension p (DLMF 35.3.1, 35.3.4):
+    log Gamma_p(x) = p (p - 1)/4 log(pi) + sum_{j<p} log Gamma(x - j/2), for x > (p - 1)/2."""
+    _real_only("mvlgamma", self)
+    if isinstance(p, bool) or not isinstance(p, int | np.integer) or p < 1:
+        raise RuntimeError(f"mvlgamma: p has to be an integer greater than or equal to 1 (got {p!r})")
+    if _backend.backend_of(self) == "numpy" and not np.all(np.asarray(self) > (p - 1) / 2):
+        raise RuntimeError(
+            f"mvlgamma: all elements must be greater than (p-1)/2 = {(p - 1) / 2} (p = {p})"
+        )
+    out = sum(scipy.special.gammaln(self - 0.5 * j) for j in range(int(p)))
+    return _like(out + p * (p - 1) / 4 * np.log(np.pi), self)
+
+
+def logit(self: Array, eps: float | None = None) -> Array:
+    """log(x / (1 - x)), of x clamped to [eps, 1 - eps] when eps >= 0 is given (PyTorch)."""
+    _real_only("logit", self)
+    if eps is not None and eps >= 0:
+        self = np.clip(self, eps, 1.0 - eps)
+    return scipy.special.logit(self)
+
+
+def frac(self: Array) -> Array:
+    """x - trunc(x): the fractional part, with the sign of x (PyTorch's frac)."""
+    _real_only("frac", self)
+    with np.errstate(invalid="ignore"):  # inf - inf: NaN, as PyTorch
+        return self - np.trunc(self)
+
+
+def round_decimals(self: Array, decimals: int = 0) -> Array:
+    """Round half to even at ``decimals`` digits, as PyTorch: rint(x 10^d) / 10^d, or for
+    d < 0 rint(x / 10^-d) 10^-d (NumPy's round multiplies by 10^d in both cases)."""
+    _real_only("round", self)
+    if decimals == 0 or np.result_type(self).kind in "iub":
+        return np.round(self)
+    scale = 10.0 ** builtins.abs(decimals)
+    if decimals > 0:
+        return np.rint(self * scale) / scale
+    return np.rint(self / scale) * scale
+
+
+def rsqrt(self: Array) -> Array:
+    """1 / sqrt(x) (inf at 0, NaN below, as PyTorch)."""
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return np.reciprocal(np.sqrt(self))
+
+
+def float_power(self: Array, exponent: Array) -> Array:
+    """x ** y in double precision (float64, or complex128 if either is complex), as PyTorch."""
+    complex_ = any(np.result_type(x).kind == "c" for x in (self, exponent))
+    dt = np.complex128 if complex_ else np.float64
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return np.power(np.asarray(self, dtype=dt), np.asarray(exponent, dtype=dt))
+
+
+def ldexp(self: Array, other: Array) -> Array:
+    """x 2^e, computed as PyTorch does (x * pow(2, e)): in x's floating dtype when e holds
+    integers (float32 x, int64 e: float32)."""
+    _real_only("ldexp", self, other)
+    dt = np.result_type(self, 1.0) if np.result_type(other).kind in "iub" else None
+    two = np.exp2(other if dt is None else np.asarray(other, dtype=dt))
+    return np.multiply(self, two)
+
+
+def positive(self: Array) -> Array:
+    """+x: the input itself (a view, as PyTorch's positive returns its input); booleans refuse."""
+    if np.result_type(self).kind == "b":
+        raise TypeError("positive: the `+` operator, on a bool tensor is not supported")
+    return self.view() if isinstance(self, np.ndarray) else self
+
+
 # -- complex numbers ---------------------------------------------------------------------------
 # `real`, `imag`, `view_as_real` and `view_as_complex` return views of NumPy arrays (shared
 # memory, as PyTorch's); other array libraries get their own (lazy) results.

@@ -638,13 +638,18 @@ def _accumulate_locked(leaf: Tensor, g: Any, create_graph: bool, handed: set[int
             leaf.grad._lazy_leaf_grad = True  # becomes NumPy in place in matgrad.compute
         return
     if current is None:
+        # the gradient takes the leaf's layout (PyTorch's "grad layout contract"): a
+        # transposed gradient (W of x @ W.T) would make every optimizer update stride across
+        # memory; and it never shares memory with another gradient or input
+        row_major = isinstance(leaf._data, np.ndarray) and leaf._data.flags.c_contiguous
         if (
             id(g) in handed
             or not isinstance(g, np.ndarray)
             or g.base is not None
             or not g.flags.writeable
+            or (row_major and not g.flags.c_contiguous)
         ):
-            g = np.array(g, copy=True)  # never share memory with another gradient or input
+            g = np.array(g, copy=True, order="C" if row_major else "K")
         handed.add(id(g))
         leaf.grad = Tensor._wrap(g)
     elif (

@@ -215,10 +215,10 @@ def solve_triangular(
 
 
 def cholesky(A: Any, *, upper: bool = False) -> Tensor:
-    """L with A = L L^T (U = L^T with ``upper``). A is taken to be symmetric (its lower
-    triangle is read) and gets a symmetric gradient."""
+    """L with A = L L^H (U = L^H with ``upper``). A is taken to be symmetric (Hermitian; its
+    lower triangle is read) and gets a symmetric (Hermitian) gradient."""
     L = OPS["linalg_cholesky"](_matrix("cholesky", A, square=True))
-    return L.mT if upper else L
+    return _mH(L) if upper else L  # U = L^H
 
 
 def qr(A: Any, mode: str = "reduced") -> QRResult:

@@ -201,7 +201,9 @@ def _check(cond: bool, message: str) -> None:
 def _lerp_(a: np.ndarray, end: np.ndarray, weight: float) -> None:
     """``a.lerp_(end, weight)`` with PyTorch's two formulas (by the weight's size)."""
     if weight < 0.5:
-        a += weight * (end - a)
+        step = np.subtract(end, a)  # in place on one temporary: the same roundings
+        step *= weight
+        a += step
     else:
         a[...] = end - (end - a) * (1 - weight)
 
@@ -314,7 +316,9 @@ class Adam(Optimizer):
         exp_avg, exp_avg_sq = state["exp_avg"]._data, state["exp_avg_sq"]._data
         _lerp_(exp_avg, grad, 1 - beta1)
         exp_avg_sq *= beta2
-        exp_avg_sq += (1 - beta2) * (grad * grad)
+        square = np.multiply(grad, grad)
+        square *= 1 - beta2
+        exp_avg_sq += square
         bias_correction1 = 1 - beta1**step
         bias_correction2 = 1 - beta2**step
         step_size = lr / bias_correction1
@@ -322,10 +326,15 @@ class Adam(Optimizer):
         if group["amsgrad"]:
             max_sq = state["max_exp_avg_sq"]._data
             np.maximum(max_sq, exp_avg_sq, out=max_sq)
-            denom = np.sqrt(max_sq) / bias_correction2_sqrt + eps
+            denom = np.sqrt(max_sq)
         else:
-            denom = np.sqrt(exp_avg_sq) / bias_correction2_sqrt + eps
-        param += -step_size * (exp_avg / denom)
+            denom = np.sqrt(exp_avg_sq)
+        # -step_size * (exp_avg / (sqrt(v) / sqrt(bc2) + eps)), in place on one temporary
+        denom /= bias_correction2_sqrt
+        denom += eps
+        np.divide(exp_avg, denom, out=denom)
+        denom *= -step_size
+        param += denom
 
 
 class AdamW(Adam):
