@@ -46,22 +46,34 @@ def load_example() -> Any:
 
 def interleaved(
     contenders: dict[str, Callable[[], object]], repeats: int
-) -> dict[str, dict[str, float]]:
-    """Median wall and CPU seconds per contender, run in turn so load spikes hit all alike."""
+) -> dict[str, dict[str, Any]]:
+    """Wall and CPU seconds per contender (medians), run in turn, the order reversed every
+    round (A B, B A, ...) so that load spikes and after-effects of the previous run hit all
+    alike; ``cpu_runs`` keeps the CPU seconds of every round, for paired ratios."""
     for fn in contenders.values():  # warm up
         fn()
-    wall: dict[str, list[float]] = {name: [] for name in contenders}
-    cpu: dict[str, list[float]] = {name: [] for name in contenders}
-    for _ in range(repeats):
-        for name, fn in contenders.items():
+    names = list(contenders)
+    wall: dict[str, list[float]] = {name: [] for name in names}
+    cpu: dict[str, list[float]] = {name: [] for name in names}
+    for round_ in range(repeats):
+        for name in names if round_ % 2 == 0 else names[::-1]:
             c0, t0 = time.process_time(), time.perf_counter()
-            fn()
+            contenders[name]()
             wall[name].append(time.perf_counter() - t0)
             cpu[name].append(time.process_time() - c0)
     return {
-        name: {"wall": statistics.median(wall[name]), "cpu": statistics.median(cpu[name])}
-        for name in contenders
+        name: {
+            "wall": statistics.median(wall[name]),
+            "cpu": statistics.median(cpu[name]),
+            "cpu_runs": cpu[name],
+        }
+        for name in names
     }
+
+
+def paired_ratio(a: list[float], b: list[float]) -> float:
+    """Median over rounds of a / b (each round's two runs saw about the same load)."""
+    return statistics.median(x / y for x, y in zip(a, b, strict=True))
 
 
 def task_count(*arrays: Any) -> int:
@@ -111,7 +123,11 @@ def threaded(example: Any, rows: int, features: int, chunk_rows: int, repeats: i
         )
     wall = medians["matgrad"]["wall"] / medians["dask"]["wall"]
     cpu = medians["matgrad"]["cpu"] / medians["dask"]["cpu"]
-    print(f"    ratio matgrad / hand-written Dask: {wall:.3f} (wall), {cpu:.3f} (CPU)")
+    paired = paired_ratio(medians["matgrad"]["cpu_runs"], medians["dask"]["cpu_runs"])
+    print(
+        f"    ratio matgrad / hand-written Dask: {wall:.3f} (wall), {cpu:.3f} (CPU), "
+        f"{paired:.3f} (CPU, median of paired rounds)"
+    )
     print(f"    largest gradient difference: {difference:.1e}")
 
 

@@ -428,6 +428,152 @@ SPECS["erf"] = [S(mg.erf, [randn(2, 3)]), S(lambda x: x.erf(), [randn(4)])]
 # ---- samples for the indexing, sorting and reductions rows ----
 
 # ---- samples for the special-function rows ----
+# drawn from their own generator, so that samples added to the sections above do not move them
+_sp = np.random.default_rng(2025)
+
+
+def _u(lo: float, hi: float, *shape: int) -> np.ndarray:
+    return _sp.uniform(lo, hi, shape)
+
+
+def _away_from_integers(*shape: int) -> np.ndarray:
+    """Values 0.2-0.8 from an integer (floor, frac, round: no jump within eps)."""
+    return _sp.integers(-3, 3, shape) + _sp.uniform(0.2, 0.8, shape)
+
+
+import matgrad.special as sp  # noqa: E402
+
+_Z = _u(1.5, 4.0, 3)  # zeta's s (not differentiated: PyTorch has no derivative in s)
+_A = _u(0.8, 3.0, 2, 3)  # igamma's a (likewise)
+SPECS.update(
+    {
+        "erfc": [S(mg.erfc, [_u(-2, 2, 2, 3)]), S(lambda x: x.erfc(), [_u(-1, 1, 4)])],
+        "special_erfcx": [S(sp.erfcx, [_u(-1.5, 3, 2, 3)])],
+        "erfinv": [
+            S(mg.erfinv, [_u(-0.9, 0.9, 2, 3)]),
+            S(lambda x: sp.erfinv(x), [_u(-0.5, 0.5, 3)]),
+        ],
+        "special_ndtri": [S(sp.ndtri, [_u(0.05, 0.95, 2, 3)])],
+        "special_log_ndtr": [
+            S(sp.log_ndtr, [_u(-3, 3, 2, 3)]),
+            S(sp.log_ndtr, [_u(-30, -20, 3)], note="far left tail: exp(-x^2/2 - result)"),
+        ],
+        "lgamma": [
+            S(mg.lgamma, [_u(0.3, 4, 2, 3)]),
+            S(sp.gammaln, [_u(-2.8, -2.2, 3)], note="negative, between poles"),
+        ],
+        "digamma": [S(mg.digamma, [_u(0.5, 4, 2, 3)]), S(sp.psi, [_u(-1.8, -1.2, 3)])],
+        "polygamma": [
+            S(lambda x: mg.polygamma(1, x), [_u(0.5, 3, 2, 3)]),
+            S(lambda x: x.polygamma(2), [_u(0.8, 3, 4)]),
+            S(lambda x: sp.polygamma(0, x), [_u(0.5, 3, 3)], note="n = 0: digamma"),
+        ],
+        "mvlgamma": [
+            S(lambda x: mg.mvlgamma(x, 1), [_u(0.5, 3, 3)]),
+            S(lambda x: x.mvlgamma(3), [_u(1.5, 4, 2, 3)]),
+            S(lambda x: sp.multigammaln(x, 2), [_u(1.0, 3, 4)]),
+        ],
+        "i0": [S(mg.i0, [_u(-3, 3, 2, 3)])],
+        "special_i0e": [S(sp.i0e, [_u(-3, 3, 2, 3)])],
+        "special_i1": [
+            S(sp.i1, [_u(-3, 3, 2, 3)]),
+            S(sp.i1, [np.array([0.0, 0.4, -1.1])], note="at 0: I1'(0) = 1/2"),
+        ],
+        "special_i1e": [S(sp.i1e, [_u(-3, 3, 2, 3)])],
+        "special_bessel_j0": [S(sp.bessel_j0, [_u(-6, 6, 2, 3)])],
+        "special_bessel_j1": [
+            S(sp.bessel_j1, [_u(-6, 6, 2, 3)]),
+            S(sp.bessel_j1, [np.array([0.0, 2.5])], note="at 0: J1'(0) = 1/2"),
+        ],
+        "xlogy": [
+            S(mg.xlogy, [_u(-2, 2, 3, 4), _u(0.5, 3, 4)]),
+            S(lambda y: mg.xlogy(2.0, y), [_u(0.5, 2, 3)]),
+            S(
+                lambda x, y: x.xlogy(y),
+                [np.array([0.0, 1.5, -0.7]), _u(0.5, 2, 3)],
+                note="at x = 0 (y > 0) the derivative in x is log y",
+            ),
+        ],
+        "special_xlog1py": [
+            S(sp.xlog1py, [_u(-2, 2, 3, 4), _u(-0.5, 2, 4)]),
+            S(sp.xlog1py, [np.array([0.0, 1.5]), _u(0.1, 1, 2)], note="x = 0"),
+        ],
+        "special_entr": [S(sp.entr, [_u(0.2, 3, 2, 3)])],
+        "special_zeta": [
+            S(
+                lambda q, s: sp.zeta(mg.tensor(s, dtype=q.dtype), q),
+                [_u(0.5, 3, 2, 3)],
+                nondiff=[_Z],
+            ),
+            S(lambda q: sp.zeta(3.0, q), [_u(0.5, 3, 4)]),
+        ],
+        "igamma": [
+            S(
+                lambda x, a: mg.igamma(mg.tensor(a, dtype=x.dtype), x),
+                [_u(0.2, 4, 2, 3)],
+                nondiff=[_A],
+            ),
+            S(lambda x: sp.gammainc(2.5, x), [_u(0.2, 4, 3)]),
+        ],
+        "igammac": [
+            S(
+                lambda x, a: mg.tensor(a, dtype=x.dtype).igammac(x),
+                [_u(0.2, 4, 2, 3)],
+                nondiff=[_A],
+            ),
+            S(lambda x: sp.gammaincc(1.5, x), [_u(0.2, 4, 3)]),
+        ],
+        "sinc": [
+            S(mg.sinc, [_u(-2, 2, 2, 3)]),
+            S(lambda x: x.sinc(), [np.array([0.0, 0.3, -1.7])], note="at 0: -pi^2/3 second order"),
+        ],
+        "logit": [
+            S(mg.logit, [_u(0.05, 0.95, 2, 3)]),
+            S(
+                lambda x: x.logit(eps=0.2),
+                [np.array([0.1, 0.3, 0.5, 0.9])],
+                note="eps: clamped outside [0.2, 0.8], zero gradient there",
+            ),
+        ],
+        "rsqrt": [S(mg.rsqrt, [_u(0.3, 3, 2, 3)])],
+        "exp2": [S(mg.exp2, [_u(-2, 2, 2, 3)]), S(sp.exp2, [_u(-1, 1, 3)])],
+        "frac": [S(mg.frac, [_away_from_integers(2, 3)])],
+        "fmod": [
+            S(
+                mg.fmod,
+                [
+                    np.array([[-2.3, 0.6, 4.1, 1.3], [5.9, -0.4, 2.9, -3.3]]),
+                    np.array([1.1, 0.7, 1.3, 0.9]),
+                ],
+                note="quotients away from integers: trunc has no jump within eps",
+            ),
+            S(lambda x: x.fmod(-1.5), [np.array([-2.0, -0.5, 1.0, 2.5])]),
+        ],
+        "floor": [S(lambda x: mg.floor(x) * x, [_away_from_integers(2, 3)])],
+        "ceil": [S(lambda x: x.ceil() + x, [_away_from_integers(4)])],
+        "trunc": [
+            S(lambda x: mg.trunc(x) * x, [_away_from_integers(2, 3)]),
+            S(lambda x: x.fix() - x, [_away_from_integers(3)]),
+        ],
+        "round": [
+            S(lambda x: mg.round(x) * x, [_away_from_integers(2, 3)]),
+            S(lambda x: x.round(decimals=1) * x, [np.array([0.12, -0.67, 1.24])]),
+        ],
+        "heaviside": [
+            S(
+                lambda v, x: mg.heaviside(mg.tensor(x, dtype=v.dtype), v),
+                [_u(-1, 1, 2, 3)],
+                nondiff=[np.array([[0.0, 1.5, -0.5], [0.0, 0.0, 2.0]])],
+                note="differentiable in values (1 where x == 0); x has no derivative",
+            ),
+            S(lambda v: mg.tensor([0.0, -1.0, 0.0], dtype=v.dtype).heaviside(v), [_u(0, 1, 3)]),
+        ],
+        "nextafter": [
+            S(mg.nextafter, [_u(-2, 2, 3, 4), _u(-2, 2, 4)]),
+            S(lambda x: x.nextafter(float("inf")), [_u(-1, 1, 3)]),
+        ],
+    }
+)
 
 # ---- samples for the fft rows ----
 

@@ -335,7 +335,7 @@ def test_hadamard_is_diag_vec_B(runs):
         "MulBackward0", "AccumulateGrad", "AccumulateGrad"]  # fmt: skip
     assert r["graph"]["nodes"][0]["saved"] == {"self": "3x3", "other": "3x3"}
     assert r["graph"]["nodes"][0]["saved_refs"] == {"self": "A", "other": "B"}
-    assert r["rules"][0]["vjp"] == {"self": "grad * other", "other": "grad * self"}
+    assert r["rules"][0]["vjp"] == {"self": "grad * conj(other)", "other": "grad * conj(self)"}
     assert r["rules"][0]["yaml"][0].startswith("- name: mul(")
     assert_scalar_engine_agrees(r)
     assert r["comparison"]["scalar"]["op_nodes"] == 9
@@ -636,7 +636,7 @@ def test_text_report_has_five_sections_and_structure(runs):
     assert "dD/dA: 9x9  =  kron(I_3, B^T)" in out
     assert "MulBackward0" in out and "MmBackward0" in out and "AccumulateGrad" in out
     assert "_saved_self: 3x3" in out and "_saved_mat2: 3x3" in out
-    assert "derivatives.yaml line" in out and "self: grad * other" in out
+    assert "derivatives.yaml line" in out and "self: grad * conj(other)" in out
     assert "row-major" in out
 
 

@@ -4,6 +4,8 @@ through vmap, and the batching rules of each op kind."""
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 import pytest
 
@@ -210,9 +212,14 @@ def test_randomness():
     out = mf.vmap(lambda a: mg.nn.functional.dropout(a, 0.5), randomness="same")(x)
     rows = out.numpy()
     assert np.all(rows == rows[0])  # one mask for the whole batch
+    # 'different': one draw per batch element (more in test_vmap_more.py)
+    rows = mf.vmap(lambda a: a * mg.randn(3), randomness="different")(x).numpy()
+    assert len({tuple(r) for r in rows}) == 4
+    # code drawing from the generator directly cannot batch its draw: it refuses
     with pytest.raises(NotImplementedError, match="different"):
-        mf.vmap(lambda a: a * mg.randn(3), randomness="different")(x)
+        mf.vmap(lambda a: mg.nn.functional.dropout(a, 0.5), randomness="different")(x)
     mg.randn(2)  # the global generator is back after vmap
+    assert type(mg.default_generator()) is np.random.Generator
 
 
 def test_batched_tensors_show_logical_shapes():
@@ -227,18 +234,40 @@ def test_batched_tensors_show_logical_shapes():
     assert seen == {"type": BatchedTensor, "shape": (2, 3), "ndim": 2, "numel": 6, "len": 2}
 
 
-def test_fallback_loop_warns_and_is_correct():
+def test_front_moving_index_put_has_a_rule():
     x = rng.standard_normal((3, 4))
-    # index_put with advanced indices that NumPy would move in front has no rule: a loop
+    # advanced indices that NumPy moves in front (separated by a slice): batch aranges
     idx = (np.array([0, 1]), slice(None), np.array([1, 0]))
 
     def f(a):
         a3 = a.reshape(2, 1, 2)
-        return mg.index_put(a3, a3[idx] * 0.0 + 5.0, idx)
+        return mg.index_put(a3, idx, a3[idx] * 0.0 + 5.0)
 
-    with pytest.warns(VmapFallbackWarning, match="index_put"):
-        got = mf.vmap(f)(t(x))
+    def g(a):
+        a3 = a.reshape(2, 1, 2)
+        return mg.index_put(a3, idx, a3[idx].exp(), accumulate=True)
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", VmapFallbackWarning)
+        got, got_acc = mf.vmap(f)(t(x)), mf.vmap(g)(t(x))
     np.testing.assert_allclose(got.numpy(), loop(f, x))
+    np.testing.assert_allclose(got_acc.numpy(), loop(g, x))
+
+
+def test_fallback_loop_warns_and_is_correct(monkeypatch):
+    # an op whose rule cannot express the call runs once per batch element, warned
+    from matgrad.core.graph import BatchingUnsupported
+    from matgrad.ops import batching
+
+    def refuse(op, inputs, attrs, levels):
+        raise BatchingUnsupported(op.name)
+
+    monkeypatch.setitem(batching.RULES, "tanh", refuse)
+    x = rng.standard_normal((3, 4))
+    with pytest.warns(VmapFallbackWarning, match="tanh") as record:
+        got = mf.vmap(lambda a: (a * 2.0).tanh())(t(x))
+    assert record[0].message.op == "tanh"
+    np.testing.assert_allclose(got.numpy(), np.tanh(2 * x))
 
 
 # -- autograd through and inside vmap --------------------------------------------------------------
@@ -496,7 +525,8 @@ def test_autograd_function_vmap_staticmethod_and_generated_rule():
     assert _CubeVmap.calls == 1
     g = mf.vmap(mf.grad(lambda v: _CubeVmap.apply(v).sum()))(t(x))
     np.testing.assert_allclose(g.numpy(), 3 * x**2)
-    with pytest.warns(VmapFallbackWarning, match="generate_vmap_rule"):
+    with warnings.catch_warnings():  # a generated rule: the forward runs once, batched
+        warnings.simplefilter("error")
         out = mf.vmap(_CubeGenerated.apply)(t(x))
     np.testing.assert_allclose(out.numpy(), x**3)
     with pytest.raises(RuntimeError, match="does not have vmap support"):

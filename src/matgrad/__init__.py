@@ -78,7 +78,7 @@ cdouble = complex128
 globals().update(_FUNCTIONS)  # the table's top-level functions (`variants: [function]`)
 _sys.modules[__name__ + ".linalg"] = linalg  # `import matgrad.linalg` works too
 _sys.modules[__name__ + ".special"] = special  # `import matgrad.special` too
-globals().update(special.TOP_LEVEL)  # polygamma(n, input), heaviside, signbit, ...
+globals().update(special.TOP_LEVEL)  # polygamma(n, input)
 
 
 def is_tensor(obj: object) -> _bool:

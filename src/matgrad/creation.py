@@ -10,8 +10,10 @@ from typing import Any
 import numpy as np
 
 from .backend import arrays as _backend
+from .core.grad_mode import state as _state
 from .core.tensor_base import Tensor, get_default_dtype
 from .devices import _DEFAULT, backend_for
+from .ops import batching as _batching
 
 _rng = [np.random.default_rng()]
 
@@ -91,6 +93,21 @@ def _numpy_rng(generator: Any) -> np.random.Generator:
         f"generator must be a matgrad.Generator or numpy.random.Generator, got "
         f"{type(generator).__name__}"
     )
+
+
+def _draw(generator: Any, shape: tuple[int, ...], method: str, *args: Any, **kw: Any) -> Any:
+    """``generator.<method>(*args, size=shape, **kw)``, and the vmap levels to mark the result
+    batched over. Inside ``func.vmap`` the levels with ``randomness='different'`` get one draw
+    per batch element (their sizes in front of ``shape``), 'same' ones share the draw, and an
+    'error' one raises (``batching.random_levels``), with any generator, as PyTorch."""
+    rng = _numpy_rng(generator)
+    if not _state.vmap_levels:
+        return getattr(rng, method)(*args, size=shape, **kw), ()
+    levels = _batching.random_levels()
+    rng = getattr(rng, "_inner", rng)  # the global generator behind vmap's guard
+    sizes = dict(_state.vmap_levels)
+    batch = tuple(sizes[lv] for lv in levels)
+    return getattr(rng, method)(*args, size=batch + tuple(shape), **kw), levels
 
 
 def _on_device(make: Any) -> Any:
@@ -215,9 +232,9 @@ def rand(
     generator: Generator | np.random.Generator | None = None,
 ) -> Tensor:
     """Uniform samples on [0, 1)."""
-    rng = _numpy_rng(generator)
-    arr = rng.random(_size(size)).astype(_float_dtype(dtype), copy=False)
-    return Tensor(arr, requires_grad=requires_grad)
+    arr, levels = _draw(generator, _size(size), "random")
+    arr = arr.astype(_float_dtype(dtype), copy=False)
+    return _batching.mark(Tensor(arr, requires_grad=requires_grad), levels)
 
 
 @_on_device
@@ -229,14 +246,15 @@ def randn(
 ) -> Tensor:
     """Standard normal samples; for a complex dtype, real and imaginary parts each of variance
     1/2 (PyTorch's convention: E|z|^2 = 1)."""
-    rng = _numpy_rng(generator)
     dt = _float_dtype(dtype)
     if dt.kind == "c":
-        parts = rng.standard_normal(_size(size) + (2,)) * np.sqrt(0.5)
+        parts, levels = _draw(generator, _size(size) + (2,), "standard_normal")
+        parts = parts * np.sqrt(0.5)
         arr = (parts[..., 0] + 1j * parts[..., 1]).astype(dt, copy=False)
-        return Tensor(arr, requires_grad=requires_grad)
-    arr = rng.standard_normal(_size(size)).astype(dt, copy=False)
-    return Tensor(arr, requires_grad=requires_grad)
+        return _batching.mark(Tensor(arr, requires_grad=requires_grad), levels)
+    arr, levels = _draw(generator, _size(size), "standard_normal")
+    arr = arr.astype(dt, copy=False)
+    return _batching.mark(Tensor(arr, requires_grad=requires_grad), levels)
 
 
 @_on_device
@@ -247,14 +265,22 @@ def randint(
     dtype: Any = None,
     generator: Generator | np.random.Generator | None = None,
 ) -> Tensor:
-    rng = _numpy_rng(generator)
+    if isinstance(high, list | tuple) and not size:  # randint(high, size): PyTorch's overload
+        low, high, size = 0, low, high
     if high is None:
         low, high = 0, low
-    return Tensor(rng.integers(low, high, size=tuple(size), dtype=dtype or np.int64))
+    dt = np.dtype(np.int64 if dtype is None else dtype)
+    # a floating dtype holds the integers drawn (as PyTorch's)
+    draw = np.int64 if dt.kind in "fc" else dt
+    arr, levels = _draw(generator, tuple(size), "integers", low, high, dtype=draw)
+    return _batching.mark(Tensor(arr.astype(dt, copy=False)), levels)
 
 
 def _like(input: Any, dtype: Any) -> tuple[tuple[int, ...], np.dtype]:
-    arr = input._data if isinstance(input, Tensor) else np.asarray(input)
+    """The (logical: inside vmap, without the batch axes) shape and the dtype to make."""
+    if isinstance(input, Tensor):
+        return tuple(input.shape), np.dtype(dtype) if dtype is not None else input.dtype
+    arr = np.asarray(input)
     return arr.shape, np.dtype(dtype) if dtype is not None else arr.dtype
 
 
@@ -272,8 +298,10 @@ def randn_like(input: Any, dtype: Any = None, requires_grad: bool = False) -> Te
 
 @_on_device
 def empty_like(input: Any, dtype: Any = None, requires_grad: bool = False) -> Tensor:
-    shape, dt = _like(input, dtype)
-    return Tensor(np.zeros(shape, dtype=dt), requires_grad=requires_grad)
+    _, dt = _like(input, dtype)
+    data = input._data if isinstance(input, Tensor) else np.asarray(input)
+    out = Tensor(np.zeros(data.shape, dtype=dt), requires_grad=requires_grad)
+    return _batching.new_like(out, input)  # batched as the input is (zeros_like's rule)
 
 
 def asarray(
@@ -293,11 +321,15 @@ def asarray(
         converted = out is not obj
     else:
         out = Tensor(obj, dtype=dtype)
-        converted = out._data is not obj and not isinstance(obj, list | tuple | int | float)
+        converted = out._data is not obj  # a sequence, a number or a dtype change
     if copy is False and converted:
+        what = (
+            f"{type(obj).__name__} of dtype {obj.dtype}"
+            if hasattr(obj, "dtype")
+            else f"a {type(obj).__name__}"
+        )
         raise ValueError(
-            f"asarray: copy=False, but {type(obj).__name__} of dtype "
-            f"{getattr(obj, 'dtype', '?')} needs a copy to become {out.dtype}"
+            f"asarray: copy=False, but {what} cannot become a {out.dtype} tensor without a copy"
         )
     if copy and not converted:
         out = Tensor._wrap(out._data.copy())

@@ -185,10 +185,12 @@ def mvlgamma_grad(F: Any, x: T, p: int) -> T:
     return total
 
 
-def xlogy_factor(F: Any, x: T, y: T, log_y: T) -> T:
-    """d/dx of x log(y) (or x log1p(y)): ``log_y``, and 0 where x == 0 and y is not NaN,
-    where the function is defined as 0 (PyTorch's xlogy(self != 0, other))."""
-    return F.where(x == 0, F.where(y != y, log_y, 0.0), log_y)
+def xlogy_grad(F: Any, grad: T, x: T, y: T, log1p: bool) -> T:
+    """d/dx of x log(y) (x log1p(y) with ``log1p``) times ``grad``: xlogy(grad, y) (0 where
+    grad is 0), and 0 where x == 0 and y <= 0 (y <= -1), where log y is no number but the
+    function is 0 (PyTorch's xlogy/xlog1py backward)."""
+    g = F.special_xlog1py(grad, y) if log1p else F.xlogy(grad, y)
+    return F.where(x == 0, F.where(y <= (-1.0 if log1p else 0.0), 0.0, g), g)
 
 
 def logit_grad(F: Any, grad: T, x: T, eps: float | None) -> T:
@@ -199,20 +201,6 @@ def logit_grad(F: Any, grad: T, x: T, eps: float | None) -> T:
     inside = clamp_mask(F, x, eps, 1.0 - eps) > 0
     safe = F.where(inside, x, 0.5)
     return F.where(inside, grad / (safe * (1 - safe)), 0.0)
-
-
-def finite_only(F: Any, grad: T, x: T) -> T:
-    """``grad`` where x is finite, 0 where nan_to_num replaced it (PyTorch's nan_to_num
-    backward)."""
-    return F.where(F.abs(x) < math.inf, grad, 0.0)
-
-
-def fmax_share(F: Any, grad: T, a: T, b: T, larger: bool, to_a: bool) -> T:
-    """The share of ``grad`` that fmax(a, b) (``larger``) or fmin routes to ``a`` (``to_a``)
-    or to ``b``: all of it to a where a >= b (a <= b for fmin) or b is NaN, else to b; ties
-    go to a, as PyTorch's fmax/fmin backward (not split like maximum's)."""
-    picks_a = F.where(b != b, True, (a >= b) if larger else (a <= b))
-    return F.where(picks_a, grad, 0.0) if to_a else F.where(picks_a, 0.0, grad)
 
 
 def igamma_x_grad(F: Any, a: T, x: T) -> T:
@@ -470,6 +458,97 @@ def cholesky_jvp(F: Any, A_t: T, L: T) -> T:
     X = F.linalg_solve_triangular(L, _sym(F, A_t), False, False)  # L^-1 dA
     X = mH(F, F.linalg_solve_triangular(L, mH(F, X), False, False))  # L^-1 dA L^-H
     return L @ _phi(F, X)
+
+
+# -- LU ------------------------------------------------------------------------------------
+# A = P L U, k = min(m, n). The square rule (de Hoog, Anderssen & Lukas 2011; PyTorch's
+# linalg_lu_backward): C = L^-1 P^T dA U^-1 = L^-1 dL + dU U^-1, strictly lower plus upper, so
+# dL = L tril(C, -1), dU = triu(C) U, and <Lbar, dL> + <Ubar, dU> = <M, C> with
+# M = tril(L^H Lbar, -1) + triu(Ubar U^H): Abar = P L^-H M U^-H. Wide (m < n): U = [U1 U2] and
+# U2 = L^-1 (P^T A)_2, whose cotangent adds -Ubar2 U2^H to L^H Lbar and P L^-H Ubar2 to Abar2.
+# Tall (m > n): L = [L1; L2] and L2 = (P^T A)_2 U^-1, which adds -L2^H Lbar2 to Ubar U^H and
+# P Lbar2 U^-H to Abar2.
+def _plus(a: Any, b: Any) -> Any:
+    """a + b where either may be absent (None)."""
+    if a is None:
+        return b
+    return a if b is None else a + b
+
+
+def _solve_left_unit_lower_h(F: Any, L: T, B: T) -> T:
+    """L^-H B for unit lower triangular L (an upper triangular solve)."""
+    return F.linalg_solve_triangular(mH(F, L), B, True, True)
+
+
+def _solve_right_upper_h(F: Any, B: T, U: T) -> T:
+    """B U^-H for upper triangular U: U X^H = B^H."""
+    return mH(F, F.linalg_solve_triangular(U, mH(F, B), True, False))
+
+
+def _solve_right_upper(F: Any, B: T, U: T) -> T:
+    """B U^-1 for upper triangular U: U^T X^T = B^T."""
+    return F.mT(F.linalg_solve_triangular(F.mT(U), F.mT(B), False, False))
+
+
+def lu_backward(F: Any, grad_L: T, grad_U: T, P: T, L: T, U: T) -> T:
+    """VJP of A = P L U (see the section comment); P's cotangent is ignored (P is piecewise
+    constant)."""
+    if grad_L is None and grad_U is None:
+        return None
+    m, n = L.shape[-2], U.shape[-1]
+    if m == n:
+        M = _plus(
+            None if grad_L is None else F.tril(mH(F, L) @ grad_L, -1),
+            None if grad_U is None else F.triu(grad_U @ mH(F, U), 0),
+        )
+        return P @ _solve_right_upper_h(F, _solve_left_unit_lower_h(F, L, M), U)
+    if m < n:
+        U1, U2 = _cols(F, U, 0, m), _cols(F, U, m, None)
+        gU1 = None if grad_U is None else _cols(F, grad_U, 0, m)
+        gU2 = None if grad_U is None else _cols(F, grad_U, m, None)
+        lower = _plus(
+            None if grad_L is None else mH(F, L) @ grad_L,
+            None if gU2 is None else -(gU2 @ mH(F, U2)),
+        )
+        M = _plus(F.tril(lower, -1), None if gU1 is None else F.triu(gU1 @ mH(F, U1), 0))
+        left = _solve_right_upper_h(F, M, U1)
+        if gU2 is None:
+            gU2 = F.expand(F.zeros_like(U2), tuple(left.shape[:-1]) + (n - m,))
+        return P @ _solve_left_unit_lower_h(F, L, F.cat([left, gU2], -1))
+    L1, L2 = _rows(F, L, 0, n), _rows(F, L, n, None)
+    gL1 = None if grad_L is None else _rows(F, grad_L, 0, n)
+    gL2 = None if grad_L is None else _rows(F, grad_L, n, None)
+    upper = _plus(
+        None if grad_U is None else grad_U @ mH(F, U),
+        None if gL2 is None else -(mH(F, L2) @ gL2),
+    )
+    M = _plus(None if gL1 is None else F.tril(mH(F, L1) @ gL1, -1), F.triu(upper, 0))
+    top = _solve_left_unit_lower_h(F, L1, M)
+    if gL2 is None:
+        gL2 = F.expand(F.zeros_like(L2), tuple(top.shape[:-2]) + (m - n, n))
+    return P @ _solve_right_upper_h(F, F.cat([top, gL2], -2), U)
+
+
+def lu_jvp(F: Any, A_t: T, P: T, L: T, U: T) -> tuple[None, T, T, None, None]:
+    """dL and dU of A = P L U along dA (see the section comment)."""
+    m, n = L.shape[-2], U.shape[-1]
+    dA = F.mT(P) @ A_t  # P^T dA (P is real)
+    if m == n:
+        C = _solve_right_upper(F, F.linalg_solve_triangular(L, dA, False, True), U)
+        return None, L @ F.tril(C, -1), F.triu(C, 0) @ U, None, None
+    if m < n:
+        W = F.linalg_solve_triangular(L, dA, False, True)  # L^-1 P^T dA
+        U1, U2 = _cols(F, U, 0, m), _cols(F, U, m, None)
+        C = _solve_right_upper(F, _cols(F, W, 0, m), U1)
+        lower = F.tril(C, -1)
+        dU = F.cat([F.triu(C, 0) @ U1, _cols(F, W, m, None) - lower @ U2], -1)
+        return None, L @ lower, dU, None, None
+    Y = _solve_right_upper(F, dA, U)  # P^T dA U^-1
+    L1, L2 = _rows(F, L, 0, n), _rows(F, L, n, None)
+    C = F.linalg_solve_triangular(L1, _rows(F, Y, 0, n), False, True)
+    upper = F.triu(C, 0)
+    dL = F.cat([L1 @ F.tril(C, -1), _rows(F, Y, n, None) - L2 @ upper], -2)
+    return None, dL, upper @ U, None, None
 
 
 # -- QR ------------------------------------------------------------------------------------

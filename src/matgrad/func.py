@@ -38,6 +38,7 @@ batched tensor would sum over the batch.
 from __future__ import annotations
 
 import contextlib
+import sys
 import threading
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -49,6 +50,7 @@ from . import creation as _creation
 from .autograd import forward_ad
 from .autograd import functional as _F
 from .core import grad_mode as _grad_mode
+from .core.graph import BatchingUnsupported
 from .ops import batching as _batching
 from .ops import composite as _ops
 from .tensor import Tensor
@@ -409,10 +411,11 @@ def jacrev(
     """The Jacobian by reverse mode: for each output ``y`` one backward pass with the batch of
     cotangents ``I`` (all rows ``e_r^T J`` at once). Blocks have shape ``y.shape + x.shape``;
     the output's structure outside, the arguments' inside (a tuple per output for a tuple
-    ``argnums``). With ``has_aux``: ``(jacobian, aux)``. ``chunk_size`` is accepted for
-    PyTorch's signature (the pass is not split)."""
+    ``argnums``). With ``has_aux``: ``(jacobian, aux)``. ``chunk_size``: at most that many
+    cotangents per backward pass (``ceil(m / chunk_size)`` passes for an output of ``m``
+    elements, rows concatenated: less memory, same values; 1 is a loop over rows)."""
     _check_chunk(chunk_size, "jacrev")
-    return _jacobian(func, argnums, has_aux, "reverse-mode", "jacrev")
+    return _jacobian(func, argnums, has_aux, "reverse-mode", "jacrev", chunk_size)
 
 
 def jacfwd(
@@ -421,12 +424,17 @@ def jacfwd(
     has_aux: bool = False,
     *,
     randomness: str = "error",
+    chunk_size: int | None = None,
 ) -> Callable[..., Any]:
     """The Jacobian by forward mode: for each argument ``x`` one forward pass with the batch of
     tangents ``I`` (all columns ``J e_k`` at once), at a new dual level (so it nests:
-    ``jacfwd(jacfwd(f))``). Same layout as :func:`jacrev`."""
+    ``jacfwd(jacfwd(f))``). Same layout as :func:`jacrev`. ``chunk_size`` (matgrad's, as
+    jacrev's; PyTorch's jacfwd has none): at most that many tangents per forward pass, each
+    pass running ``func`` again. ``randomness`` is accepted for PyTorch's signature; the
+    tangents share the forward pass, hence its draws ('same')."""
     _check_randomness(randomness, "jacfwd")
-    return _jacobian(func, argnums, has_aux, "forward-mode", "jacfwd")
+    _check_chunk(chunk_size, "jacfwd")
+    return _jacobian(func, argnums, has_aux, "forward-mode", "jacfwd", chunk_size)
 
 
 def _check_chunk(chunk_size: int | None, fn_name: str) -> None:
@@ -442,6 +450,7 @@ def _jacobian(
     has_aux: bool,
     strategy: str,
     fn_name: str,
+    chunk_size: int | None = None,
 ) -> Callable[..., Any]:
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         nums = _argnums(argnums, len(args), fn_name)
@@ -457,7 +466,10 @@ def _jacobian(
                 outs, holder["spec"] = _outputs(out, fn_name)
                 return tuple(outs)
 
-            outs, blocks = _F._jacobian_blocks(call, xs, strategy, create_graph, True, fn_name)
+            if chunk_size is None:
+                outs, blocks = _F._jacobian_blocks(call, xs, strategy, create_graph, True, fn_name)
+            else:
+                outs, blocks = _chunked_blocks(call, xs, strategy, create_graph, chunk_size, fn_name)
             jac = []
             for o, row in zip(outs, blocks, strict=True):
                 row = [
@@ -473,6 +485,186 @@ def _jacobian(
         return jac, _finish(aux, create_graph)
 
     return wrapper
+
+
+def _unit_rows(start: int, c: int, shape: tuple[int, ...], dtype: Any) -> np.ndarray:
+    """Rows ``start .. start + c - 1`` of the identity of ``prod(shape)``, each of ``shape``."""
+    n = int(np.prod(shape, dtype=np.int64))
+    rows = np.zeros((c, n), dtype=dtype)
+    rows[np.arange(c), start + np.arange(c)] = 1
+    return rows.reshape((c, *shape))
+
+
+def _joined(
+    parts: list[Tensor | None],
+    sizes: list[int],
+    shape: tuple[int, ...],
+    dtype: Any,
+    create_graph: bool,
+) -> Any:
+    """Chunks of rows (or columns; chunk ``i`` has ``sizes[i]``, each of ``shape``) joined
+    along axis 0; None if all are None (independent)."""
+    if all(p is None for p in parts):
+        return None
+    if len(parts) == 1:
+        return parts[0]
+    parts = [
+        p if p is not None else _F._zeros((n, *shape), dtype)
+        for p, n in zip(parts, sizes, strict=True)
+    ]
+    if create_graph or any(_batching.is_batched(p) for p in parts):
+        return _ops.cat(parts, 0)
+    return Tensor._wrap(np.concatenate([p._data for p in parts]))
+
+
+def _chunked_rows(
+    o: Tensor, xs: list[Tensor], create_graph: bool, chunk: int, fn_name: str
+) -> list[Tensor | None]:
+    """``_F._reverse_rows`` with at most ``chunk`` cotangents per backward pass."""
+    m = o.numel()
+    if not o.requires_grad or m == 0:
+        return [None] * len(xs)
+    chunks: list[list[Tensor | None]] = []
+    sizes = []
+    for start in range(0, m, chunk):
+        c = min(chunk, m - start)
+        seed = _unit_rows(start, c, tuple(o.shape), o.dtype)
+        sizes.append(c)
+        if c == 1:
+            rows = _F._autograd_grad(
+                o, xs, Tensor._wrap(seed[0]), retain_graph=True, create_graph=create_graph,
+                allow_unused=True,
+            )  # fmt: skip
+            chunks.append([None if r is None else _ops.unsqueeze(r, 0) for r in rows])
+        elif _grad_mode.state.vmap:  # inside vmap: the chunk's rows are one more vmap level
+            level = _batching.enter_level(c)
+            try:
+                rows = _F._autograd_grad(
+                    o, xs, _batching.move_level_in(Tensor._wrap(seed), 0, level),
+                    retain_graph=True, create_graph=create_graph, allow_unused=True,
+                )  # fmt: skip
+                chunks.append(
+                    [None if r is None else _batching.move_level_out(r, level, 0, c) for r in rows]
+                )
+            finally:
+                _batching.exit_level(level)
+        else:
+            try:
+                rows = _F._autograd_grad(
+                    o, xs, Tensor._wrap(seed), retain_graph=True, create_graph=create_graph,
+                    allow_unused=True, is_grads_batched=True,
+                )  # fmt: skip
+            except BatchingUnsupported as exc:  # one pass per row of this chunk
+                _F._warn_fallback(fn_name, exc.op, "cotangents", c)
+                each = [
+                    _F._autograd_grad(
+                        o, xs, Tensor._wrap(seed[r]), retain_graph=True,
+                        create_graph=create_graph, allow_unused=True,
+                    )  # fmt: skip
+                    for r in range(c)
+                ]
+                rows = [
+                    _F._stack([e[k] for e in each], tuple(x.shape), x.dtype, create_graph)
+                    for k, x in enumerate(xs)
+                ]
+            chunks.append(list(rows))
+    return [
+        _joined([ch[k] for ch in chunks], sizes, tuple(x.shape), x.dtype, create_graph)
+        for k, x in enumerate(xs)
+    ]
+
+
+def _chunked_columns(
+    call: Callable[..., tuple[Tensor, ...]],
+    xs: list[Tensor],
+    j: int,
+    create_graph: bool,
+    chunk: int,
+    fn_name: str,
+) -> tuple[tuple[Tensor, ...], list[Tensor | None]]:
+    """``_F._forward_columns`` with at most ``chunk`` tangents per forward pass."""
+    x = xs[j]
+    n = x.numel()
+    only_j: list[Tensor | None] = [None] * len(xs)
+    if n == 0:
+        outs, _ = _F._forward_pass(call, xs, only_j, batched=False)
+        return outs, [None] * len(outs)
+    outs: tuple[Tensor, ...] = ()
+    chunks: list[list[Tensor | None]] = []
+    sizes = []
+    for start in range(0, n, chunk):
+        c = min(chunk, n - start)
+        seed = _unit_rows(start, c, tuple(x.shape), x.dtype)
+        sizes.append(c)
+        if c > 1:
+            only_j[j] = Tensor._wrap(seed)
+            try:
+                outs, cols = _F._forward_pass(call, xs, only_j, batched=True)
+                chunks.append(list(cols))
+                continue
+            except BatchingUnsupported as exc:
+                _F._warn_fallback(fn_name, exc.op, "tangents", c)
+        each = []
+        for r in range(c):
+            only_j[j] = Tensor._wrap(seed[r])
+            outs, cols = _F._forward_pass(call, xs, only_j, batched=False)
+            each.append(cols)
+        chunks.append(
+            [
+                _F._stack([e[i] for e in each], tuple(o.shape), o.dtype, create_graph)
+                for i, o in enumerate(outs)
+            ]
+        )
+    return outs, [
+        _joined([ch[i] for ch in chunks], sizes, tuple(o.shape), o.dtype, create_graph)
+        for i, o in enumerate(outs)
+    ]
+
+
+def _chunked_blocks(
+    call: Callable[..., tuple[Tensor, ...]],
+    xs: list[Tensor],
+    strategy: str,
+    create_graph: bool,
+    chunk: int,
+    fn_name: str,
+) -> tuple[tuple[Tensor, ...], list[list[Tensor | None]]]:
+    """``_F._jacobian_blocks`` with the passes split into chunks (``jacrev``/``jacfwd``'s
+    ``chunk_size``): the same blocks, at most ``chunk`` cotangents (tangents) at once."""
+    if strategy == "reverse-mode":
+        outs = call(*xs)
+        blocks = []
+        for o in outs:
+            rows = _chunked_rows(o, xs, create_graph, chunk, fn_name)
+            blocks.append(
+                [
+                    None if r is None else _F._reshape(
+                        _F._owned(r, create_graph), (*o.shape, *x.shape), create_graph
+                    )
+                    for r, x in zip(rows, xs, strict=True)
+                ]
+            )  # fmt: skip
+        return outs, blocks
+    outs = None
+    per_input = []
+    for j in range(len(xs)):
+        outs, cols = _chunked_columns(call, xs, j, create_graph, chunk, fn_name)
+        per_input.append(cols)
+    if outs is None:
+        outs, _ = _F._forward_pass(call, xs, [], batched=False)
+    blocks = []
+    for i, o in enumerate(outs):
+        row = []
+        for x, cols in zip(xs, per_input, strict=True):
+            c = cols[i]
+            if c is None:
+                row.append(None)
+                continue
+            c = _F._reshape(_F._owned(c, create_graph), (*x.shape, *o.shape), create_graph)
+            perm = tuple(range(x.ndim, x.ndim + o.ndim)) + tuple(range(x.ndim))
+            row.append(_ops.permute(c, perm))
+        blocks.append(row)
+    return outs, blocks
 
 
 def _zeros_block(o: Tensor, x: Tensor) -> Tensor:
@@ -509,50 +701,55 @@ def _check_randomness(randomness: str, fn_name: str) -> None:
 
 
 class _RandomGuard:
-    """Stands for matgrad's global generator inside ``vmap(randomness='error'|'different')``:
-    any draw raises (PyTorch's message for 'error')."""
+    """Stands for matgrad's global generator while a vmap runs. ``rand``/``randn``/
+    ``randint`` (and their ``_like`` forms) batch their draws themselves
+    (``creation._draw``: one draw per batch element over 'different' levels); code that draws
+    from the generator directly with a shape of its own (dropout, ...) reaches this object:
+    under an 'error' level it raises PyTorch's error, under a 'different' one it raises too
+    (its draw would be shared by the batch: silently 'same'), under 'same' levels it draws."""
 
-    def __init__(self, randomness: str, inner: Any) -> None:
-        self._randomness, self._inner = randomness, inner
+    def __init__(self, inner: Any) -> None:
+        self._inner = inner
 
     def __getattr__(self, name: str) -> Any:
-        if self._randomness == "error":
-            raise RuntimeError(
-                "vmap: called random operation while in randomness error mode. Please either "
-                "use the 'same' or 'different' randomness flags on vmap or perform the "
-                "randomness operation out of vmap"
+        if _batching.random_levels():  # (raises for an 'error' level)
+            caller = sys._getframe(1).f_code.co_name
+            raise NotImplementedError(
+                f"vmap(randomness='different'): {caller}() draws from matgrad's generator "
+                "directly, which gives one draw for the whole batch, not one per element; use "
+                "randomness='same', draw with matgrad.rand/randn/rand_like inside vmap, or "
+                "draw outside vmap and pass the values in batched"
             )
-        raise NotImplementedError(
-            "vmap(randomness='different'): matgrad's random functions do not draw per batch "
-            "element yet; use randomness='same' (one draw shared by the batch) or draw the "
-            "random values outside vmap and pass them in batched"
-        )
+        return getattr(self._inner, name)
 
 
 @contextlib.contextmanager
 def _randomness(randomness: str) -> Iterator[None]:
-    if randomness == "same":
+    """The guard of matgrad's global generator while (the outermost) vmap runs."""
+    saved = _creation._rng[0]
+    if isinstance(saved, _RandomGuard):
         yield
         return
-    saved = _creation._rng[0]
-    _creation._rng[0] = _RandomGuard(randomness, saved)  # type: ignore[assignment]
+    _creation._rng[0] = _RandomGuard(saved)  # type: ignore[assignment]
     try:
         yield
     finally:
-        _creation._rng[0] = saved
-
-
-_LEVEL_RANDOMNESS: dict[int, str] = {}
+        if isinstance(_creation._rng[0], _RandomGuard):
+            _creation._rng[0] = _creation._rng[0]._inner
+        # (a manual_seed inside vmap replaced the guard: keep the new generator)
 
 
 def _function_vmap(cls: Any, args: tuple[Any, ...]) -> Any:
-    """``cls.apply(*args)`` (an ``autograd.Function``) with batched arguments, over the
-    innermost vmap level they are batched at: through ``cls.vmap(info, in_dims, *args)``
-    (PyTorch's protocol: the level's axis at ``in_dims``, outputs batched along ``out_dims``),
-    or, with ``generate_vmap_rule = True``, once per batch element (a loop, warned)."""
+    """``cls.apply(*args)`` (an ``autograd.Function``) with batched arguments: with
+    ``generate_vmap_rule = True`` its forward/setup_context/backward/jvp run on the batched
+    tensors, the ops in them batching by their rules (``Function._apply_generated``);
+    otherwise over the innermost vmap level they are batched at, through ``cls.vmap(info,
+    in_dims, *args)`` (PyTorch's protocol: the level's axis at ``in_dims``, outputs batched
+    along ``out_dims``)."""
     from .autograd.function import VmapInfo
 
-    rule = cls._vmap_rule()
+    if cls._vmap_rule() == "generate":
+        return cls._apply_generated(args)
     level = max(lv for a in args for lv in _batching.levels_of(a))
     size = dict(_grad_mode.state.vmap_levels)[level]
     batched = [level in _batching.levels_of(a) for a in args]
@@ -560,31 +757,19 @@ def _function_vmap(cls: Any, args: tuple[Any, ...]) -> Any:
         _batching.move_level_out(a, level, 0, size) if b else a
         for a, b in zip(args, batched, strict=True)
     ]
-    if rule == "vmap":
-        info = VmapInfo(size, _LEVEL_RANDOMNESS.get(level, "error"))
-        out, out_dims = cls._call_vmap(info, tuple(0 if b else None for b in batched), *unwrapped)
-        leaves, spec = _pytree.tree_flatten(out)
-        dims = (
-            [out_dims] * len(leaves)
-            if isinstance(out_dims, int | type(None))
-            else _pytree.broadcast_prefix(out_dims, out, "autograd.Function.vmap: out_dims")
-        )
-        wrapped = [
-            o if d is None or not isinstance(o, Tensor) else _batching.move_level_in(o, d, level)
-            for o, d in zip(leaves, dims, strict=True)
-        ]
-        return _pytree.tree_unflatten(wrapped, spec)
-    _batching._warn_fallback(f"{cls.__name__} (autograd.Function, generate_vmap_rule=True)")
-    results = [
-        cls.apply(
-            *(_ops.select(a, 0, i) if b else a for a, b in zip(unwrapped, batched, strict=True))
-        )
-        for i in range(size)
+    info = VmapInfo(size, _batching.randomness_of(level))
+    out, out_dims = cls._call_vmap(info, tuple(0 if b else None for b in batched), *unwrapped)
+    leaves, spec = _pytree.tree_flatten(out)
+    dims = (
+        [out_dims] * len(leaves)
+        if isinstance(out_dims, int | type(None))
+        else _pytree.broadcast_prefix(out_dims, out, "autograd.Function.vmap: out_dims")
+    )
+    wrapped = [
+        o if d is None or not isinstance(o, Tensor) else _batching.move_level_in(o, d, level)
+        for o, d in zip(leaves, dims, strict=True)
     ]
-    leaves0, spec = _pytree.tree_flatten(results[0])
-    columns = zip(*(_pytree.tree_leaves(r) for r in results), strict=True)
-    stacked = [_batching.move_level_in(_ops.stack(list(c), 0), 0, level) for c in columns]
-    return _pytree.tree_unflatten(stacked, spec)
+    return _pytree.tree_unflatten(wrapped, spec)
 
 
 _batching.FUNCTION_VMAP[0] = _function_vmap
@@ -669,8 +854,7 @@ def vmap(
         return _vmap_once(leaves, dims, spec, size, kwargs)
 
     def _vmap_once(leaves: list, dims: list, spec: Any, size: int, kwargs: dict) -> Any:
-        level = _batching.enter_level(size)
-        _LEVEL_RANDOMNESS[level] = randomness
+        level = _batching.enter_level(size, randomness)
         try:
             with _randomness(randomness):
                 batched = [
@@ -702,7 +886,6 @@ def vmap(
                 results.append(_batching.move_level_out(o, level, d, size))
         finally:
             _batching.exit_level(level)
-            _LEVEL_RANDOMNESS.pop(level, None)
         return _pytree.tree_unflatten(results, out_spec)
 
     def _chunked(leaves: list, dims: list, spec: Any, size: int, kwargs: dict) -> Any:

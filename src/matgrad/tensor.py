@@ -25,6 +25,7 @@ from .core.tensor_base import (
 from .core.tensor_base import Tensor as _Record
 from .ops import composite as _ops
 from .ops import linalg as _linalg
+from .ops import toplevel as _toplevel
 from .ops.bindings import INPLACE, METHODS
 from .ops.registry import PRIMITIVES as _P
 
@@ -49,6 +50,12 @@ class Tensor(_Record):
         """Accumulate d(self)/d(leaf) into the ``.grad`` of every leaf that requires grad
         (or of ``inputs`` only). ``gradient`` is the vector of the vector-Jacobian product;
         it may be left out only when ``self`` has one element."""
+        if _grad_mode.state.vmap_levels:  # as PyTorch: it would sum over the batch
+            raise RuntimeError(
+                "backward() called inside a functorch transform. This is not supported, please "
+                "use functorch.grad or functorch.vjp instead or call backward() outside of "
+                "functorch transforms."
+            )
         engine.backward([self], [gradient], retain_graph, create_graph, inputs)
 
     @property
@@ -249,7 +256,11 @@ class Tensor(_Record):
         place = kwargs.pop("device", None)
         dtype = kwargs.pop("dtype", None)
         kwargs.pop("non_blocking", None)
-        kwargs.pop("copy", None)
+        copy = bool(kwargs.pop("copy", False))
+        kwargs.pop("memory_format", None)  # NumPy arrays have no memory formats to choose
+        flags = [a for a in args if isinstance(a, bool)]  # to(..., non_blocking, copy)
+        args = tuple(a for a in args if not isinstance(a, bool))
+        copy = copy or (len(flags) > 1 and flags[1])
         for arg in args:
             if isinstance(arg, Tensor):
                 place, dtype = arg.device, arg.dtype
@@ -271,24 +282,29 @@ class Tensor(_Record):
                 out = moved.requires_grad_() if wants else moved
         if dtype is not None and np.dtype(dtype) != out.dtype:
             out = _ops.to_dtype(out, np.dtype(dtype))
+        elif copy and out is self:  # copy=True: new memory even where nothing changes
+            out = _P.clone(out)
         return out
 
     def type(self, dtype: Any) -> Tensor:
         return self.to(dtype)
 
-    def double(self) -> Tensor:
+    def double(self, memory_format: Any = None) -> Tensor:
         return self.to(np.float64)
 
-    def float(self) -> Tensor:
+    def float(self, memory_format: Any = None) -> Tensor:
         return self.to(np.float32)
 
-    def long(self) -> Tensor:
+    def half(self, memory_format: Any = None) -> Tensor:
+        return self.to(np.float16)
+
+    def long(self, memory_format: Any = None) -> Tensor:
         return self.to(np.int64)
 
-    def int(self) -> Tensor:
+    def int(self, memory_format: Any = None) -> Tensor:
         return self.to(np.int32)
 
-    def bool(self) -> Tensor:
+    def bool(self, memory_format: Any = None) -> Tensor:
         return self.to(np.bool_)
 
     def contiguous(self) -> Tensor:
@@ -304,40 +320,58 @@ class Tensor(_Record):
     def ndimension(self) -> int:
         return self._data.ndim
 
-    def new_tensor(self, data: Any, dtype: Any = None, requires_grad: bool = False) -> Tensor:
-        """A new tensor of ``data`` with this tensor's dtype (unless given) and device."""
+    def new_tensor(
+        self, data: Any, dtype: Any = None, requires_grad: bool = False, **place: Any
+    ) -> Tensor:
+        """A new tensor of ``data`` with this tensor's dtype and device (unless given:
+        ``dtype=``, ``device=``; PyTorch's ``layout=`` and ``pin_memory=`` are accepted)."""
         out = Tensor(
             np.array(
                 data._data if isinstance(data, Tensor) else data,
                 dtype=self.dtype if dtype is None else dtype,
             )
         )
-        return self._new_like(out, requires_grad)
+        return self._new_like(out, requires_grad, place.get("device"))
 
-    def new_zeros(self, *size: Any, dtype: Any = None, requires_grad: bool = False) -> Tensor:
-        return self.new_full(_sizes(size), 0, dtype=dtype, requires_grad=requires_grad)
+    def new_zeros(
+        self, *size: Any, dtype: Any = None, requires_grad: bool = False, **place: Any
+    ) -> Tensor:
+        return self.new_full(_sizes(size), 0, dtype=dtype, requires_grad=requires_grad, **place)
 
-    def new_ones(self, *size: Any, dtype: Any = None, requires_grad: bool = False) -> Tensor:
-        return self.new_full(_sizes(size), 1, dtype=dtype, requires_grad=requires_grad)
+    def new_ones(
+        self, *size: Any, dtype: Any = None, requires_grad: bool = False, **place: Any
+    ) -> Tensor:
+        return self.new_full(_sizes(size), 1, dtype=dtype, requires_grad=requires_grad, **place)
 
-    def new_empty(self, *size: Any, dtype: Any = None, requires_grad: bool = False) -> Tensor:
-        return self.new_full(_sizes(size), 0, dtype=dtype, requires_grad=requires_grad)
+    def new_empty(
+        self, *size: Any, dtype: Any = None, requires_grad: bool = False, **place: Any
+    ) -> Tensor:
+        return self.new_full(_sizes(size), 0, dtype=dtype, requires_grad=requires_grad, **place)
 
     def new_full(
-        self, size: Any, fill_value: Any, dtype: Any = None, requires_grad: bool = False
+        self,
+        size: Any,
+        fill_value: Any,
+        dtype: Any = None,
+        requires_grad: bool = False,
+        **place: Any,
     ) -> Tensor:
         dt = self.dtype if dtype is None else np.dtype(dtype)
         out = Tensor(np.full(tuple(size), fill_value, dtype=dt))
-        return self._new_like(out, requires_grad)
+        return self._new_like(out, requires_grad, place.get("device"))
 
-    def _new_like(self, out: Tensor, requires_grad: bool) -> Tensor:
-        if self.backend == "cupy":
+    def _new_like(self, out: Tensor, requires_grad: bool, device: Any = None) -> Tensor:
+        if device is not None:
+            out = out.to(device)
+        elif self.backend == "cupy":
             out = out.to("cupy")
         return out.requires_grad_() if requires_grad else out
 
     def __format__(self, spec: str) -> str:
-        """``f"{loss:.4f}"`` formats a one-element tensor's value, as PyTorch does."""
-        if spec and self._data.size == 1:
+        """``f"{loss:.4f}"`` formats a one-element tensor's value, and ``f"{loss}"`` of a 0-d
+        tensor is its value (``1.5``, not ``tensor(1.5000)``), as in PyTorch; lazy (Dask)
+        data is not computed for an empty spec."""
+        if self._data.size == 1 and (spec or (self._data.ndim == 0 and self.backend != "dask")):
             return format(self.item(), spec)
         return format(repr(self), spec)
 
@@ -630,11 +664,11 @@ class Tensor(_Record):
     def logsumexp(self, dim: Any = None, keepdim: bool = False) -> Tensor:
         return _ops.logsumexp(self, dim, keepdim)
 
-    def softmax(self, dim: int = -1) -> Tensor:
-        return _ops.softmax(self, dim)
+    def softmax(self, dim: int = -1, dtype: Any = None) -> Tensor:
+        return _ops.softmax(self, dim, dtype)
 
-    def log_softmax(self, dim: int = -1) -> Tensor:
-        return _ops.log_softmax(self, dim)
+    def log_softmax(self, dim: int = -1, dtype: Any = None) -> Tensor:
+        return _ops.log_softmax(self, dim, dtype)
 
     def view(self, *shape: Any) -> Tensor:
         return _ops.view(self, *shape)
@@ -829,6 +863,47 @@ for _name, _fn in METHODS.items():
     setattr(Tensor, _name, _fn)
 for _name, _fn in INPLACE.items():
     setattr(Tensor, _name, _inplace_method(_name, _fn))
+
+# PyTorch's Tensor methods for functions written over the rows (matgrad.ops.composite and the
+# top-level linalg names): each is the function itself, the tensor as its first argument
+_FUNCTION_METHODS = (
+    "addbmm", "addcdiv", "addcmul", "addmm", "addmv", "addr", "all", "aminmax", "any", "baddbmm",
+    "frexp", "resolve_neg",
+    "argsort", "as_strided", "as_strided_scatter", "broadcast_to", "count_nonzero", "corrcoef",
+    "cov", "cummax", "cummin", "deg2rad", "diagflat", "diagonal_scatter", "diff", "dist",
+    "dsplit", "fliplr", "flipud", "float_power", "fmax", "fmin", "gather", "hsplit",
+    "index_add", "index_copy", "index_fill", "index_put", "index_reduce", "index_select",
+    "inner", "isclose", "isfinite", "isinf", "isnan", "isneginf", "isposinf", "isreal",
+    "kthvalue", "ldexp", "lerp", "logaddexp2", "logcumsumexp", "logical_and", "logical_not",
+    "logical_or", "masked_fill", "masked_scatter", "masked_select", "median", "mode",
+    "moveaxis", "movedim", "msort", "nan_to_num", "nanmean", "nanmedian", "nanquantile",
+    "nansum", "narrow_copy", "positive", "put", "quantile", "rad2deg", "ravel", "renorm",
+    "repeat", "repeat_interleave", "rot90", "scatter", "scatter_add", "scatter_reduce",
+    "select_scatter", "signbit", "slice_scatter", "sort", "split_with_sizes", "sum_to_size",
+    "swapdims", "take", "take_along_dim", "tensor_split", "tile", "topk", "true_divide",
+    "unfold", "unsafe_chunk", "unsafe_split", "unsafe_split_with_sizes", "vsplit",
+    "clamp_min", "clamp_max",
+)  # fmt: skip
+_LINALG_METHODS = (
+    "cholesky", "cholesky_inverse", "cholesky_solve", "cross", "kron", "logdet", "matrix_exp",
+    "matrix_power", "pinverse", "qr", "slogdet", "svd", "triangular_solve",
+)  # fmt: skip
+# their in-place forms (``x.index_add_(...)``: the function's result written into x)
+_FUNCTION_INPLACE = (
+    "addbmm_", "addcdiv_", "addcmul_", "addmm_", "addmv_", "addr_", "baddbmm_", "clamp_max_",
+    "clamp_min_",
+    "deg2rad_", "float_power_", "index_add_", "index_copy_", "index_fill_", "index_put_",
+    "index_reduce_", "ldexp_", "lerp_", "masked_fill_", "masked_scatter_", "nan_to_num_",
+    "put_", "rad2deg_", "renorm_", "scatter_", "scatter_add_", "scatter_reduce_",
+    "true_divide_", "logical_and_", "logical_not_", "logical_or_",
+)  # fmt: skip
+for _name in _FUNCTION_METHODS:
+    setattr(Tensor, _name, getattr(_ops, _name))
+for _name in _LINALG_METHODS:
+    setattr(Tensor, _name, getattr(_toplevel, _name))
+for _name in _FUNCTION_INPLACE:
+    setattr(Tensor, _name, _inplace_method(_name, getattr(_ops, _name[:-1])))
+Tensor.__rdiv__ = Tensor.__rtruediv__  # PyTorch keeps Python 2's name
 
 
 class InplaceCastError(RuntimeError, TypeError):

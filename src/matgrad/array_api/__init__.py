@@ -17,7 +17,9 @@ a zero or undefined derivative (``floor``, ``sign``, comparisons, bitwise and lo
 ``argmax``, ``argsort``, ...) return tensors without a graph. Integer, boolean and complex
 tensors follow NumPy 2's semantics (its type promotion is the standard's, Python scalars are
 "weak"); only floating tensors can require gradients. ``linalg`` (over :mod:`matgrad.linalg`)
-and ``fft`` (over ``numpy.fft``, without gradients) are the two extensions.
+and ``fft`` (over ``numpy.fft``, without gradients) are the two extensions; ``special``
+(SciPy's special functions over :mod:`matgrad.special`, not part of the standard) is where
+SciPy's Array API dispatch (``SCIPY_ARRAY_API=1``) finds ``scipy.special``'s functions.
 
 Devices: ``"cpu"`` (NumPy data, the default; Dask data is on ``"cpu"`` too). A CuPy-backed
 tensor reports its GPU, and ``to_device`` moves data between libraries.
@@ -55,6 +57,7 @@ from . import (
     _utility,
     fft,
     linalg,
+    special,
 )
 from ._creation import *
 from ._data_types import *
@@ -102,7 +105,8 @@ __all__ = sorted(
     {
         *(name for section in _SECTIONS for name in section.__all__),
         *("EighResult", "QRResult", "SlogdetResult", "SVDResult"),
-        *("Array", "SUPPORTED_VERSIONS", "e", "inf", "nan", "pi", "newaxis", "fft", "linalg"),
+        *("Array", "SUPPORTED_VERSIONS", "e", "inf", "nan", "pi", "newaxis"),
+        *("fft", "linalg", "special"),
     }
     - {"__array_namespace_info__"}  # a dunder, as before: not exported by `import *`
 )

@@ -41,12 +41,12 @@ def clip(x: Tensor, /, min: Any = None, max: Any = None) -> Tensor:  # noqa: A00
 
 def conj(x: Tensor, /) -> Tensor:
     x = _tensor(x)
-    return _nograd(np.conj, x) if x.dtype.kind == "c" else _P.clone(x)
+    return _P.conj(x) if x.dtype.kind == "c" else _P.clone(x)  # differentiable (complex autograd)
 
 
 def imag(x: Tensor, /) -> Tensor:
     x = _tensor(x)
-    return _nograd(np.imag, x) if x.dtype.kind == "c" else zeros_like(x)
+    return _P.clone(_P.imag(x)) if x.dtype.kind == "c" else zeros_like(x)
 
 
 def positive(x: Tensor, /) -> Tensor:
@@ -55,7 +55,7 @@ def positive(x: Tensor, /) -> Tensor:
 
 def real(x: Tensor, /) -> Tensor:
     x = _tensor(x)
-    return _nograd(np.real, x) if x.dtype.kind == "c" else _P.clone(x)
+    return _P.clone(_P.real(x)) if x.dtype.kind == "c" else _P.clone(x)
 
 
 def reciprocal(x: Tensor, /) -> Tensor:

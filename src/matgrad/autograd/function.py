@@ -31,9 +31,11 @@ from ..core import grad_mode as _grad_mode
 from ..core import nodes
 from ..core.apply import set_tangent, tangents_of, tensor_edge
 from ..core.graph import NODE_WATCHERS, BatchingUnsupported, Node, current_saved_hooks
+from ..backend.structured import is_structured
 from ..core.nodes import Packed, check_version, fit_gradient, freed_error
 from ..ops import batching as _batching
 from ..ops import composite as _ops
+from ..ops.registry import PRIMITIVES as _P
 from ..tensor import Tensor
 
 __all__ = ["Function", "FunctionCtx", "VmapInfo", "once_differentiable"]
@@ -180,15 +182,20 @@ class FunctionNode(Node):
     def _apply(
         self, grads: list[Any], create_graph: bool, nbatch: int, want_all: bool = False
     ) -> list[Any]:
-        if nbatch:
+        batched_rule = _batched_rule(self.fn_cls, self.ctx)
+        if nbatch and batched_rule is None:
             raise BatchingUnsupported(self.name())
         name = self.name()
         tensors = [g if isinstance(g, Tensor) or g is None else Tensor._wrap(g) for g in grads]
+        lead: tuple[int, ...] = ()
+        if nbatch:  # a generated vmap rule: the batch of cotangents is one more vmap level
+            lead = next((tuple(g.shape[:nbatch]) for g in tensors if g is not None), ())
+            self.ctx._vmap_nbatch = nbatch
         if self.ctx.materialize_grads:  # PyTorch's default: zeros, not None
             for i, meta in enumerate(self._out_meta):
                 if meta is not None and i < len(tensors) and tensors[i] is None:
-                    tensors[i] = Tensor._wrap(np.zeros(meta[0], dtype=meta[1]))
-        backward = _backward_of(self.fn_cls)
+                    tensors[i] = Tensor._wrap(np.zeros(lead + meta[0], dtype=meta[1]))
+        backward = batched_rule.backward if nbatch else _backward_of(self.fn_cls)
         with _grad_mode.set_grad_enabled(create_graph):
             out = backward(self.ctx, *tensors)
         out = out if isinstance(out, tuple) else (out,)
@@ -221,13 +228,14 @@ class FunctionNode(Node):
                 result.append(None)  # no gradient wanted: not checked, as in PyTorch
                 continue
             shape = tuple(edge[2])
-            if tuple(g.shape) != shape and not _expandable(shape, tuple(g.shape)):
+            got = tuple(g.shape[nbatch:])
+            if got != shape and not _expandable(shape, got):
                 raise RuntimeError(
                     f"Function {name} returned an invalid gradient at index {i} - got "
-                    f"{list(g.shape)} but expected shape compatible with {list(shape)}"
+                    f"{list(got)} but expected shape compatible with {list(shape)}"
                 )
             g = g if create_graph else g._data
-            result.append(fit_gradient(F, g, shape, edge[3], 0))
+            result.append(fit_gradient(F, g, shape, edge[3], nbatch))
         return result
 
 
@@ -430,6 +438,26 @@ class Function:
         return "vmap"
 
     @classmethod
+    def _apply_generated(cls, args: tuple[Any, ...]) -> Any:
+        """``cls.apply(*args)`` inside vmap with ``generate_vmap_rule = True`` (see
+        :func:`_generated`): outputs batched as ``cls.forward`` made them."""
+        gen = _generated(cls)
+        holder: dict[str, Any] = {}
+        _PENDING.append(holder)
+        try:
+            with _batching.physical():
+                out = gen.apply(*args)
+        finally:
+            _PENDING.pop()
+        ctx = holder["ctx"]
+        outs = out if isinstance(out, tuple) else (out,)
+        for o, lv in zip(outs, ctx._vmap_out_levels, strict=True):
+            # an input returned as it is came back as a new (plain) tensor of the same memory
+            if isinstance(o, Tensor) and lv and not _batching.is_batched(o):
+                _batching._as_batched(o, lv)
+        return out
+
+    @classmethod
     def _call_vmap(
         cls, info: VmapInfo, in_dims: tuple[int | None, ...], *args: Any
     ) -> tuple[Any, Any]:
@@ -444,6 +472,174 @@ class Function:
         if len(result) != 2:
             raise RuntimeError(base + f"Got {len(result)} returns instead")
         return result
+
+
+# -- generate_vmap_rule = True: the Function's own methods, run with dispatch on ------------------
+# As PyTorch's generated rule: inside func.vmap, ``cls.apply`` on batched tensors runs a Function
+# made for ``cls`` (:func:`_generated`) on the physical tensors; its forward, setup_context, jvp
+# and backward call ``cls``'s with dispatch on (the vmap levels open: reopened for a backward
+# that runs after its vmap ended), so the ops in them batch by their rules, as everywhere in
+# vmap. Its node, checks and saved values are the ordinary ones of a Function; what it adds is
+# the translation of tangents and gradients between physical arrays and batched tensors.
+_GENERATED: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+_PENDING: list[dict[str, Any]] = []  # the apply in progress (forward hands it its ctx)
+
+
+def _generated(cls: type) -> type:
+    gen = _GENERATED.get(cls)
+    if gen is None:
+        gen = type(cls.__name__, (_GeneratedRule, Function), {"_original": cls})
+        gen.__qualname__ = getattr(cls, "__qualname__", cls.__name__)
+        _GENERATED[cls] = gen
+    return gen
+
+
+def _batched_rule(cls: type, ctx: FunctionCtx) -> Any:
+    """The Function whose jvp/backward take a batch of tangents/cotangents (as one more vmap
+    level) for ``cls``'s node: its generated rule, or None (then: one pass per row)."""
+    if issubclass(cls, _GeneratedRule):
+        return cls
+    if cls.generate_vmap_rule and hasattr(ctx, "_vmap_in_levels"):
+        return _generated(cls)
+    return None
+
+
+def _logical_shape(t: Tensor) -> tuple[int, ...]:
+    return tuple(t._data.shape[len(_batching.levels_of(t)) :])
+
+
+class _GeneratedRule:
+    """The methods of the Functions :func:`_generated` makes (a mixin before ``Function``)."""
+
+    _original: type
+    _batched_grads = True  # FunctionNode: a batch of cotangents is one more (temporary) level
+
+    @classmethod
+    def forward(gen, ctx: FunctionCtx, *args: Any) -> Any:  # noqa: N805
+        orig = gen._original
+        open_sizes = dict(_grad_mode.state.vmap_levels)
+        ctx._vmap_in_levels = [_batching.levels_of(a) for a in args]
+        used = {lv for lv_in in ctx._vmap_in_levels for lv in lv_in}
+        ctx._vmap_sizes = {lv: open_sizes[lv] for lv in used}
+        ctx._vmap_in_shapes = [_logical_shape(a) if isinstance(a, Tensor) else None for a in args]
+        with _batching.dispatching(ctx._vmap_sizes):
+            out = orig.forward(*args)
+            orig.setup_context(ctx, args, out)
+        outs = out if isinstance(out, tuple) else (out,)
+        ctx._vmap_out_levels = [_batching.levels_of(o) for o in outs]
+        ctx._vmap_out_shapes = [_logical_shape(o) if isinstance(o, Tensor) else None for o in outs]
+        _PENDING[-1]["ctx"] = ctx
+        return out
+
+    @classmethod
+    def jvp(gen, ctx: FunctionCtx, *tangents: Any) -> Any:  # noqa: N805
+        orig = gen._original
+        sizes = dict(ctx._vmap_sizes)
+        extra: tuple[int, ...] = ()
+        logical = []
+        for t, lv, shape in zip(tangents, ctx._vmap_in_levels, ctx._vmap_in_shapes, strict=True):
+            if t is None:
+                logical.append(None)
+                continue
+            if t._data.ndim > len(lv) + len(shape):  # a batch of tangents (jacfwd): a level
+                if not extra:
+                    extra = (_batching.new_level_id(),)
+                    sizes[extra[0]] = t._data.shape[0]
+                with _batching.physical():
+                    nd = t._data.ndim
+                    perm = [*range(1, len(lv) + 1), 0, *range(len(lv) + 1, nd)]
+                    t = _P.permute(t, dims=tuple(p - nd for p in perm))
+                logical.append(_batching._as_batched(_batching._fresh(t), (*lv, *extra)))
+            else:
+                logical.append(_batching._as_batched(_batching._fresh(t), lv))
+        with _batching.dispatching(sizes):
+            result = orig.jvp(ctx, *logical)
+        many = isinstance(result, tuple)
+        results = list(result) if many else [result]
+        if len(results) != len(ctx._vmap_out_levels):
+            return result  # the caller raises PyTorch's error on the count
+        out = []
+        for i, (t, lv, shape) in enumerate(
+            zip(results, ctx._vmap_out_levels, ctx._vmap_out_shapes, strict=True)
+        ):
+            if not isinstance(t, Tensor) or shape is None:
+                out.append(t)
+                continue
+            if _logical_shape(t) != shape:
+                raise RuntimeError(
+                    f"{orig.__name__}: Trying to set a forward gradient that has a different size "
+                    "than that of the original Tensor, this is not supported. Tensor is of size "
+                    f"{list(shape)} while the given forward gradient is of size "
+                    f"{list(_logical_shape(t))} (per batch element, inside vmap)."
+                )
+            if set(_batching.levels_of(t)) - set(lv) - set(extra):
+                raise RuntimeError(
+                    f"{orig.__name__} (generate_vmap_rule=True): jvp returned a tangent for "
+                    f"output {i} that is batched over a vmap level the output is not; return "
+                    "the output batched too (e.g. computed from the batched inputs)"
+                )
+            phys = _batching.reduce_to_levels(t, (*lv, *extra))
+            if extra:  # the directions' axis back in front
+                with _batching.physical():
+                    nd, j = phys._data.ndim, len(lv)
+                    perm = [j, *range(j), *range(j + 1, nd)]
+                    phys = _P.permute(phys, dims=tuple(p - nd for p in perm))
+            out.append(phys)
+        return tuple(out) if many else out[0]
+
+    @classmethod
+    def backward(gen, ctx: FunctionCtx, *grads: Any) -> Any:  # noqa: N805
+        orig = gen._original
+        nbatch = getattr(ctx, "_vmap_nbatch", 0)
+        ctx._vmap_nbatch = 0
+        sizes = dict(ctx._vmap_sizes)
+        extra: tuple[int, ...] = ()
+        if nbatch:  # the leading axis of the cotangents: a level of its own, innermost
+            n = next(g.shape[0] for g in grads if g is not None)
+            extra = (_batching.new_level_id(),)
+            sizes[extra[0]] = n
+        logical = []
+        for g, lv in zip(grads, ctx._vmap_out_levels, strict=True):
+            if g is None:
+                logical.append(None)
+                continue
+            if is_structured(g._data):
+                g = Tensor._wrap(g._data.dense())
+            if nbatch:
+                with _batching.physical():
+                    nd = g._data.ndim
+                    perm = [*range(1, len(lv) + 1), 0, *range(len(lv) + 1, nd)]
+                    g = _P.permute(g, dims=tuple(p - nd for p in perm))
+            logical.append(_batching._as_batched(_batching._fresh(g), (*lv, *extra)))
+        with _batching.dispatching(sizes):
+            result = _backward_of(orig)(ctx, *logical)
+        many = isinstance(result, tuple)
+        results = list(result) if many else [result]
+        out = []
+        for i, r in enumerate(results):
+            if i >= len(ctx._vmap_in_levels) or not isinstance(r, Tensor):
+                out.append(r)
+                continue
+            lv, shape = ctx._vmap_in_levels[i], ctx._vmap_in_shapes[i]
+            phys = _batching.reduce_to_levels(r, (*lv, *extra))
+            k = len(lv) + len(extra)
+            got = tuple(phys._data.shape[k:])
+            if shape is not None and got != shape:
+                if not _expandable(shape, got):
+                    raise RuntimeError(
+                        f"Function {orig.__name__}Backward returned an invalid gradient at index "
+                        f"{i} - got {list(got)} but expected shape compatible with "
+                        f"{list(shape)} (per batch element, inside vmap)"
+                    )
+                phys = fit_gradient(nodes.TENSOR, phys, shape, phys.dtype, k)
+            if extra:  # the cotangents' axis back in front
+                with _batching.physical():
+                    nd = phys._data.ndim
+                    j = k - 1  # the extra level sorts last of the batch axes
+                    perm = [j, *range(j), *range(j + 1, nd)]
+                    phys = _P.permute(phys, dims=tuple(p - nd for p in perm))
+            out.append(phys)
+        return tuple(out) if many else out[0]
 
 
 # -- apply, step by step ------------------------------------------------------------------------
@@ -543,6 +739,14 @@ def _wrap_outputs(cls: type, ctx: FunctionCtx, args: tuple, raw: Any) -> Any:
     dirty_ids = {id(t) for t in dirty}
     non_diff = {id(t) for t in ctx.non_differentiable}
 
+    if cls.generate_vmap_rule and not issubclass(cls, _GeneratedRule):
+        # outside vmap too, a batch of tangents or cotangents (jacfwd, jacrev) runs as one more
+        # vmap level through the generated rule (no level of the inputs' own here)
+        ctx._vmap_in_levels = [()] * len(args)
+        ctx._vmap_in_shapes = [_logical_shape(a) if isinstance(a, Tensor) else None for a in args]
+        ctx._vmap_out_levels = [()] * len(outs)
+        ctx._vmap_out_shapes = [_logical_shape(o) if isinstance(o, Tensor) else None for o in outs]
+        ctx._vmap_sizes = {}
     tangents = _run_jvp(cls, ctx, args, outs, dirty_ids)
 
     record = _grad_mode.state.enabled and any(ctx.needs_input_grad)
@@ -615,14 +819,15 @@ def _jvp_at(
     cls: type, ctx: FunctionCtx, args: tuple, outs: list[Any], dirty_ids: set[int], level: int
 ) -> list[Any]:
     name = cls.__name__
+    batched_rule = _batched_rule(cls, ctx)
     tangents: list[Any] = []
     for a in args:
         t = tangents_of(a).get(level) if isinstance(a, Tensor) else None
         if not isinstance(a, Tensor) or a.dtype.kind not in "fc":
             tangents.append(None)
         elif t is not None:
-            if t.ndim > a.ndim:  # a batch of tangents (jacfwd): one pass per row instead
-                raise BatchingUnsupported(name)
+            if t.ndim > a.ndim and batched_rule is None:
+                raise BatchingUnsupported(name)  # a batch of tangents (jacfwd): one pass each
             tangents.append(t)
         else:
             tangents.append(_ops.zeros_like(a.detach()) if ctx.materialize_grads else None)
@@ -631,7 +836,8 @@ def _jvp_at(
     active, _grad_mode.state.forward_level = _grad_mode.state.forward_level, level - 1
     ctx._in_jvp = True
     try:
-        result = cls.jvp(ctx, *tangents)
+        dirs = any(t is not None and t.ndim > a.ndim for a, t in zip(args, tangents, strict=True))
+        result = (batched_rule if dirs and batched_rule is not None else cls).jvp(ctx, *tangents)
     finally:
         ctx._in_jvp = False
         _grad_mode.state.forward_level = active
@@ -653,7 +859,8 @@ def _jvp_at(
         if not isinstance(o, Tensor) or o.dtype.kind not in "fc" or id(o) in non_diff:
             results[i] = None
             continue
-        if tuple(t.shape) != tuple(o.shape):
+        dirs = t.ndim - o.ndim if batched_rule is not None else 0
+        if tuple(t.shape)[dirs:] != tuple(o.shape):
             raise RuntimeError(
                 f"{name}: Trying to set a forward gradient that has a different size than that "
                 f"of the original Tensor, this is not supported. Tensor is of size "

@@ -130,8 +130,7 @@ def check_backends(op: str, inputs: list[Any], outputs: list[Any] = ()) -> None:
             "host and GPU); move one first: tensor.cuda() / tensor.to('cupy'), or tensor.cpu()"
         )
     raise TypeError(
-        f"{op}: inputs live in different array libraries ({listed}) that do not mix; "
-        + _MOVE_HINT
+        f"{op}: inputs live in different array libraries ({listed}) that do not mix; " + _MOVE_HINT
     )
 
 

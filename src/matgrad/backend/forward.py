@@ -315,11 +315,13 @@ def amin(self: Array, dim: Any = None, keepdim: bool = False) -> Array:
 
 
 def _real_special(op: str, fn: Any) -> Any:
-    """``fn`` (a SciPy ufunc) for real inputs, raising NotImplementedError for complex ones."""
+    """``fn`` (a SciPy ufunc) for real inputs, raising NotImplementedError for complex ones.
+    With two inputs the result takes NumPy 2's promotion of them (SciPy's ufuncs turn a Python
+    float and a float32 array into float64; PyTorch and NumPy keep float32)."""
 
     def forward(*xs: Array) -> Array:
         _real_only(op, *xs)
-        return fn(*xs)
+        return fn(*xs) if len(xs) == 1 else _like(fn(*xs), *xs)
 
     forward.__name__ = forward.__qualname__ = op
     forward.__doc__ = f"scipy.special.{fn.__name__} of real inputs (PyTorch's {op})."
@@ -342,12 +344,10 @@ xlogy = _real_special("xlogy", scipy.special.xlogy)
 special_xlog1py = _real_special("special_xlog1py", scipy.special.xlog1py)
 special_entr = _real_special("special_entr", scipy.special.entr)
 special_zeta = _real_special("special_zeta", scipy.special.zeta)
-fmax = _real_special("fmax", np.fmax)
-fmin = _real_special("fmin", np.fmin)
+igamma = _real_special("igamma", scipy.special.gammainc)
+igammac = _real_special("igammac", scipy.special.gammaincc)
 nextafter = _real_special("nextafter", np.nextafter)
 fmod = _real_special("fmod", np.fmod)
-deg2rad = _real_special("deg2rad", np.deg2rad)
-rad2deg = _real_special("rad2deg", np.rad2deg)
 floor = _real_special("floor", np.floor)
 ceil = _real_special("ceil", np.ceil)
 trunc = _real_special("trunc", np.trunc)
@@ -387,7 +387,7 @@ def mvlgamma(self: Array, p: int) -> Array:
     log Gamma_p(x) = p (p - 1)/4 log(pi) + sum_{j<p} log Gamma(x - j/2), for x > (p - 1)/2."""
     _real_only("mvlgamma", self)
     if isinstance(p, bool) or not isinstance(p, int | np.integer) or p < 1:
-        raise RuntimeError(f"mvlgamma: p has to be an integer greater than or equal to 1 (got {p!r})")
+        raise RuntimeError(f"mvlgamma: p has to be an integer >= 1 (got {p!r})")
     if _backend.backend_of(self) == "numpy" and not np.all(np.asarray(self) > (p - 1) / 2):
         raise RuntimeError(
             f"mvlgamma: all elements must be greater than (p-1)/2 = {(p - 1) / 2} (p = {p})"
@@ -423,34 +423,27 @@ def round_decimals(self: Array, decimals: int = 0) -> Array:
     return np.rint(self / scale) * scale
 
 
+def heaviside(self: Array, values: Array) -> Array:
+    """0 where x < 0, ``values`` where x == 0, 1 where x > 0 (NaN stays NaN)."""
+    _real_only("heaviside", self, values)
+    dtypes = [getattr(x, "dtype", None) for x in (self, values)]  # None: a Python number
+    if all(dt is not None for dt in dtypes) and dtypes[0] != dtypes[1]:
+        raise RuntimeError(
+            f"heaviside is not yet implemented for tensors with different dtypes (input "
+            f"{dtypes[0]}, values {dtypes[1]})"
+        )
+    return np.heaviside(self, values)
+
+
 def rsqrt(self: Array) -> Array:
     """1 / sqrt(x) (inf at 0, NaN below, as PyTorch)."""
     with np.errstate(divide="ignore", invalid="ignore"):
         return np.reciprocal(np.sqrt(self))
 
 
-def float_power(self: Array, exponent: Array) -> Array:
-    """x ** y in double precision (float64, or complex128 if either is complex), as PyTorch."""
-    complex_ = any(np.result_type(x).kind == "c" for x in (self, exponent))
-    dt = np.complex128 if complex_ else np.float64
-    with np.errstate(divide="ignore", invalid="ignore"):
-        return np.power(np.asarray(self, dtype=dt), np.asarray(exponent, dtype=dt))
-
-
-def ldexp(self: Array, other: Array) -> Array:
-    """x 2^e, computed as PyTorch does (x * pow(2, e)): in x's floating dtype when e holds
-    integers (float32 x, int64 e: float32)."""
-    _real_only("ldexp", self, other)
-    dt = np.result_type(self, 1.0) if np.result_type(other).kind in "iub" else None
-    two = np.exp2(other if dt is None else np.asarray(other, dtype=dt))
-    return np.multiply(self, two)
-
-
-def positive(self: Array) -> Array:
-    """+x: the input itself (a view, as PyTorch's positive returns its input); booleans refuse."""
-    if np.result_type(self).kind == "b":
-        raise TypeError("positive: the `+` operator, on a bool tensor is not supported")
-    return self.view() if isinstance(self, np.ndarray) else self
+# the ufunc each guard computes (explain's per-element engine maps ufuncs to rows)
+maximum.ufunc, minimum.ufunc, sign.ufunc = np.maximum, np.minimum, np.sign  # type: ignore[attr-defined]
+erf.ufunc, sigmoid.ufunc = scipy.special.erf, scipy.special.expit  # type: ignore[attr-defined]
 
 
 # -- complex numbers ---------------------------------------------------------------------------

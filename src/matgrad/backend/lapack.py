@@ -408,6 +408,9 @@ def linalg_solve_triangular(A: Array, B: Array, upper: bool, unitriangular: bool
 
         return da.linalg.solve_triangular(A, B, lower=not upper)
     _numpy_only("linalg.solve_triangular", A, B)
+    batch = np.broadcast_shapes(A.shape[:-2], B.shape[:-2])
+    if 0 in batch:  # SciPy raises for zero-size batches; the solution is as empty (PyTorch)
+        return np.zeros(batch + B.shape[-2:], dtype=np.result_type(A.dtype, B.dtype, np.float32))
     try:
         return scipy.linalg.solve_triangular(
             A, B, lower=not upper, unit_diagonal=unitriangular, check_finite=False
@@ -661,3 +664,164 @@ def linalg_pinv(A: Array, atol: Any = None, rtol: Any = None, hermitian: bool = 
     return np.conj(np.swapaxes(Vh, -1, -2)) @ (
         inv_s[..., :, None] * np.conj(np.swapaxes(U, -1, -2))
     )
+
+
+# -- LU, LDL and Householder QR factorizations (PyTorch's linalg.lu*, ldl*, geqrf) -----------
+# Each matrix is handed to LAPACK as is (getrf of A, not of A^T as above), so that the packed
+# factors, the pivots and `info` are LAPACK's and PyTorch's: pivots 1-based, int32.
+
+
+def _float_result(*arrays: Array) -> Any:
+    return np.result_type(*(a.dtype for a in arrays), np.float32)
+
+
+def lu_factor(A: Array) -> tuple[Array, Array, Array]:
+    """(LU, pivots, info) of each m x n matrix of A (getrf, partial pivoting): L (unit
+    diagonal, not stored) and U packed in one m x n matrix; row i was interchanged with row
+    pivots[i] - 1, i < k = min(m, n); info = i > 0 where U[i-1, i-1] is exactly zero."""
+    _numpy_only("linalg.lu_factor", A)
+    m, n = A.shape[-2:]
+    batch = A.shape[:-2]
+    k = builtins.min(m, n)
+    dtype = _float_result(A)
+    LU = np.array(A, dtype=dtype, copy=True)
+    piv = np.zeros(batch + (k,), dtype=np.int32)
+    info = np.zeros(batch, dtype=np.int32)
+    if k == 0 or 0 in batch:  # nothing to factor (LAPACK would print that lda = 0 is illegal)
+        return LU, piv, info
+    getrf = _lapack_fn("getrf", dtype)
+    for idx in _batch_indices(batch):
+        LU[idx], p, info[idx] = getrf(A[idx])
+        piv[idx] = p + 1  # SciPy's getrf counts from 0
+    return LU, piv, info
+
+
+def lu_permutation(pivots: Array, m: int, op: str = "lu_unpack") -> Array:
+    """perm with P^T A = A[..., perm, :] from LAPACK's 1-based ``pivots`` (the interchanges
+    i <-> pivots[i] - 1 applied in order to the rows 0..m-1)."""
+    pivots = np.asarray(pivots)
+    if pivots.dtype.kind not in "iu":
+        raise TypeError(f"{op}: pivots must be an integer tensor, got dtype {pivots.dtype}")
+    k = pivots.shape[-1]
+    if k > m or (pivots.size and (pivots.min() < 1 or pivots.max() > m)):
+        raise ValueError(
+            f"{op}: pivots of shape {tuple(pivots.shape)} do not fit matrices with {m} rows "
+            "(expected at most that many pivots, each between 1 and the number of rows)"
+        )
+    batch = pivots.shape[:-1]
+    perm = np.array(np.broadcast_to(np.arange(m), batch + (m,)))
+    flat, swaps = perm.reshape(-1, m), pivots.reshape(-1, k).astype(np.intp) - 1
+    rows = np.arange(flat.shape[0])
+    for i in range(k):
+        j = swaps[:, i]
+        row_i = flat[rows, i]
+        flat[rows, i] = flat[rows, j]
+        flat[rows, j] = row_i
+    return flat.reshape(batch + (m,))
+
+
+def permutation_matrix(perm: Array, dtype: Any) -> Array:
+    """P with P[..., perm[i], i] = 1: P^T A = A[..., perm, :]."""
+    m = perm.shape[-1]
+    return (np.arange(m)[:, None] == perm[..., None, :]).astype(dtype)
+
+
+def linalg_lu(A: Array) -> tuple[Array, Array, Array, Array, Array]:
+    """(P, L, U, pivots, info): A = P L U with L m x k unit lower triangular, U k x n upper
+    triangular (k = min(m, n)), P a permutation; the pivots and info of getrf."""
+    LU, piv, info = lu_factor(A)
+    m, n = A.shape[-2:]
+    k = builtins.min(m, n)
+    L = np.tril(LU[..., :, :k], -1)
+    diag = np.arange(k)
+    L[..., diag, diag] = 1
+    U = np.triu(LU[..., :k, :])
+    return permutation_matrix(lu_permutation(piv, m), LU.dtype), L, U, piv, info
+
+
+def solve_unchecked(A: Array, B: Array) -> tuple[Array, Array]:
+    """(A^-1 B, info) through getrf and getrs without the singularity check (PyTorch's
+    solve_ex and inv_ex): a zero pivot (info > 0) gives infinities and NaN, as LAPACK's."""
+    _numpy_only("linalg.solve_ex", A, B)
+    batch = np.broadcast_shapes(A.shape[:-2], B.shape[:-2])
+    LU, piv, info = lu_factor(np.broadcast_to(A, batch + A.shape[-2:]))
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return _getrs(LU, piv - 1, B, 0), info
+
+
+def cholesky_info(A: Array) -> tuple[Array, Array]:
+    """(L, info) of potrf (lower) for each matrix, without raising: info = i > 0 where the
+    leading minor of order i is not positive definite, L then LAPACK's partial factor (the
+    Schur complement left in the trailing block, as PyTorch's cholesky_ex returns it)."""
+    _numpy_only("linalg.cholesky_ex", A)
+    n = A.shape[-1]
+    batch = A.shape[:-2]
+    dtype = _float_result(A)
+    info = np.zeros(batch, dtype=np.int32)
+    if n == 0 or 0 in batch:
+        return np.zeros(A.shape, dtype=dtype), info
+    L = np.empty(A.shape, dtype=dtype)
+    potrf = _lapack_fn("potrf", dtype)
+    for idx in _batch_indices(batch):
+        L[idx], info[idx] = potrf(A[idx], lower=1, clean=1)
+    return L, info
+
+
+def geqrf(A: Array) -> tuple[Array, Array]:
+    """(a, tau) of LAPACK's geqrf for each matrix: R on and above the diagonal, the
+    Householder vectors below it (their leading 1 not stored), H_i = I - tau_i v_i v_i^H."""
+    _numpy_only("geqrf", A)
+    m, n = A.shape[-2:]
+    batch = A.shape[:-2]
+    dtype = _float_result(A)
+    a = np.array(A, dtype=dtype, copy=True)
+    tau = np.zeros(batch + (builtins.min(m, n),), dtype=dtype)
+    if 0 in A.shape:
+        return a, tau
+    fn = _lapack_fn("geqrf", dtype)
+    for idx in _batch_indices(batch):
+        a[idx], tau[idx], _, _ = fn(A[idx])
+    return a, tau
+
+
+def _ldl_routine(kind: str, dtype: Any, hermitian: bool) -> Any:
+    # hetrf/hetrs for complex Hermitian matrices; sytrf/sytrs (symmetric, no conjugation) else
+    herm = hermitian and np.dtype(dtype).kind == "c"
+    return _lapack_fn(("he" if herm else "sy") + kind, dtype)
+
+
+def ldl_factor(A: Array, hermitian: bool = False) -> tuple[Array, Array, Array]:
+    """(LD, pivots, info) of LAPACK's sytrf/hetrf (Bunch-Kaufman, the lower triangle): L and
+    the block diagonal D packed (the upper triangle zero); pivots 1-based, negative for the
+    2 x 2 blocks of D; info = i > 0 where D[i-1, i-1] is exactly zero."""
+    _numpy_only("linalg.ldl_factor", A)
+    n = A.shape[-1]
+    batch = A.shape[:-2]
+    dtype = _float_result(A)
+    LD = np.zeros(A.shape, dtype=dtype)
+    piv = np.zeros(batch + (n,), dtype=np.int32)
+    info = np.zeros(batch, dtype=np.int32)
+    if n == 0 or 0 in batch:
+        return LD, piv, info
+    fn = _ldl_routine("trf", dtype, hermitian)
+    for idx in _batch_indices(batch):
+        ld, piv[idx], info[idx] = fn(A[idx], lower=1)
+        LD[idx] = np.tril(ld)
+    return LD, piv, info
+
+
+def ldl_solve(LD: Array, pivots: Array, B: Array, hermitian: bool = False) -> Array:
+    """A^-1 B from ldl_factor's (LD, pivots) (sytrs/hetrs); batch axes broadcast."""
+    _numpy_only("linalg.ldl_solve", LD, B)
+    batch = np.broadcast_shapes(LD.shape[:-2], pivots.shape[:-1], B.shape[:-2])
+    dtype = _float_result(LD, B)
+    out = np.zeros(batch + B.shape[-2:], dtype=dtype)
+    if out.size == 0 or LD.shape[-1] == 0:
+        return out
+    fn = _ldl_routine("trs", dtype, hermitian)
+    LDb = np.broadcast_to(LD.astype(dtype, copy=False), batch + LD.shape[-2:])
+    pivb = np.broadcast_to(pivots, batch + pivots.shape[-1:])
+    Bb = np.broadcast_to(B.astype(dtype, copy=False), batch + B.shape[-2:])
+    for idx in _batch_indices(batch):
+        out[idx], _ = fn(LDb[idx], pivb[idx], Bb[idx], lower=1)
+    return out

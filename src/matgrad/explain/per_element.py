@@ -252,11 +252,9 @@ def _row(name: str) -> _RowOnScalars:
 
 
 def _ufunc_rows() -> dict[np.ufunc, str]:
-    return {
-        fn: name
-        for name, fn in FORWARDS.items()
-        if name in ELEMENTWISE and isinstance(fn, np.ufunc)
-    }
+    # a forward that guards a ufunc (real-only rows refuse complex input) names it `ufunc`
+    found = ((name, getattr(fn, "ufunc", fn)) for name, fn in FORWARDS.items())
+    return {fn: name for name, fn in found if name in ELEMENTWISE and isinstance(fn, np.ufunc)}
 
 
 _ROW_OF_UFUNC = _ufunc_rows()

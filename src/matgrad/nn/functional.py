@@ -122,11 +122,13 @@ def embedding(input: Any, weight: Tensor, padding_idx: int | None = None, **_: A
     n = weight.shape[0]
     if idx.size and (idx.min() < 0 or idx.max() >= n):
         raise IndexError("index out of range in self")
-    out = C.getitem(weight, idx)
+    # a tensor index stays a tensor: inside func.vmap a batched one is a batched gather
+    index = input if isinstance(input, Tensor) else Tensor._wrap(idx)
+    out = C.getitem(weight, index)
     if padding_idx is not None:
         if padding_idx < 0:
             padding_idx += n
-        keep = Tensor._wrap((idx != padding_idx)[..., None])
+        keep = C.unsqueeze(C.ne(index, padding_idx), -1)
         out = where(keep, out, out.detach())
     return out
 

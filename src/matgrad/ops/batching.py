@@ -393,13 +393,29 @@ def single(op: Any, inputs: tuple, attrs: dict, levels: tuple[int, ...]) -> Any:
 
 
 def linalg(op: Any, inputs: tuple, attrs: dict, levels: tuple[int, ...]) -> Any:
+    """The linalg forwards batch over (and broadcast) leading axes: every tensor gets the full
+    batch axes, then size-1 axes up to the largest logical rank, so that the logical leading
+    axes line up as they would unbatched. A vector right-hand side of ``solve`` (PyTorch's
+    rule: 1-d, or ``A.shape[:-1]``) is expanded to ``A``'s leading axes instead, which keeps
+    it a batch of vectors."""
     tensors = [x for x in inputs if isinstance(x, Tensor)]
-    # a vector right-hand side of solve keeps its rank; other rank mismatches: no rule
-    ranks = {_logical_ndim(x) for x in tensors}
-    if len(tensors) > 1 and len(ranks) > 1 and op.name != "linalg_solve":
-        raise BatchingUnsupported(op.name)
-    args = [align(x, levels, expand=True) if isinstance(x, Tensor) else x for x in inputs]
-    return _call(op, args, _dims(op, attrs, _logical_ndim(inputs[0])))
+    if len(tensors) == 1:
+        args = [align(x, levels, expand=True) if isinstance(x, Tensor) else x for x in inputs]
+        return _call(op, args, _dims(op, attrs, _logical_ndim(inputs[0])))
+    if op.name == "linalg_solve" and isinstance(inputs[0], Tensor):
+        a, b = inputs
+        na, nb = _logical_ndim(a), _logical_ndim(b)
+        a_shape = a._data.shape[len(levels_of(a)) :]
+        b_shape = b._data.shape[len(levels_of(b)) :]
+        if nb == 1 or (nb == na - 1 and b_shape == a_shape[:-1]):
+            a = align(a, levels, expand=True)
+            b = align(b, levels, na - 1, expand=True)
+            if b._data.shape != a._data.shape[:-1]:
+                b = P.expand(b, shape=a._data.shape[:-1])
+            return _call(op, [a, b], dict(attrs))
+    nd = max(_logical_ndim(x) for x in tensors)
+    args = [align(x, levels, nd, expand=True) if isinstance(x, Tensor) else x for x in inputs]
+    return _call(op, args, _dims(op, attrs, nd))
 
 
 def _prod(op: Any, inputs: tuple, attrs: dict, levels: tuple[int, ...]) -> Any:
@@ -464,8 +480,12 @@ def _joined(op: Any, inputs: tuple, attrs: dict, levels: tuple[int, ...], extra:
 
 
 def _roll(op: Any, inputs: tuple, attrs: dict, levels: tuple[int, ...]) -> Any:
-    if attrs.get("dims") is None:
-        raise BatchingUnsupported(op.name)
+    if attrs.get("dims") is None:  # roll of the flattened logical value: flatten per sample
+        (x,) = inputs
+        k = len(levels)
+        flat = P.reshape(x, shape=(*x._data.shape[:k], -1))
+        out = _call(op, [flat], {**attrs, "dims": -1})
+        return P.reshape(out, shape=x._data.shape)
     return single(op, inputs, attrs, levels)
 
 
@@ -494,10 +514,267 @@ def _batched_index(index: Any, k: int) -> tuple[tuple, int]:
     return (slice(None),) * k + idx, _advanced_first(idx)
 
 
+# -- advanced indices with batch axes: x[ar_0, ..., ar_k-1, *index] --------------------------------
+# NumPy (and so matgrad) puts the broadcast block of advanced indices (integer arrays, and the
+# integers among them) where the first one stands if they are adjacent, in front otherwise. With
+# an arange per batch axis as the first advanced indices the block always lands in front of the
+# physical result, (*batch, *block, *basic axes); the logical result wants the block at
+# position p (the axes of the slices and Nones before the first advanced index) when adjacent.
+_MASK_ERROR = (
+    "vmap: We do not support batching operators that can support dynamic shape. Attempting to "
+    "batch over indexing with a boolean mask."
+)
+
+
+def has_batched_index(index: Any) -> bool:
+    """Whether an index (a tuple, or one element) holds a batched tensor."""
+    if type(index) is BatchedTensor:
+        return True
+    return isinstance(index, tuple | list) and any(type(i) is BatchedTensor for i in index)
+
+
+def _index_items(index: Any, ndim: int) -> list[Any]:
+    """The elements of a logical index: Ellipsis expanded into slices, boolean arrays into
+    their ``nonzero()`` arrays, lists and plain tensors into arrays; batched index tensors are
+    kept (a batched boolean mask raises: its result's shape differs per batch element)."""
+    items = list(index) if isinstance(index, tuple) else [index]
+    out: list[Any] = []
+    for i in items:
+        if type(i) is BatchedTensor:
+            kind = i._data.dtype.kind
+            if kind == "b":
+                raise RuntimeError(_MASK_ERROR)
+            if kind not in "iu":
+                raise IndexError(
+                    f"tensors used as indices must be integer or boolean, got {i._data.dtype}"
+                )
+            out.append(i)
+        elif isinstance(i, Tensor | list | np.ndarray):
+            arr = i._data if isinstance(i, Tensor) else np.asarray(i)
+            if arr.dtype.kind == "b" and arr.ndim > 0:
+                out.extend(np.nonzero(arr))  # the same selection, one array per masked axis
+            elif arr.dtype.kind in "iu" and not (arr.ndim == 0 and isinstance(i, list)):
+                out.append(arr)
+            else:
+                raise IndexError(
+                    f"vmap: unsupported index element of dtype {arr.dtype} and shape "
+                    f"{arr.shape} together with a batched index"
+                )
+        elif isinstance(i, bool | np.bool_):
+            raise NotImplementedError(
+                "vmap: indexing with a Python bool together with a batched index tensor is not "
+                "supported"
+            )
+        elif i is None or i is Ellipsis or isinstance(i, slice | int | np.integer):
+            out.append(i)
+        else:
+            raise IndexError(f"vmap: unsupported index element {i!r} ({type(i).__name__})")
+    ellipses = [n for n, i in enumerate(out) if i is Ellipsis]  # (by identity: arrays too)
+    if len(ellipses) > 1:
+        raise IndexError("an index can only have a single ellipsis ('...')")
+    consumed = sum(1 for i in out if i is not None and i is not Ellipsis)
+    if consumed > ndim:
+        raise IndexError(
+            f"too many indices for tensor of dimension {ndim} (got {consumed} index elements)"
+        )
+    if ellipses:
+        e = ellipses[0]
+        out[e : e + 1] = [slice(None)] * (ndim - consumed)
+    return out
+
+
+def _is_advanced(i: Any) -> bool:
+    return isinstance(i, Tensor | np.ndarray | int | np.integer) and not isinstance(i, bool)
+
+
+def _advanced_index(
+    x: Tensor, items: list[Any], levels: tuple[int, ...]
+) -> tuple[Tensor, tuple, int, int]:
+    """(``x`` aligned to ``levels``, the physical index, the position p of the advanced
+    block in the logical result, the block's rank) for index items with advanced entries."""
+    sizes = _sizes()
+    k = len(levels)
+    adv = [n for n, i in enumerate(items) if _is_advanced(i)]
+    rank = max(_logical_ndim(items[n]) if isinstance(items[n], Tensor) else np.ndim(items[n])
+               for n in adv)  # fmt: skip
+    adjacent = adv == list(range(adv[0], adv[-1] + 1))
+    p = sum(1 for i in items[: adv[0]] if i is None or isinstance(i, slice)) if adjacent else 0
+    own = levels_of(x)
+    prefix = []
+    for j, lv in enumerate(levels):
+        n = sizes[lv]
+        # an axis x is not batched over has size 1: index 0 of it for every batch element
+        ar = np.arange(n) if lv in own else np.zeros(n, dtype=np.intp)
+        prefix.append(ar.reshape((1,) * j + (n,) + (1,) * (k - 1 - j + rank)))
+    body = []
+    for i in items:
+        if type(i) is BatchedTensor:
+            a = align(i, levels)._data
+            body.append(a.reshape(a.shape[:k] + (1,) * (rank + k - a.ndim) + a.shape[k:]))
+        elif isinstance(i, np.ndarray):
+            body.append(i.reshape((1,) * (k + rank - i.ndim) + i.shape))
+        else:
+            body.append(i)
+    return align(x, levels), (*prefix, *body), p, rank
+
+
+def _block_to(out: Tensor, k: int, p: int, rank: int) -> Tensor:
+    """Physical ``(*batch, *block, *basic)`` -> ``(*batch, *basic[:p], *block, *basic[p:])``."""
+    if not p or not rank:
+        return out
+    nd = out._data.ndim
+    perm = [*range(k), *range(k + rank, k + rank + p), *range(k, k + rank)]
+    perm += range(k + rank + p, nd)
+    return P.permute(out, dims=tuple(q - nd for q in perm))
+
+
+def _block_from(values: Tensor, k: int, p: int, rank: int) -> Tensor:
+    """The inverse of :func:`_block_to` (values for a logical target, to the physical one)."""
+    if not p or not rank:
+        return values
+    nd = values._data.ndim
+    perm = [*range(k), *range(k + p, k + p + rank), *range(k, k + p)]
+    perm += range(k + p + rank, nd)
+    return P.permute(values, dims=tuple(q - nd for q in perm))
+
+
+def _index_levels(x: Any, index: Any, *more: Any) -> tuple[int, ...]:
+    items = index if isinstance(index, tuple | list) else (index,)
+    found = {lv for i in items for lv in levels_of(i)} | set(levels_of(x))
+    found |= {lv for m in more for lv in levels_of(m)}
+    return tuple(sorted(found))
+
+
+def getitem(x: Tensor, index: Any) -> Tensor:
+    """``x[index]`` inside vmap where the index holds batched tensors (an embedding lookup
+    ``weight[idx]`` with ``idx`` batched, ...): one gather over the whole batch."""
+    levels = _index_levels(x, index)
+    with physical():
+        items = _index_items(index, _logical_ndim(x))
+        xa, phys, p, rank = _advanced_index(x, items, levels)
+        out = _block_to(P.getitem(xa, index=phys), len(levels), p, rank)
+    return _as_batched(out, levels)
+
+
+def index_put(x: Tensor, index: Any, values: Any, accumulate: bool) -> Tensor:
+    """Out-of-place ``x[index] = values`` (``accumulate``: ``+=``, repeated positions adding
+    up) inside vmap, the index holding batched tensors."""
+    values = values if isinstance(values, Tensor) else Tensor._wrap(np.asarray(values))
+    levels = _index_levels(x, index, values)
+    k = len(levels)
+    with physical():
+        items = _index_items(index, _logical_ndim(x))
+        x = _as_batched(align(x, levels, expand=True), levels)  # written per batch element
+        xa, phys, p, rank = _advanced_index(x, items, levels)
+        target = np.broadcast_to(np.empty((), dtype=np.bool_), xa._data.shape)[phys].shape
+        if values.dtype != xa.dtype:
+            values = OPS["to_dtype"](values, dtype=xa.dtype)
+        v = _block_from(align(values, levels, len(target) - k), k, p, rank)
+        if accumulate:
+            v = P.expand(v, shape=target) if tuple(v._data.shape) != target else v
+            out = OPS["add"](xa, OPS["zeros_scatter"](v, shape=xa._data.shape, index=phys))
+        else:
+            out = OPS["index_put"](xa, v, index=phys)
+    return _as_batched(out, levels)
+
+
+def take_along_axis(x: Tensor, indices: Tensor, dim: int) -> Tensor:
+    """``take_along_axis(x, indices, dim)`` (``dim`` checked against the logical value) inside
+    vmap with batched ``indices``: the batch axes line up, the others broadcast as NumPy's."""
+    if indices._data.dtype.kind not in "iu":
+        raise IndexError(f"take_along_axis: indices must be integers, got dtype {indices.dtype}")
+    nd = _logical_ndim(x)
+    if _logical_ndim(indices) > nd:
+        raise ValueError(
+            f"take_along_axis: indices must have as many dimensions as the input ({nd}), got "
+            f"shape {tuple(indices.shape)}"
+        )
+    dim = _apply.normalize_dim("take_along_axis", dim, nd)
+    levels = _index_levels(x, (indices,))
+    with physical():
+        xa = align(x, levels, expand=True)
+        ia = align(indices, levels, nd)._data
+        return _as_batched(
+            OPS["take_along_axis"](xa, indices=ia, dim=_norm("take_along_axis", dim, nd)), levels
+        )
+
+
+def _reshape_op(x: Tensor, shape: tuple[int, ...]) -> Tensor:
+    return OPS["reshape"](x, shape=shape)  # (dispatches: x may be batched)
+
+
+def _int_index(op: str, index: Tensor) -> None:
+    if index._data.dtype.kind not in "iu":
+        raise RuntimeError(f"{op}(): Expected dtype int64 for index, got {index._data.dtype}")
+
+
+def gather(x: Tensor, dim: int, index: Tensor) -> Tensor:
+    """PyTorch's ``gather(x, dim, index)`` inside vmap with a batched ``index`` (the checks on
+    logical shapes, then a batched :func:`take_along_axis`)."""
+    _int_index("gather", index)
+    x1 = _reshape_op(x, (1,)) if x.ndim == 0 else x
+    i1 = _reshape_op(index, (1,)) if index.ndim == 0 else index
+    if i1.ndim != x1.ndim:
+        raise RuntimeError(
+            f"gather(): Index tensor must have the same number of dimensions as the input "
+            f"tensor ({x.ndim}), got index of shape {tuple(index.shape)}"
+        )
+    d = _apply.normalize_dim("gather", dim, x1.ndim)
+    axis = x1.ndim + d
+    for a in range(x1.ndim):
+        if a != axis and i1.shape[a] > x1.shape[a]:
+            raise RuntimeError(
+                f"gather(): Size does not match at dimension {a}: index {tuple(index.shape)} "
+                f"is larger than the input {tuple(x.shape)} outside dimension {dim}"
+            )
+    data, n = index._data, x1.shape[axis]
+    if data.size and (data.min() < 0 or data.max() >= n):
+        bad = data.min() if data.min() < 0 else data.max()
+        raise RuntimeError(
+            f"gather(): index {bad} is out of bounds for dimension {dim} with size {n}"
+        )
+    cut = tuple(slice(None) if a == axis else slice(0, m) for a, m in enumerate(i1.shape))
+    if any(i1.shape[a] != x1.shape[a] for a in range(x1.ndim) if a != axis):
+        x1 = OPS["getitem"](x1, index=cut)
+    out = take_along_axis(x1, i1, d)
+    return _reshape_op(out, tuple(index.shape)) if tuple(out.shape) != tuple(index.shape) else out
+
+
+def take_along_dim(x: Tensor, indices: Tensor, dim: int | None) -> Tensor:
+    """PyTorch's ``take_along_dim`` inside vmap with batched ``indices`` (the other axes
+    broadcast; ``dim=None``: both read as 1-d)."""
+    _int_index("take_along_dim", indices)
+    if dim is None:
+        return take_along_axis(_reshape_op(x, (-1,)), _reshape_op(indices, (-1,)), 0)
+    if indices.ndim != x.ndim:
+        raise RuntimeError(
+            f"take_along_dim(): input and indices should have the same number of dimensions, "
+            f"got {x.ndim} and {indices.ndim}"
+        )
+    if x.ndim == 0:
+        return _reshape_op(take_along_axis(_reshape_op(x, (1,)), _reshape_op(indices, (1,)), 0), ())
+    return take_along_axis(x, indices, dim)
+
+
+def take(x: Tensor, index: Tensor) -> Tensor:
+    """PyTorch's ``take`` (``x`` read as 1-d) inside vmap with a batched ``index``."""
+    _int_index("take", index)
+    n = x.numel()
+    data = index._data
+    if data.size and (data.min() < -n or data.max() >= n):
+        raise IndexError(f"take(): index out of range for a tensor of {n} elements")
+    return getitem(_reshape_op(x, (-1,)), index)
+
+
 def _getitem(op: Any, inputs: tuple, attrs: dict, levels: tuple[int, ...]) -> Any:
     (x,) = inputs
     k = len(levels)
-    index, first = _batched_index(attrs["index"], k)
+    try:
+        index, first = _batched_index(attrs["index"], k)
+    except BatchingUnsupported:  # a mask among separated advanced indices: batch aranges
+        items = _index_items(attrs["index"], _logical_ndim(x))
+        xa, phys, p, rank = _advanced_index(x, items, levels)
+        return _block_to(_call(op, [xa], {**attrs, "index": phys}), k, p, rank)
     out = _call(op, [x], {**attrs, "index": index})
     if first:  # NumPy put the advanced axes before the batch axes: move those back in front
         nd = out._data.ndim
@@ -509,9 +786,12 @@ def _getitem(op: Any, inputs: tuple, attrs: dict, levels: tuple[int, ...]) -> An
 def _index_put(op: Any, inputs: tuple, attrs: dict, levels: tuple[int, ...]) -> Any:
     x, values = inputs
     k = len(levels)
-    index, first = _batched_index(attrs["index"], k)
-    if first:
-        raise BatchingUnsupported(op.name)
+    try:
+        index, first = _batched_index(attrs["index"], k)
+    except BatchingUnsupported:
+        first = -1
+    if first:  # advanced indices NumPy moves in front (of the batch axes too): batch aranges
+        return index_put(x, attrs["index"], values, False)
     x = align(x, levels, expand=True)
     if levels_of(values):
         target = np.empty(x._data.shape, dtype=np.bool_)[index].ndim - k
@@ -522,23 +802,27 @@ def _index_put(op: Any, inputs: tuple, attrs: dict, levels: tuple[int, ...]) -> 
 def _zeros_scatter(op: Any, inputs: tuple, attrs: dict, levels: tuple[int, ...]) -> Any:
     (x,) = inputs
     k = len(levels)
-    index, first = _batched_index(attrs["index"], k)
-    if first:
-        raise BatchingUnsupported(op.name)
+    try:
+        index, first = _batched_index(attrs["index"], k)
+    except BatchingUnsupported:
+        first = -1
     shape = (*x._data.shape[:k], *attrs["shape"])
+    if first:  # advanced indices NumPy moves in front: batch aranges (see _advanced_index)
+        items = _index_items(attrs["index"], len(attrs["shape"]))
+        # a stand-in for the (batched) target: _advanced_index reads its levels and rank only
+        full = _as_batched(Tensor._wrap(np.broadcast_to(np.empty((), bool), shape)), levels)
+        _, phys, p, rank = _advanced_index(full, items, levels)
+        v = _block_from(x, k, p, rank)
+        return _call(op, [v], {**attrs, "shape": shape, "index": phys})
     return _call(op, [x], {**attrs, "shape": shape, "index": index})
 
 
 def _batched_indices(x: Tensor, indices: Any, levels: tuple[int, ...]) -> Any:
-    """Gather indices for a physical ``x``: those of a batched tensor (they arrive as its
-    physical array, one axis per level more than ``x``'s logical value) or broadcast ones."""
-    k = len(levels)
-    arr = np.asarray(indices)
-    if arr.ndim == x._data.ndim:
-        return arr
-    if arr.ndim != x._data.ndim - k:
-        raise BatchingUnsupported("take_along_axis")
-    return np.broadcast_to(arr, tuple(x._data.shape[:k]) + arr.shape)
+    """Plain gather indices (at most the logical rank: checked by the caller) for a physical
+    ``x``: the forward pads them with leading size-1 axes, which broadcast over the batch axes
+    as over any leading axis. (A batched index tensor never arrives here as an array:
+    ``composite.take_along_axis`` sends it to :func:`take_along_axis`.)"""
+    return np.asarray(indices)
 
 
 def _take_along_axis(op: Any, inputs: tuple, attrs: dict, levels: tuple[int, ...]) -> Any:
@@ -601,13 +885,10 @@ def _product(op: Any, inputs: tuple, attrs: dict, levels: tuple[int, ...]) -> An
             align(a, levels, 1) if levels_of(a) else a, align(b, levels, 1) if levels_of(b) else b
         )
         return OPS["sum"](prod, dim=(-1,), keepdim=False)
-    if name == "outer":
-        a2 = P.unsqueeze(a, dim=-1)
-        b2 = P.unsqueeze(b, dim=-2)
-        return OPS["mul"](
-            align(a2, levels, 2) if levels_of(a2) else a2,
-            align(b2, levels, 2) if levels_of(b2) else b2,
-        )
+    if name == "outer":  # (both aligned to every level first: they may have different ones)
+        a1 = align(a, levels, 1) if levels_of(a) else a
+        b1 = align(b, levels, 1) if levels_of(b) else b
+        return OPS["mul"](P.unsqueeze(a1, dim=-1), P.unsqueeze(b1, dim=-2))
     raise BatchingUnsupported(name)
 
 
@@ -645,11 +926,22 @@ if unknown:  # a renamed row must not leave its rule behind silently
 
 
 # -- levels (vmap's bookkeeping) ---------------------------------------------------------------
-def enter_level(size: int) -> int:
+#: the ``randomness`` of each open level (vmap's option; 'error' for matgrad's own levels)
+_LEVEL_RANDOMNESS: dict[int, str] = {}
+
+_RANDOM_ERROR = (
+    "vmap: called random operation while in randomness error mode. Please either use the "
+    "'same' or 'different' randomness flags on vmap or perform the randomness operation out "
+    "of vmap"
+)
+
+
+def enter_level(size: int, randomness: str = "error") -> int:
     level = next(_level_ids)
     state.vmap_levels.append((level, size))
     state.vmap += 1
     _apply.VMAP_ACTIVE[0] += 1
+    _LEVEL_RANDOMNESS[level] = randomness
     return level
 
 
@@ -658,6 +950,76 @@ def exit_level(level: int) -> None:
     assert popped == level, "vmap levels must close innermost first"
     state.vmap -= 1
     _apply.VMAP_ACTIVE[0] -= 1
+    _LEVEL_RANDOMNESS.pop(level, None)
+
+
+def new_level_id() -> int:
+    """A fresh level id (larger than every level open now: it sorts innermost)."""
+    return next(_level_ids)
+
+
+@contextlib.contextmanager
+def dispatching(sizes: dict[int, int]) -> Iterator[None]:
+    """Dispatch on, with the vmap levels of ``sizes`` (``{level: size}``) open: those that
+    closed already are opened again for the duration (the backward of a custom Function's
+    generated rule runs when the engine reaches it, maybe after its vmap ended)."""
+    open_now = {lv for lv, _ in state.vmap_levels}
+    added = [(lv, n) for lv, n in sorted(sizes.items()) if lv not in open_now]
+    state.vmap_levels.extend(added)
+    prev = state.vmap
+    state.vmap = prev + 1
+    _apply.VMAP_ACTIVE[0] += 1
+    try:
+        yield
+    finally:
+        for item in added:
+            state.vmap_levels.remove(item)
+        state.vmap = prev
+        _apply.VMAP_ACTIVE[0] -= 1
+
+
+def plain(t: Tensor) -> Tensor:
+    """``t``'s physical value as a plain tensor (a new object if ``t`` is batched)."""
+    return _as_batched(_fresh(t), ()) if type(t) is BatchedTensor else t
+
+
+def reduce_to_levels(t: Tensor, levels: Sequence[int]) -> Tensor:
+    """The physical value of ``t`` with exactly the batch axes of ``levels`` in front (plain):
+    expanded over those ``t`` lacks, summed over ``t``'s others (the gradient of an input that
+    the whole batch shares)."""
+    levels = tuple(sorted(levels))
+    with physical():
+        own = levels_of(t)
+        union = tuple(sorted(set(own) | set(levels)))
+        full = align(t, union, expand=True)
+        drop = tuple(i for i, lv in enumerate(union) if lv not in levels)
+        if drop:
+            full = OPS["sum"](full, dim=drop, keepdim=False)
+        return plain(full)
+
+
+def randomness_of(level: int) -> str:
+    return _LEVEL_RANDOMNESS.get(level, "error")
+
+
+def random_levels() -> tuple[int, ...]:
+    """The open vmap levels a random draw is batched over: those with ``randomness=
+    'different'`` (one draw per batch element); 'same' levels share one draw; any 'error'
+    level raises PyTorch's error."""
+    levels = []
+    for level, _ in state.vmap_levels:
+        mode = randomness_of(level)
+        if mode == "error":
+            raise RuntimeError(_RANDOM_ERROR)
+        if mode == "different":
+            levels.append(level)
+    return tuple(sorted(levels))
+
+
+def mark(t: Tensor, levels: tuple[int, ...]) -> Tensor:
+    """``t``, just made with one leading axis per level of ``levels``, marked batched over
+    them (a random draw of :func:`random_levels`); ``t`` itself if none."""
+    return _as_batched(t, tuple(levels)) if levels else t
 
 
 # -- autograd inside vmap ----------------------------------------------------------------------

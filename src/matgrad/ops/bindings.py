@@ -15,7 +15,7 @@ from __future__ import annotations
 from typing import Any
 
 from ..core.table import Rule, RuleTableError
-from . import composite, linalg
+from . import composite, linalg, toplevel
 from .registry import OPS, RULES
 
 
@@ -61,8 +61,9 @@ def _variant_table(variant: str) -> dict[str, Any]:
     return table
 
 
-#: ``matgrad.<name>``
+#: ``matgrad.<name>`` (with PyTorch's top-level names for linalg functions: ``torch.det``, ...)
 FUNCTIONS: dict[str, Any] = _variant_table("function")
+FUNCTIONS.update({n: getattr(toplevel, n) for n in toplevel.__all__ if n not in FUNCTIONS})
 #: ``Tensor.<name>``
 METHODS: dict[str, Any] = _variant_table("method")
 #: ``Tensor.<name>_``: the out-of-place function whose result the method writes in place

@@ -13,9 +13,8 @@ backward pass raises ``NotImplementedError`` instead of giving zero. ``bessel_j0
 ``bessel_j1``, ``modified_bessel_i0`` and ``modified_bessel_i1`` have derivatives here
 (PyTorch's return tensors without a graph).
 
-Also here: the top-level functions whose PyTorch signature is not their row's
-(``matgrad.polygamma(n, input)``), and the elementwise functions without a derivative
-(``heaviside``, ``signbit``); :mod:`matgrad` exports them (``TOP_LEVEL``).
+Also here: the top-level function whose PyTorch signature is not its row's
+(``matgrad.polygamma(n, input)``); :mod:`matgrad` exports it (``TOP_LEVEL``).
 """
 
 from __future__ import annotations
@@ -27,7 +26,6 @@ import numpy as np
 
 from ..core.tensor_base import Tensor
 from . import composite as _composite
-from .bindings import FUNCTIONS as _FUNCTIONS
 from .registry import OPS
 
 __all__ = [
@@ -145,37 +143,5 @@ def _integer(op: str, name: str, value: Any) -> int:
 
 
 # -- top-level functions (matgrad.<name>) ------------------------------------------------------
-def heaviside(input: Any, values: Any) -> Tensor:
-    """0 where input < 0, ``values`` where input == 0, 1 where input > 0. Without a graph:
-    PyTorch implements no derivative (its backward raises); the result is a constant here."""
-    x, v = _composite._tensor(input), _composite._tensor(values)
-    if x.dtype != v.dtype:
-        raise RuntimeError(
-            f"heaviside is not yet implemented for tensors with different dtypes (input "
-            f"{x.dtype}, values {v.dtype})"
-        )
-    if x.dtype.kind == "c":
-        raise NotImplementedError(f"heaviside is not implemented for complex tensors ({x.dtype})")
-    return _composite._nograd(np.heaviside, x, v)
-
-
-def signbit(input: Any) -> Tensor:
-    """Whether the sign bit is set (True for -0.0 and negative values): a boolean tensor."""
-    x = _composite._tensor(input)
-    if x.dtype.kind == "c":
-        raise NotImplementedError(f"signbit is not implemented for complex tensors ({x.dtype})")
-    return _composite._nograd(np.signbit, x)
-
-
-def true_divide(input: Any, other: Any) -> Tensor:
-    """input / other (an alias of ``div``)."""
-    return _FUNCTIONS["div"](input, other)
-
-
 #: what :mod:`matgrad` exports at top level from here
-TOP_LEVEL = {
-    "polygamma": polygamma,
-    "heaviside": heaviside,
-    "signbit": signbit,
-    "true_divide": true_divide,
-}
+TOP_LEVEL = {"polygamma": polygamma}
