@@ -36,7 +36,7 @@ def close(a, b):
     np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-12, atol=1e-12)
 
 
-# -- sorting: ties, nan, stability ---------------------------------------------------------------
+# -- sorting: ties, nan, stability ------------------------------------------------------------
 TIES = [[3.0, 1.0, 3.0, 2.0, 1.0, 3.0], [0.0, 0.0, 0.0, -1.0, 5.0, 5.0]]
 
 
@@ -109,7 +109,7 @@ def test_quantile_gradients_in_input_and_q_by_finite_differences():
     assert gradcheck(lambda a: mg.nanquantile(a, 0.3, interpolation="midpoint"), (x,))
 
 
-# -- scatters: repeated indices, ties, zeros ------------------------------------------------------
+# -- scatters: repeated indices, ties, zeros ----------------------------------------------------
 def test_scatter_reduce_amax_amin_split_the_gradient_among_ties_like_torch():
     src = [[2.0, 5.0, 5.0, 1.0], [3.0, 3.0, 0.0, 3.0]]
     base = [[5.0, 0.0, 1.0], [3.0, -1.0, 7.0]]
@@ -149,11 +149,11 @@ def test_scatter_reduce_amax_without_self_splits_among_the_scattered_entries():
         g_base, g_src = mg.autograd.grad([out], [base, src], [cot])
         close(g_src.numpy(), want)
         close(g_base.numpy(), [[0.0, 2.0, 0.0], [4.0, 0.0, 0.0]])  # the unwritten positions
+        distinct = mg.tensor([[2.0, 5.5, 4.0, 1.0], [3.0, 2.5, 0.5, 1.0]], requires_grad=True)
         assert gradcheck(
-            lambda s_, b_: mg.scatter_reduce(b_, 1, index, s_, reduce, include_self=False),
-            (mg.tensor(np.array([[2.0, 5.5, 4.0, 1.0], [3.0, 2.5, 0.5, 1.0]]), requires_grad=True),
-             base),
-        )  # fmt: skip
+            lambda s_, b_, r=reduce: mg.scatter_reduce(b_, 1, index, s_, r, include_self=False),
+            (distinct, base),
+        )
 
 
 def test_scatter_reduce_prod_is_exact_at_zeros():
@@ -218,7 +218,7 @@ def test_cholesky_solve_reads_and_differentiates_the_triangle():
     assert np.all(np.triu(g.numpy(), 1) == 0)  # entries above the diagonal are never read
 
 
-# -- scans and reductions --------------------------------------------------------------------------
+# -- scans and reductions ------------------------------------------------------------------------
 def test_logcumsumexp_is_exact_over_a_wide_range():
     x = [-1000.0, 0.0, 1000.0, -2000.0, 999.0]
     m, t = pair(x)
@@ -261,7 +261,7 @@ def test_composites_against_finite_differences():
         assert gradcheck(fn, inputs), fn
 
 
-# -- in-place variants, errors, graphs ---------------------------------------------------------------
+# -- in-place variants, errors, graphs -----------------------------------------------------------
 @pytest.mark.parametrize(
     ("method", "args"),
     [

@@ -27,11 +27,11 @@ from typing import Any, NamedTuple, TypeVar
 
 import numpy as np
 
+from ..backend.structured import is_structured
 from ..core import grad_mode as _grad_mode
 from ..core import nodes
 from ..core.apply import set_tangent, tangents_of, tensor_edge
 from ..core.graph import NODE_WATCHERS, BatchingUnsupported, Node, current_saved_hooks
-from ..backend.structured import is_structured
 from ..core.nodes import Packed, check_version, fit_gradient, freed_error
 from ..ops import batching as _batching
 from ..ops import composite as _ops

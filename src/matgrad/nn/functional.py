@@ -14,6 +14,7 @@ import numpy as np
 from ..core.grad_mode import no_grad
 from ..core.tensor_base import as_tensor
 from ..creation import default_generator
+from ..ops import batching as _batching
 from ..ops import composite as C
 from ..ops import linalg as _linalg
 from ..ops.bindings import FUNCTIONS as _F
@@ -462,18 +463,22 @@ def nll_loss(
     t = _target_indices(target)
     if t.dtype.kind not in "iu":
         raise RuntimeError(f"expected scalar type Long but found {t.dtype}")
+    # inside func.vmap a batched target's array holds the batch axes too: tensor ops for it
+    batched = _batching.is_batched(target)
+    t_shape = tuple(target.shape) if batched else t.shape
     one = input.ndim == 1
     if one:
         input = C.unsqueeze(input, 0)
-        t = t.reshape(1)
+        t = t if batched else t.reshape(1)
+        target, t_shape = (C.reshape(target, (1,)) if batched else target), (1,)
     if input.ndim < 2:
         raise ValueError(f"Expected 1 or more dimensions (got {input.ndim})")
     n_classes = input.shape[1]
     expected = (input.shape[0], *input.shape[2:])
-    if tuple(t.shape) != expected:
+    if tuple(t_shape) != expected:
         raise ValueError(
             f"Expected target of shape {list(expected)} for input of shape "
-            f"{list(input.shape)}, got {list(t.shape)}"
+            f"{list(input.shape)}, got {list(t_shape)}"
         )
     ignored = t == ignore_index
     safe = np.where(ignored, 0, t)
@@ -481,11 +486,19 @@ def nll_loss(
         bad = safe[(safe < 0) | (safe >= n_classes)].flat[0]
         raise IndexError(f"Target {bad} is out of bounds.")
     x = _class_last(input)
-    picked = C.squeeze(C.take_along_axis(x, safe[..., None], -1), -1)
-    if weight is not None:
-        w = C.getitem(_t(weight), safe) * Tensor._wrap(~ignored)
+    if batched:
+        keep = C.ne(target, ignore_index)
+        safe_t = C._nograd(np.where, keep, target, 0)
+        picked = C.squeeze(C.take_along_axis(x, C.unsqueeze(safe_t, -1), -1), -1)
+        w = C._nograd(lambda k: k.astype(input.dtype), keep)
+        if weight is not None:
+            w = C.getitem(_t(weight), safe_t) * w
     else:
-        w = Tensor._wrap((~ignored).astype(input.dtype))
+        picked = C.squeeze(C.take_along_axis(x, safe[..., None], -1), -1)
+        if weight is not None:
+            w = C.getitem(_t(weight), safe) * Tensor._wrap(~ignored)
+        else:
+            w = Tensor._wrap((~ignored).astype(input.dtype))
     loss = -(picked * w)
     if reduction == "none":
         return C.reshape(loss, ()) if one else loss
@@ -534,6 +547,11 @@ def cross_entropy(
     nll = nll_loss(logp, tgt, weight, ignore_index=ignore_index, reduction=reduction)
     if label_smoothing == 0.0:
         return nll
+    if _batching.is_batched(tgt):
+        raise NotImplementedError(
+            "cross_entropy: label_smoothing with class indices batched by func.vmap is not "
+            "supported yet"
+        )
     t = tgt._data
     ignored = Tensor._wrap(t == ignore_index)
     if weight is not None:

@@ -1099,7 +1099,9 @@ def _expand_to(input: Tensor, shape: tuple[int, ...]) -> Tensor:
 def _check_index(op: str, idx: np.ndarray, n: int, axis: int) -> None:
     if idx.size and (idx.min() < 0 or idx.max() >= n):
         bad = idx.min() if idx.min() < 0 else idx.max()
-        raise RuntimeError(f"{op}(): index {bad} is out of bounds for dimension {axis} with size {n}")
+        raise RuntimeError(
+            f"{op}(): index {bad} is out of bounds for dimension {axis} with size {n}"
+        )
 
 
 def _scatter_args(
@@ -1129,7 +1131,8 @@ def _scatter_args(
     if src is not None:
         if isinstance(src, Tensor):
             s = _as_1d(src)
-            if s.ndim != x.ndim or builtins.any(i > n for i, n in zip(idx.shape, s.shape)):
+            larger = builtins.any(i > n for i, n in zip(idx.shape, s.shape, strict=False))
+            if s.ndim != x.ndim or larger:
                 raise RuntimeError(
                     f"{op}(): the index of shape {tuple(idx.shape)} must not be larger than "
                     f"src of shape {tuple(src.shape)}"
@@ -1154,13 +1157,14 @@ def _embed(region_value: Tensor, shape: tuple[int, ...], fill: float = 0.0) -> T
     if tuple(region_value.shape) == tuple(shape):
         return region_value
     amounts: list[int] = []
-    for r, n in zip(reversed(region_value.shape), reversed(shape)):
+    for r, n in zip(reversed(region_value.shape), reversed(shape), strict=False):
         amounts += [0, n - r]
     return OPS["pad"](region_value, pad=tuple(amounts), value=float(fill))
 
 
 def _embed_raw(region: np.ndarray, shape: tuple[int, ...], fill: Any = 0) -> np.ndarray:
-    return np.pad(region, [(0, n - r) for r, n in zip(region.shape, shape)], constant_values=fill)
+    widths = [(0, n - r) for r, n in zip(region.shape, shape, strict=False)]
+    return np.pad(region, widths, constant_values=fill)
 
 
 def _scatter_sum(src: Tensor, idx: np.ndarray, d: int, region: tuple[int, ...]) -> Tensor:
@@ -1236,7 +1240,9 @@ def scatter(
         raise TypeError("scatter(): expected a src tensor or a value")
     if reduce is not None:
         if reduce not in ("add", "multiply"):
-            raise RuntimeError(f"scatter(): reduce argument must be 'add' or 'multiply', got {reduce!r}")
+            raise RuntimeError(
+                f"scatter(): reduce argument must be 'add' or 'multiply', got {reduce!r}"
+            )
         return scatter_reduce(input, dim, index, src, "sum" if reduce == "add" else "prod")
     x, d, idx, s, region = _scatter_args("scatter", input, dim, index, src)
     return _reshaped_like(_scatter_values(x, d, idx, s, region), input)
@@ -1559,7 +1565,9 @@ def select_scatter(input: Tensor, src: Tensor, dim: int, index: int) -> Tensor:
     d = _norm_dim("select_scatter", dim, input.ndim)
     n = input.shape[d]
     if not -n <= index < n:
-        raise IndexError(f"select_scatter(): index {index} out of range for dimension {dim} of size {n}")
+        raise IndexError(
+            f"select_scatter(): index {index} out of range for dimension {dim} of size {n}"
+        )
     return _scatter_view("select_scatter", input, src, _positions(input)[_along(d, int(index))])
 
 
@@ -1578,7 +1586,7 @@ def _strided_positions(op: str, input: Tensor, size: Any, stride: Any, offset: i
     size, stride = tuple(int(s) for s in size), tuple(int(s) for s in stride)
     if len(size) != len(stride):
         raise RuntimeError(f"{op}(): mismatch in length of strides and shape ({size}, {stride})")
-    last = offset + builtins.sum((n - 1) * s for n, s in zip(size, stride) if n > 0)
+    last = offset + builtins.sum((n - 1) * s for n, s in zip(size, stride, strict=False) if n > 0)
     if builtins.all(n > 0 for n in size) and last >= input.numel():
         raise RuntimeError(
             f"{op}(): setStorage: sizes {list(size)}, strides {list(stride)}, storage offset "
@@ -1647,7 +1655,7 @@ def movedim(input: Tensor, source: Any, destination: Any) -> Tensor:
         return OPS["reshape"](input, shape=())
     rest = [a for a in range(input.ndim) if a not in src]
     order = [0] * input.ndim
-    for s, t in zip(src, dst):
+    for s, t in zip(src, dst, strict=False):
         order[t] = s
     it = iter(rest)
     order = [order[i] if i in dst else next(it) for i in range(input.ndim)]
@@ -1730,7 +1738,8 @@ def _split_at(input: Tensor, cuts: Sequence[int], d: int) -> tuple[Tensor, ...]:
     n = input.shape[d]
     bounds = [0, *(builtins.min(builtins.max(int(c), 0), n) for c in cuts), n]
     return tuple(
-        getitem(input, _along(d, slice(a, builtins.max(a, b)))) for a, b in itertools.pairwise(bounds)
+        getitem(input, _along(d, slice(a, builtins.max(a, b))))
+        for a, b in itertools.pairwise(bounds)
     )
 
 
@@ -1739,7 +1748,9 @@ def tensor_split(input: Tensor, indices_or_sections: Any, dim: int = 0) -> tuple
     longer), or the pieces between the listed ``indices``."""
     input = _tensor(input)
     if input.ndim == 0:
-        raise RuntimeError("tensor_split expected at least a 1-dimensional tensor, but got a 0-d tensor")
+        raise RuntimeError(
+            "tensor_split expected at least a 1-dimensional tensor, but got a 0-d tensor"
+        )
     d = _norm_dim("tensor_split", dim, input.ndim)
     spec = indices_or_sections
     if isinstance(spec, Tensor):
@@ -1809,9 +1820,9 @@ def repeat(input: Tensor, *sizes: Any) -> Tensor:
         )
     shape = (1,) * (len(sizes) - input.ndim) + tuple(input.shape)
     unit = tuple(x for s in shape for x in (1, s))
-    wide = tuple(x for r, s in zip(sizes, shape) for x in (r, s))
+    wide = tuple(x for r, s in zip(sizes, shape, strict=False) for x in (r, s))
     out = expand(reshape(input, unit), wide)
-    return reshape(out, tuple(r * s for r, s in zip(sizes, shape)))
+    return reshape(out, tuple(r * s for r, s in zip(sizes, shape, strict=False)))
 
 
 def tile(input: Tensor, *dims: Any) -> Tensor:
@@ -1867,10 +1878,14 @@ def meshgrid(*tensors: Any, indexing: str | None = None) -> tuple[Tensor, ...]:
     ts = [_tensor(t) for t in tensors]
     indexing = "ij" if indexing is None else indexing
     if indexing not in ("ij", "xy"):
-        raise ValueError(f"torch.meshgrid: indexing must be one of 'xy' or 'ij', but received: {indexing}")
+        raise ValueError(
+            f"torch.meshgrid: indexing must be one of 'xy' or 'ij', but received: {indexing}"
+        )
     for t in ts:
         if t.ndim > 1:
-            raise RuntimeError(f"torch.meshgrid: Expected 0D or 1D tensor in the tensor list but got: {t.ndim}-d")
+            raise RuntimeError(
+                f"torch.meshgrid: Expected 0D or 1D tensor in the tensor list but got: {t.ndim}-d"
+            )
     if len({t.dtype for t in ts}) > 1:
         raise RuntimeError("torch.meshgrid: expects all tensors to have the same dtype")
     sizes = [t.numel() for t in ts]
@@ -1891,7 +1906,9 @@ def cartesian_prod(*tensors: Any) -> Tensor:
     ts = [_tensor(t) for t in tensors]
     for t in ts:
         if t.ndim != 1:
-            raise RuntimeError(f"cartesian_prod: Expect a 1D vector, but got shape {tuple(t.shape)}")
+            raise RuntimeError(
+                f"cartesian_prod: Expect a 1D vector, but got shape {tuple(t.shape)}"
+            )
     if len(ts) == 1:
         return ts[0]
     return stack([reshape(g, (-1,)) for g in meshgrid(*_promoted(ts), indexing="ij")], 1)
@@ -1945,7 +1962,9 @@ def rot90(input: Tensor, k: int = 1, dims: Sequence[int] = (0, 1)) -> Tensor:
         raise RuntimeError(f"expected total dims >= 2, but got total dims = {input.ndim}")
     a, b = (_norm_dim("rot90", x, input.ndim) for x in dims)
     if a == b:
-        raise RuntimeError(f"expected rotation dims to be different, but got dim0 = {a} and dim1 = {b}")
+        raise RuntimeError(
+            f"expected rotation dims to be different, but got dim0 = {a} and dim1 = {b}"
+        )
     k = int(k) % 4
     if k == 1:
         return transpose(flip(input, [b]), a, b)
@@ -1995,7 +2014,9 @@ def unfold(input: Tensor, dimension: int, size: int, step: int) -> Tensor:
     d = _norm_dim("unfold", dimension, x.ndim)
     n = x.shape[d]
     if size > n:
-        raise RuntimeError(f"maximum size for tensor at dimension {dimension} is {n} but size is {size}")
+        raise RuntimeError(
+            f"maximum size for tensor at dimension {dimension} is {n} but size is {size}"
+        )
     if step <= 0:
         raise RuntimeError(f"step is {step} but must be > 0")
     starts = np.arange(0, n - size + 1, step)
@@ -2111,7 +2132,9 @@ def _nan_aware_pick(op: str, input: Any, other: Any, better: Any) -> Tensor:
     av, bv = np.asarray(_values(a)), np.asarray(_values(b))
     # the gradient goes where the value comes from: to input where it wins or ties, or where
     # other is nan (PyTorch's fmax/fmin)
-    take_a = better(av, bv) | np.isnan(bv) if np.result_type(av, bv).kind in "fc" else better(av, bv)
+    take_a = better(av, bv)
+    if np.result_type(av, bv).kind in "fc":
+        take_a = take_a | np.isnan(bv)
     return P.where(_const(take_a), a, b)
 
 
@@ -2453,7 +2476,10 @@ def cov(
     ``numpy.cov``; a 0-d result for one variable."""
     input = _tensor(input)
     if input.ndim > 2:
-        raise RuntimeError(f"cov(): expected input to have two or fewer dimensions but got an input with {input.ndim} dimensions")
+        raise RuntimeError(
+            "cov(): expected input to have two or fewer dimensions but got an input with "
+            f"{input.ndim} dimensions"
+        )
     x = reshape(input, (1, -1)) if input.ndim < 2 else input
     if x.dtype.kind not in "fc":
         x = to_dtype(x, np.float64)
@@ -2461,7 +2487,9 @@ def cov(
     w = None
     # the weights keep their dtypes (PyTorch's cov computes their sums in them)
     if fweights is not None and _tensor(fweights).dtype.kind not in "iu":
-        raise RuntimeError(f"cov(): expected fweights to have integral dtype, got {_tensor(fweights).dtype}")
+        raise RuntimeError(
+            f"cov(): expected fweights to have integral dtype, got {_tensor(fweights).dtype}"
+        )
     if fweights is not None and aweights is not None:
         fweights = to_dtype(_tensor(fweights), _tensor(aweights).dtype)
     for name, wt in (("fweights", fweights), ("aweights", aweights)):
@@ -2469,7 +2497,10 @@ def cov(
             continue
         wt = _tensor(wt)
         if wt.ndim > 1 or wt.numel() != n:
-            raise RuntimeError(f"cov(): expected {name} to have one dimension of size {n}, got shape {tuple(wt.shape)}")
+            raise RuntimeError(
+                f"cov(): expected {name} to have one dimension of size {n}, got shape "
+                f"{tuple(wt.shape)}"
+            )
         if builtins.any(np.asarray(_values(wt)).reshape(-1) < 0):
             raise RuntimeError(f"cov(): {name} cannot be negative")
         wt = reshape(wt, (-1,))
@@ -2478,7 +2509,8 @@ def cov(
         avg = mean(x, 1, keepdim=True)
         norm: Any = builtins.max(n - correction, 0)
         xc = P.sub(x, avg)
-        c = matmul(xc, transpose(OPS["conj"](xc), 0, 1) if x.dtype.kind == "c" else transpose(xc, 0, 1))
+        xt = transpose(OPS["conj"](xc) if x.dtype.kind == "c" else xc, 0, 1)
+        c = matmul(xc, xt)
     else:
         w_sum = sum(w)
         avg = P.div(sum(P.mul(x, w), 1, keepdim=True), w_sum)
@@ -2571,7 +2603,9 @@ def topk(
     input, x, d, a = _along_parts("topk", input, dim)
     n = x.shape[d]
     if not 0 <= k <= n:
-        raise RuntimeError(f"topk(): selected index k out of range (k = {k}, size {n} along dim {dim})")
+        raise RuntimeError(
+            f"topk(): selected index k out of range (k = {k}, size {n} along dim {dim})"
+        )
     idx = _order(a, x.ndim + d, bool(largest))[_along(d, slice(0, int(k)))].astype(np.int64)
     return _picked(input, x, d, idx, True)
 
@@ -2581,7 +2615,9 @@ def kthvalue(input: Tensor, k: int, dim: int = -1, keepdim: bool = False) -> Sor
     input, x, d, a = _along_parts("kthvalue", input, dim)
     n = x.shape[d]
     if not 1 <= k <= n:
-        raise IndexError(f"kthvalue(): selected number k out of range for dimension {dim} (k = {k}, size {n})")
+        raise IndexError(
+            f"kthvalue(): selected number k out of range for dimension {dim} (k = {k}, size {n})"
+        )
     idx = _order(a, x.ndim + d, False)[_along(d, slice(int(k) - 1, int(k)))].astype(np.int64)
     return _picked(input, x, d, idx, keepdim)
 
@@ -2660,16 +2696,23 @@ def _quantile(
 ) -> Tensor:
     input = _tensor(input)
     if input.dtype.kind != "f":
-        raise RuntimeError(f"{op}() input tensor must be either float or double dtype, got {input.dtype}")
+        raise RuntimeError(
+            f"{op}() input tensor must be either float or double dtype, got {input.dtype}"
+        )
     if isinstance(q, Tensor) and q.dtype != input.dtype:
-        raise RuntimeError(f"{op}() q tensor must be same dtype as the input tensor ({q.dtype}, {input.dtype})")
+        raise RuntimeError(
+            f"{op}() q tensor must be same dtype as the input tensor ({q.dtype}, {input.dtype})"
+        )
     qv = np.asarray(_values(q) if isinstance(q, Tensor) else q, dtype=input.dtype)
     if qv.ndim > 1:
         raise RuntimeError(f"{op}() q must be a scalar or 1D tensor, got shape {tuple(qv.shape)}")
     if ((qv < 0) | (qv > 1)).any():
         raise RuntimeError(f"{op}() q values must be in the range [0, 1]")
     if interpolation not in _INTERPOLATIONS:
-        raise ValueError(f"{op}() interpolation must be one of {', '.join(_INTERPOLATIONS)}, got {interpolation!r}")
+        raise ValueError(
+            f"{op}() interpolation must be one of {', '.join(_INTERPOLATIONS)}, got "
+            f"{interpolation!r}"
+        )
     if input.numel() == 0:
         raise RuntimeError(f"{op}() input tensor must be non-empty")
     if dim is None:

@@ -46,7 +46,9 @@ from ..backend.lapack import (
     DegenerateGradientWarning,
     SingularMatrixGradientWarning,
 )
+from ..core.apply import tensor_edge
 from ..core.grad_mode import state
+from ..core.graph import Node
 from ..core.tensor_base import Tensor, as_tensor
 from ..core.tensor_base import data_of as _raw
 from . import composite as _ops
@@ -59,31 +61,48 @@ __all__ = [
     "SingularMatrixGradientWarning",
     "LinAlgError",
     "cholesky",
+    "cholesky_ex",
+    "cond",
     "cross",
     "det",
+    "diagonal",
     "eig",
     "eigh",
     "eigvals",
     "eigvalsh",
+    "householder_product",
     "inv",
+    "inv_ex",
     "kron",
+    "ldl_factor",
+    "ldl_factor_ex",
+    "ldl_solve",
     "logdet",
     "lstsq",
+    "lu",
+    "lu_factor",
+    "lu_factor_ex",
+    "lu_solve",
     "matrix_exp",
     "matrix_norm",
     "matrix_power",
+    "matrix_rank",
     "multi_dot",
     "norm",
     "pinv",
     "qr",
     "slogdet",
     "solve",
+    "solve_ex",
     "solve_triangular",
     "svd",
     "svdvals",
     "tensor_norm",
     "tensordot",
+    "tensorinv",
+    "tensorsolve",
     "trace",
+    "vander",
     "vecdot",
     "vector_norm",
 ]
@@ -606,6 +625,624 @@ def kron(a: Any, b: Any) -> Tensor:
     ib = tuple(x for s in sb for x in (1, s))
     out = _ops.reshape(a, ia) * _ops.reshape(b, ib)
     return _ops.reshape(out, tuple(x * y for x, y in zip(sa, sb, strict=True)))
+
+
+# -- LU, LDL, Householder products, the _ex variants and tensor solves (issue #13) ---------------
+# One row, linalg_lu (A = P L U); everything else is composed of it and of the other rows: the
+# packed LU of lu_factor, lu_solve as two triangular solves that read the packed factors'
+# triangles (so the gradient of the packed LU is PyTorch's), cholesky_solve and
+# cholesky_inverse as triangular solves, the Householder products in compact WY form
+# (I - V S V^H, one triangular solve for S). LDL and geqrf are forward only, as in PyTorch.
+LUResult = namedtuple("LUResult", ["P", "L", "U"])
+LUFactorResult = namedtuple("LUFactorResult", ["LU", "pivots"])
+LUFactorExResult = namedtuple("LUFactorExResult", ["LU", "pivots", "info"])
+CholeskyExResult = namedtuple("CholeskyExResult", ["L", "info"])
+InvExResult = namedtuple("InvExResult", ["inverse", "info"])
+SolveExResult = namedtuple("SolveExResult", ["result", "info"])
+LDLFactorResult = namedtuple("LDLFactorResult", ["LD", "pivots"])
+LDLFactorExResult = namedtuple("LDLFactorExResult", ["LD", "pivots", "info"])
+
+
+def _const(x: Any) -> Tensor:
+    return Tensor._wrap(np.asarray(x))
+
+
+def _eye(n: int, m: int, dtype: Any) -> Tensor:
+    return _const(np.eye(n, m, dtype=dtype))
+
+
+def _no_pivot(op: str, pivot: bool) -> None:
+    if not pivot:
+        raise RuntimeError(
+            f"linalg.{op}: LU without pivoting is not implemented on the CPU (LAPACK's getrf "
+            "always pivots; PyTorch has it on CUDA only)"
+        )
+
+
+def _first_failure(info: np.ndarray) -> tuple[tuple[int, ...], int]:
+    index = tuple(int(i) for i in np.argwhere(info > 0)[0]) if info.ndim else ()
+    return index, int(info[index])
+
+
+def _raise_for_info(op: str, info: np.ndarray, shape: tuple[int, ...], what: str) -> None:
+    """LinAlgError naming the op, the first failing matrix (batch index), the order ``i`` of
+    ``what`` (a format string) and the input's shape, where any ``info`` is positive."""
+    if not np.any(info > 0):
+        return
+    index, i = _first_failure(info)
+    where = f" (batch index {index})" if index else ""
+    raise LinAlgError(f"linalg.{op}: {what.format(i=i, i0=i - 1)}{where}; input of shape {shape}")
+
+
+def _pack_lu(L: Tensor, U: Tensor) -> Tensor:
+    """The m x n matrix holding L's strict lower part and U (getrf's layout)."""
+    m, k = L.shape[-2:]
+    n = U.shape[-1]
+    low, up = _ops.tril(L, -1), U
+    if n > k:
+        low = _ops.pad(low, (0, n - k))
+    if m > k:
+        up = _ops.pad(up, (0, 0, 0, m - k))
+    return low + up
+
+
+def lu(A: Any, *, pivot: bool = True) -> LUResult:
+    """A = P L U with partial pivoting (LAPACK's getrf): P m x m, L m x k unit lower
+    triangular, U k x n upper triangular, k = min(m, n). Differentiable in A through L and U
+    (P is piecewise constant); the row ``linalg_lu``."""
+    A = _matrix("lu", A)
+    _no_pivot("lu", pivot)
+    P, L, U, _, _ = OPS["linalg_lu"](A)
+    return LUResult(P.detach(), L, U)
+
+
+def lu_factor_ex(A: Any, *, pivot: bool = True, check_errors: bool = False) -> LUFactorExResult:
+    """(LU, pivots, info): L (unit diagonal not stored) and U packed in one m x n matrix,
+    1-based int32 pivots (row i was interchanged with row pivots[i]), int32 info = i > 0 where
+    U[i-1, i-1] is exactly zero (then ``check_errors`` raises)."""
+    A = _matrix("lu_factor_ex", A)
+    _no_pivot("lu_factor_ex", pivot)
+    if _tracked(A):
+        _, L, U, pivots, info = OPS["linalg_lu"](A)
+        LU = _pack_lu(L, U)
+    else:
+        LU, pivots, info = (_const(x) for x in _af.lu_factor(A._data))
+    if check_errors:
+        _raise_for_info(
+            "lu_factor_ex", info._data, tuple(A.shape), "U[{i0},{i0}] is zero (A is singular)"
+        )
+    return LUFactorExResult(LU, pivots, info)
+
+
+def lu_factor(A: Any, *, pivot: bool = True) -> LUFactorResult:
+    """(LU, pivots) of :func:`lu_factor_ex`; raises where U has a zero on its diagonal (A
+    singular), as PyTorch's (``lu_factor_ex`` returns it with ``info`` instead)."""
+    LU, pivots, info = lu_factor_ex(A, pivot=pivot)
+    _raise_for_info(
+        "lu_factor",
+        info._data,
+        tuple(LU.shape),
+        "U[{i0},{i0}] is zero and using it on lu_solve would result in a division by zero (A "
+        "is singular); linalg.lu or linalg.lu_factor_ex factor it anyway",
+    )
+    return LUFactorResult(LU, pivots)
+
+
+def _permutation(op: str, pivots: Any, m: int, dtype: Any) -> Tensor:
+    """P (a constant) from getrf's 1-based pivots: A = P L U."""
+    perm = _af.lu_permutation(_raw(pivots), m, op)
+    return _const(_af.permutation_matrix(perm, dtype))
+
+
+def lu_unpack(
+    LU_data: Any,  # noqa: N803 - PyTorch's names
+    LU_pivots: Any,  # noqa: N803
+    unpack_data: bool = True,
+    unpack_pivots: bool = True,
+) -> LUResult:
+    """(P, L, U) from lu_factor's packed (LU, pivots): L = tril(LU, -1) + I (m x k), U =
+    triu(LU) (k x n); differentiable in LU. Without ``unpack_data`` (``unpack_pivots``) L and U
+    (P) are empty, as PyTorch's."""
+    LU = _matrix("lu_unpack", LU_data)
+    m, n = LU.shape[-2:]
+    k = builtins.min(m, n)
+    empty = _const(np.empty((0,), dtype=LU.dtype))
+    P = _permutation("lu_unpack", LU_pivots, m, LU.dtype) if unpack_pivots else empty
+    if not unpack_data:
+        return LUResult(P, empty, empty)
+    L = _ops.tril(LU[..., :, :k], -1) + _eye(m, k, LU.dtype)
+    return LUResult(P, L, _ops.triu(LU[..., :k, :], 0))
+
+
+def lu_solve(LU: Any, pivots: Any, B: Any, *, left: bool = True, adjoint: bool = False) -> Tensor:
+    """X with A X = B (X A = B with ``left=False``; A^H for ``adjoint``) from lu_factor's
+    (LU, pivots) of A = P L U: X = U^-1 L^-1 P^T B, two triangular solves that read LU's
+    triangles, so the gradient reaches LU's strict lower part (L) and upper part (U)."""
+    LU = _matrix("lu_solve", LU, square=True)
+    B = _matrix("lu_solve", B)
+    n = LU.shape[-1]
+    if B.shape[-2 if left else -1] != n:
+        raise RuntimeError(
+            f"linalg.lu_solve: LU of shape {tuple(LU.shape)} and B of shape {tuple(B.shape)} do "
+            f"not match (B.shape[{-2 if left else -1}] must be {n})"
+        )
+    if not left:  # X A = B: A^H X^H = B^H (and X A^H = B: A X^H = B^H)
+        return _mH(lu_solve(LU, pivots, _mH(B), adjoint=not adjoint))
+    P = _permutation("lu_solve", pivots, n, LU.dtype)
+    tri = OPS["linalg_solve_triangular"]
+    if adjoint:  # A^H = U^H L^H P^T: X = P L^-H U^-H B
+        Y = tri(_mH(LU), B, upper=False, unitriangular=False)
+        return P @ tri(_mH(LU), Y, upper=True, unitriangular=True)
+    Y = tri(LU, P.mT @ B, upper=False, unitriangular=True)
+    return tri(LU, Y, upper=True, unitriangular=False)
+
+
+def _ex_where(bad: np.ndarray, A: Tensor, fallback: Tensor, fn: Any) -> Tensor:
+    """fn(A) for the matrices of A where ``bad`` is False, ``fallback`` (a constant) where it
+    is True: fn sees the identity in the bad matrices' place, so no gradient or error comes
+    from them."""
+    mask = _const(bad[..., None, None])
+    n = A.shape[-1]
+    return _P.where(mask, fallback, fn(_P.where(mask, _eye(n, n, A.dtype), A)))
+
+
+def cholesky_ex(A: Any, *, upper: bool = False, check_errors: bool = False) -> CholeskyExResult:
+    """(L, info) of the Cholesky factorization; info = i > 0 (int32) where the leading minor of
+    order i is not positive definite, whose L is LAPACK's partial factor (no gradient);
+    ``check_errors`` raises instead."""
+    A = _matrix("cholesky_ex", A, square=True)
+    raw, info = _af.cholesky_info(A._data)
+    if check_errors:
+        _raise_for_info(
+            "cholesky_ex",
+            info,
+            tuple(A.shape),
+            "the input is not positive-definite (the leading minor of order {i} is not "
+            "positive-definite)",
+        )
+    bad = info > 0
+    if not _tracked(A):
+        L = _const(raw)
+    elif not bad.any():
+        L = OPS["linalg_cholesky"](A)
+    else:
+        L = _ex_where(bad, A, _const(raw), OPS["linalg_cholesky"])
+    return CholeskyExResult(_mH(L) if upper else L, _const(info))
+
+
+def _solve_ex(op: str, A: Tensor, B: Tensor, check_errors: bool) -> tuple[Tensor, Tensor]:
+    """(A^-1 B, info) with batch axes broadcast, B a (batch of) matrix: LAPACK's values (inf
+    and NaN) where A is singular (info > 0), where the gradient is zero."""
+    batch = tuple(np.broadcast_shapes(tuple(A.shape[:-2]), tuple(B.shape[:-2])))
+    if check_errors or _tracked(A) or _tracked(B):
+        info = _af.lu_factor(A._data)[2]
+        _raise_for_info(op, info, tuple(A.shape), "the matrix A is singular: U[{i0},{i0}] is 0")
+        if not np.any(info > 0) and (_tracked(A) or _tracked(B)):
+            X = OPS["linalg_solve"](A, B)[0]
+            return X, _const(np.broadcast_to(info, batch).copy())
+    X, info = _af.solve_unchecked(A._data, B._data)
+    if not (_tracked(A) or _tracked(B)):
+        return _const(X), _const(info)
+    bad = np.broadcast_to(_af.lu_factor(A._data)[2] > 0, tuple(A.shape[:-2]))
+    mask = _const(bad[..., None, None])
+    n = A.shape[-1]
+    safe = _P.where(mask, _eye(n, n, A.dtype), A)
+    return _P.where(mask, _const(X), OPS["linalg_solve"](safe, B)[0]), _const(info)
+
+
+def inv_ex(A: Any, *, check_errors: bool = False) -> InvExResult:
+    """(A^-1, info): info = i > 0 (int32) where U[i-1, i-1] of A's LU is zero (A singular; its
+    inverse is then LAPACK's inf/NaN and has no gradient); ``check_errors`` raises instead."""
+    A = _matrix("inv_ex", A, square=True)
+    if _tracked(A) or check_errors:
+        info = _af.lu_factor(A._data)[2]
+        _raise_for_info("inv_ex", info, tuple(A.shape), "the matrix is singular: U[{i0},{i0}] is 0")
+        if not np.any(info > 0):
+            return InvExResult(inv(A), _const(info))
+    n = A.shape[-1]
+    eye = np.broadcast_to(np.eye(n, dtype=A.dtype), tuple(A.shape))
+    X, info = _af.solve_unchecked(A._data, eye)
+    if not _tracked(A):
+        return InvExResult(_const(X), _const(info))
+    return InvExResult(_ex_where(info > 0, A, _const(X), OPS["linalg_inv"]), _const(info))
+
+
+def solve_ex(
+    A: Any, B: Any, *, left: bool = True, check_errors: bool = False
+) -> SolveExResult:
+    """(X, info) with A X = B (X A = B with ``left=False``); info as :func:`inv_ex`'s."""
+    A = _matrix("solve_ex", A, square=True)
+    B = _float_tensor("solve_ex", B)
+    if not left:
+        X, info = solve_ex(A.mT, B.mT, check_errors=check_errors)
+        return SolveExResult(X.mT, info)
+    vector = _is_vector_rhs(A, B)
+    Bm = _ops.unsqueeze(B, -1) if vector else B
+    if Bm.ndim < 2 or Bm.shape[-2] != A.shape[-1]:
+        raise RuntimeError(
+            f"linalg.solve_ex: A of shape {tuple(A.shape)} and B of shape {tuple(B.shape)} do "
+            "not match (A.shape[-1] != B.shape[-2])"
+        )
+    X, info = _solve_ex("solve_ex", A, Bm, check_errors)
+    return SolveExResult(_ops.squeeze(X, -1) if vector else X, info)
+
+
+# -- condition numbers, ranks, tensor inverses and solves ----------------------------------------
+_COND_ORDS = ("fro", "nuc", math.inf, -math.inf, 1, -1)
+
+
+def cond(A: Any, p: Any = None) -> Tensor:
+    """The condition number: s_max / s_min for p = None or 2 (s_min / s_max for -2; any
+    m x n), else ||A||_p ||A^-1||_p for square A (p 'fro', 'nuc', 1, -1, inf, -inf), inf for
+    a singular matrix (with zero gradient), as PyTorch's."""
+    A = _matrix("cond", A)
+    if p is None or (not isinstance(p, str) and p in (2, -2)):
+        s = svdvals(A)
+        if s.shape[-1] == 0:
+            return _const(np.zeros(tuple(A.shape[:-2]), dtype=s.dtype))
+        big, small = s[..., 0], s[..., -1]
+        return small / big if p == -2 else big / small
+    if p not in _COND_ORDS:
+        raise ValueError(f"linalg.cond: unsupported p {p!r} (None, 'fro', 'nuc', ±1, ±2, ±inf)")
+    if A.shape[-1] != A.shape[-2]:
+        raise RuntimeError(
+            f"linalg.cond(ord={p}): A must be batches of square matrices, but they are "
+            f"{A.shape[-2]} by {A.shape[-1]} matrices"
+        )
+    bad = _af.lu_factor(A._data)[2] > 0
+
+    def ratio(M: Tensor) -> Tensor:
+        return matrix_norm(M, p) * matrix_norm(inv(M), p)
+
+    if not bad.any():
+        return ratio(A)
+    mask = _const(bad)
+    safe = _P.where(_const(bad[..., None, None]), _eye(A.shape[-1], A.shape[-1], A.dtype), A)
+    return _P.where(mask, math.inf, ratio(safe))
+
+
+def _tolerance_array(x: Any) -> np.ndarray | None:
+    return None if x is None else np.asarray(_raw(x), dtype=np.float64)
+
+
+def matrix_rank(
+    A: Any,
+    tol: Any = None,
+    hermitian: bool = False,
+    *,
+    atol: Any = None,
+    rtol: Any = None,
+) -> Tensor:
+    """The number of singular values (|eigenvalues| with ``hermitian``) above
+    max(atol, rtol * s_max), int64, no gradient. rtol defaults to eps * max(m, n) where atol
+    is not given or is 0, else to 0 (PyTorch's rule); ``tol`` (PyTorch's older argument) is
+    atol with rtol = 0. atol and rtol may be tensors that broadcast against the batch."""
+    A = _matrix("matrix_rank", A)
+    if tol is not None:
+        if atol is not None or rtol is not None:
+            raise RuntimeError("linalg.matrix_rank: give tol or atol/rtol, not both")
+        atol, rtol = tol, 0.0
+    data = A._data
+    if hermitian:
+        s = np.abs(np.linalg.eigvalsh(data)) if data.size else np.zeros(data.shape[:-1])
+    else:
+        s = _af.svd(data, compute_uv=False) if data.size else np.zeros(data.shape[:-2] + (0,))
+    s = np.asarray(s)
+    a, r = _tolerance_array(atol), _tolerance_array(rtol)
+    if r is None:
+        default = np.finfo(s.dtype if s.dtype.kind == "f" else np.float64).eps * builtins.max(
+            A.shape[-2:]
+        )
+        r = np.asarray(default) if a is None else np.where(a > 0, 0.0, default)
+    a = np.zeros(()) if a is None else a
+    smax = np.max(s, axis=-1, initial=0.0)
+    cutoff = np.maximum(a, r * smax)
+    return _const(np.sum(s > cutoff[..., None], axis=-1).astype(np.int64))
+
+
+def tensorinv(A: Any, ind: int = 2) -> Tensor:
+    """The inverse of A for the tensor product over its first ``ind`` axes: A reshaped to a
+    square prod(shape[:ind]) x prod(shape[ind:]) matrix, inverted, reshaped to
+    shape[ind:] + shape[:ind]."""
+    A = _float_tensor("tensorinv", A)
+    if int(ind) <= 0:
+        raise RuntimeError(f"linalg.tensorinv: expected a strictly positive ind, got {ind}")
+    ind = int(ind)
+    rows, cols = tuple(A.shape[:ind]), tuple(A.shape[ind:])
+    if math.prod(rows) != math.prod(cols):
+        raise RuntimeError(
+            f"linalg.tensorinv: prod(A.shape[ind:]) = {math.prod(cols)} must equal "
+            f"prod(A.shape[:ind]) = {math.prod(rows)} (A of shape {tuple(A.shape)}, ind={ind})"
+        )
+    M = _ops.reshape(A, (math.prod(rows), math.prod(cols)))
+    return _ops.reshape(inv(M), cols + rows)
+
+
+def tensorsolve(A: Any, B: Any, dims: Sequence[int] | None = None) -> Tensor:
+    """X with tensordot(A, X, X.ndim) = B: the axes ``dims`` of A moved to the end, A
+    reshaped to a prod(B.shape) x prod(A.shape[B.ndim:]) matrix and solved against B's
+    elements; X has shape A.shape[B.ndim:]."""
+    A = _float_tensor("tensorsolve", A)
+    B = _float_tensor("tensorsolve", B)
+    if dims is not None:
+        moved = [_ops._norm_dim("tensorsolve", d, A.ndim) + A.ndim for d in dims]
+        rest = [d for d in range(A.ndim) if d not in moved]
+        A = _ops.permute(A, tuple(rest + moved))
+    out_shape = tuple(A.shape[B.ndim :])
+    if math.prod(A.shape[: B.ndim]) != math.prod(B.shape) or math.prod(B.shape) != math.prod(
+        out_shape
+    ):
+        raise RuntimeError(
+            f"linalg.tensorsolve: A of shape {tuple(A.shape)} and B of shape {tuple(B.shape)} do "
+            "not match (prod(A.shape[B.ndim:]) and prod(A.shape[:B.ndim]) must both equal "
+            "prod(B.shape))"
+        )
+    M = _ops.reshape(A, (math.prod(B.shape), math.prod(out_shape)))
+    return _ops.reshape(solve(M, _ops.reshape(B, (math.prod(B.shape),))), out_shape)
+
+
+# -- Householder products -----------------------------------------------------------------------
+def _reflectors(op: str, A: Tensor, tau: Tensor) -> tuple[Tensor, Tensor]:
+    """(V, S) with H_1 H_2 ... H_k = I - V S V^H, H_i = I - tau_i v_i v_i^H (LAPACK's
+    convention; v_i the i-th column of A below the diagonal, 1 on it): V = tril(A, -1) + I
+    (m x k) and S upper triangular with S^-1 = diag(1/tau) + triu(V^H V, 1) (the compact WY
+    form: Schreiber & Van Loan 1989; Joffrain et al. 2006), computed as S = (I + D N)^-1 D,
+    D = diag(tau), N = triu(V^H V, 1): one unit triangular solve, defined for tau_i = 0 too."""
+    m, n = A.shape[-2:]
+    k = tau.shape[-1]
+    if tau.ndim != A.ndim - 1 or tuple(tau.shape[:-1]) != tuple(A.shape[:-2]):
+        raise RuntimeError(
+            f"{op}: tau of shape {tuple(tau.shape)} does not match input of shape "
+            f"{tuple(A.shape)} (expected the batch shape {tuple(A.shape[:-2])} and one value "
+            "per reflector)"
+        )
+    if k > n:
+        raise RuntimeError(
+            f"{op}: input.shape[-1] must be greater than or equal to tau.shape[-1], got "
+            f"input of shape {tuple(A.shape)} and tau of shape {tuple(tau.shape)}"
+        )
+    V = _ops.tril(A[..., :, :k], -1) + _eye(m, k, A.dtype)
+    N = _ops.triu(_mH(V) @ V, 1)
+    DN = _ops.unsqueeze(tau, -1) * N  # strictly upper: the solve's unit diagonal is implied
+    S = OPS["linalg_solve_triangular"](
+        DN, _ops.diag_embed(tau, 0, -2, -1), upper=True, unitriangular=True
+    )
+    return V, S
+
+
+def householder_product(A: Any, tau: Any) -> Tensor:
+    """The first n columns of H_1 H_2 ... H_k, H_i = I - tau_i v_i v_i^H with v_i the i-th
+    column of A (m x n, m >= n >= k) below the diagonal and 1 on it (LAPACK's orgqr/ungqr;
+    geqrf's output gives the Q of the QR decomposition). Composed as I - V S V_n^H (see
+    _reflectors); differentiable in A and tau."""
+    A = _matrix("householder_product", A)
+    tau = _float_tensor("householder_product", tau)
+    m, n = A.shape[-2:]
+    if m < n:
+        raise RuntimeError(
+            "linalg.householder_product: input.shape[-2] must be greater than or equal to "
+            f"input.shape[-1], got shape {tuple(A.shape)}"
+        )
+    V, S = _reflectors("linalg.householder_product", A, tau)
+    return _eye(m, n, A.dtype) - V @ (S @ _mH(V[..., :n, :]))
+
+
+def ormqr(
+    input: Any,  # noqa: A002 - PyTorch's names
+    tau: Any,
+    other: Any,
+    left: bool = True,
+    transpose: bool = False,
+) -> Tensor:
+    """Q C, Q^H C (``transpose``), C Q or C Q^H (``left=False``) for the m x m product
+    Q = H_1 ... H_k of the Householder reflectors in ``input`` and ``tau`` (LAPACK's
+    ormqr/unmqr): C - V S V^H C etc. (see _reflectors); differentiable in all three."""
+    A = _matrix("ormqr", input)
+    tau = _float_tensor("ormqr", tau)
+    C = _matrix("ormqr", other)
+    m = C.shape[-2] if left else C.shape[-1]
+    if A.shape[-2] != m:
+        raise RuntimeError(
+            f"ormqr: input.shape[-2] must equal other.shape[{-2 if left else -1}] = {m}, got "
+            f"input of shape {tuple(A.shape)} and other of shape {tuple(C.shape)}"
+        )
+    V, S = _reflectors("ormqr", A, tau)
+    S = _mH(S) if transpose else S  # Q^H = I - V S^H V^H
+    if left:
+        return C - V @ (S @ (_mH(V) @ C))
+    return C - ((C @ V) @ S) @ _mH(V)
+
+
+def vander(x: Any, *, N: int | None = None) -> Tensor:  # noqa: N803 - PyTorch's name
+    """The Vandermonde matrix: out[..., i, j] = x[..., i] ** j, j < N (default: x.shape[-1]),
+    as a cumulative product (exact, differentiable, also at 0)."""
+    x = as_tensor(x)
+    if x.ndim == 0:
+        x = _ops.reshape(x, (1,))
+    N = x.shape[-1] if N is None else int(N)  # noqa: N806
+    if N <= 1:
+        raise RuntimeError(f"linalg.vander: N must be greater than 1, got {N}")
+    powers = _ops.cumprod(_ops.expand(_ops.unsqueeze(x, -1), tuple(x.shape) + (N - 1,)), -1)
+    ones = _const(np.ones(tuple(x.shape) + (1,), dtype=x.dtype))
+    return _ops.cat([ones, powers], -1)
+
+
+def diagonal(A: Any, *, offset: int = 0, dim1: int = -2, dim2: int = -1) -> Tensor:
+    """The (offset) diagonals of the matrices over the axes dim1, dim2 (the last two by
+    default: PyTorch's linalg.diagonal)."""
+    return _ops.diagonal(as_tensor(A), offset, dim1, dim2)
+
+
+# -- forward-only factorizations (no derivative, as in PyTorch) --------------------------------
+class NoDerivativeNode(Node):
+    """The grad_fn of the outputs of a function without a derivative (ldl_factor, geqrf, as in
+    PyTorch): a backward pass that reaches it raises rather than dropping the gradient."""
+
+    __slots__ = ("_op", "n_outputs")
+
+    def __init__(self, op: str, inputs: Sequence[Any], n_outputs: int) -> None:
+        super().__init__()
+        self._op = op
+        self.n_outputs = n_outputs
+        self._next = tuple(tensor_edge(x) for x in inputs)
+
+    def name(self) -> str:
+        return f"NotImplemented[{self._op}]"
+
+    def _apply(
+        self, grads: list[Any], create_graph: bool, nbatch: int, want_all: bool = False
+    ) -> list[Any]:
+        raise NotImplementedError(
+            f"the derivative for '{self._op}' is not implemented (nor is it in PyTorch); "
+            "detach() its inputs"
+        )
+
+
+def _forward_only(op: str, inputs: Sequence[Any], outputs: Sequence[np.ndarray]) -> tuple:
+    """Wrap ``outputs``; where an input takes gradients, the floating ones get a
+    NoDerivativeNode. A forward-mode tangent raises at once (PyTorch's behaviour)."""
+    tensors = [x for x in inputs if isinstance(x, Tensor)]
+    if state.forward_level > 0 and any(t._fw_grad is not None for t in tensors):
+        raise NotImplementedError(
+            f"the forward-mode derivative for '{op}' is not implemented (nor is it in PyTorch)"
+        )
+    outs = tuple(_const(o) for o in outputs)
+    if state.enabled and any(t.requires_grad for t in tensors):
+        node = NoDerivativeNode(op, tensors, len(outs))
+        for i, o in enumerate(outs):
+            if o.dtype.kind in "fc":
+                o.grad_fn, o._output_nr, o._requires_grad = node, i, True
+    return outs
+
+
+def ldl_factor_ex(
+    A: Any, *, hermitian: bool = False, check_errors: bool = False
+) -> LDLFactorExResult:
+    """(LD, pivots, info) of A = L D L^T (L D L^H with ``hermitian``) with Bunch-Kaufman
+    pivoting (LAPACK's sytrf/hetrf, the lower triangle): L and the block diagonal D packed,
+    1-based int32 pivots (negative for 2 x 2 blocks of D), info = i > 0 where D[i-1, i-1] is
+    zero (``check_errors`` raises). No derivative (as in PyTorch)."""
+    A = _matrix("ldl_factor_ex", A, square=True)
+    LD, pivots, info = _af.ldl_factor(A._data, bool(hermitian))
+    if check_errors:
+        _raise_for_info("ldl_factor_ex", info, tuple(A.shape), "D[{i0},{i0}] is zero")
+    return LDLFactorExResult(*_forward_only("linalg.ldl_factor", [A], [LD, pivots, info]))
+
+
+def ldl_factor(A: Any, *, hermitian: bool = False) -> LDLFactorResult:
+    """(LD, pivots) of :func:`ldl_factor_ex`."""
+    LD, pivots, _ = ldl_factor_ex(A, hermitian=hermitian)
+    return LDLFactorResult(LD, pivots)
+
+
+def ldl_solve(LD: Any, pivots: Any, B: Any, *, hermitian: bool = False) -> Tensor:
+    """A^-1 B from ldl_factor's (LD, pivots) (LAPACK's sytrs/hetrs). No derivative."""
+    LD = _matrix("ldl_solve", LD, square=True)
+    B = _matrix("ldl_solve", B)
+    if B.shape[-2] != LD.shape[-1]:
+        raise RuntimeError(
+            f"linalg.ldl_solve: LD of shape {tuple(LD.shape)} and B of shape {tuple(B.shape)} "
+            "do not match"
+        )
+    X = _af.ldl_solve(LD._data, np.asarray(_raw(pivots)), B._data, bool(hermitian))
+    return _forward_only("linalg.ldl_solve", [LD, B], [X])[0]
+
+
+def geqrf(input: Any) -> tuple[Tensor, Tensor]:  # noqa: A002 - PyTorch's name
+    """(a, tau) of LAPACK's geqrf: R on and above the diagonal, the Householder vectors
+    below (see :func:`householder_product`). No derivative (as in PyTorch)."""
+    A = _matrix("geqrf", input)
+    return GeqrfResult(*_forward_only("geqrf", [A], list(_af.geqrf(A._data))))
+
+
+GeqrfResult = namedtuple("GeqrfResult", ["a", "tau"])
+TriangularSolveResult = namedtuple("TriangularSolveResult", ["solution", "cloned_coefficient"])
+LegacySVDResult = namedtuple("LegacySVDResult", ["U", "S", "V"])
+
+
+# -- PyTorch's top-level names for these (torch.cholesky_solve, torch.lu, ...) -------------------
+def cholesky_solve(B: Any, L: Any, upper: bool = False) -> Tensor:  # noqa: N803
+    """X = A^-1 B for A = L L^H (A = U^H U with ``upper``) given its Cholesky factor: two
+    triangular solves that read L's triangle (so only it gets a gradient)."""
+    L = _matrix("cholesky_solve", L, square=True)
+    B = _matrix("cholesky_solve", B)
+    tri = OPS["linalg_solve_triangular"]
+    first, second = (_mH(L), L) if upper else (L, _mH(L))
+    return tri(second, tri(first, B, upper=False), upper=True)
+
+
+def cholesky_inverse(L: Any, upper: bool = False) -> Tensor:  # noqa: N803
+    """A^-1 = L^-H L^-1 for A = L L^H (U^-1 U^-H for A = U^H U with ``upper``): one triangular
+    solve with the identity and a product; only L's triangle gets a gradient."""
+    L = _matrix("cholesky_inverse", L, square=True)
+    n = L.shape[-1]
+    X = OPS["linalg_solve_triangular"](L, _eye(n, n, L.dtype), upper=bool(upper))
+    return X @ _mH(X) if upper else _mH(X) @ X
+
+
+def _torch_lu(A: Any, pivot: bool = True, get_infos: bool = False) -> tuple:
+    """``torch.lu``: (LU, pivots), or (LU, pivots, infos) with ``get_infos``; without it a
+    singular matrix raises."""
+    LU, pivots, info = lu_factor_ex(A, pivot=pivot, check_errors=not get_infos)
+    return (LU, pivots, info) if get_infos else (LU, pivots)
+
+
+def _torch_lu_solve(b: Any, LU_data: Any, LU_pivots: Any) -> Tensor:  # noqa: N803
+    """``torch.lu_solve(b, LU_data, LU_pivots)``: linalg.lu_solve's arguments reordered."""
+    return lu_solve(LU_data, LU_pivots, b)
+
+
+def triangular_solve(
+    b: Any,
+    A: Any,  # noqa: N803
+    upper: bool = True,
+    transpose: bool = False,
+    unitriangular: bool = False,
+) -> TriangularSolveResult:
+    """``torch.triangular_solve`` (deprecated there): (X, a copy of A) with op(A) X = b,
+    op(A) = A^T with ``transpose``."""
+    A = _matrix("triangular_solve", A, square=True)
+    b = _matrix("triangular_solve", b)
+    M, up = (A.mT, not upper) if transpose else (A, upper)
+    X = OPS["linalg_solve_triangular"](M, b, upper=bool(up), unitriangular=bool(unitriangular))
+    return TriangularSolveResult(X, _P.clone(A))
+
+
+def _torch_svd(input: Any, some: bool = True, compute_uv: bool = True) -> LegacySVDResult:  # noqa: A002
+    """``torch.svd``: (U, S, V) with A = U diag(S) V^H (V, not V^H); ``some`` the reduced
+    factors; without ``compute_uv`` U and V are zero (m x m and n x n), as PyTorch's."""
+    A = _matrix("svd", input)
+    if not compute_uv:
+        m, n = A.shape[-2:]
+        batch = tuple(A.shape[:-2])
+        zeros = [_const(np.zeros(batch + (d, d), dtype=A.dtype)) for d in (m, n)]
+        return LegacySVDResult(zeros[0], svdvals(A), zeros[1])
+    U, S, Vh = svd(A, full_matrices=not some)
+    return LegacySVDResult(U, S, _mH(Vh))
+
+
+def _torch_qr(input: Any, some: bool = True) -> QRResult:  # noqa: A002
+    """``torch.qr``: linalg.qr in mode 'reduced' (``some``) or 'complete'."""
+    return qr(input, "reduced" if some else "complete")
+
+
+#: the functions above under PyTorch's top-level names (matgrad.ops.toplevel exports them)
+TOP_LEVEL: dict[str, Any] = {
+    "cholesky_solve": cholesky_solve,
+    "cholesky_inverse": cholesky_inverse,
+    "lu": _torch_lu,
+    "lu_solve": _torch_lu_solve,
+    "lu_unpack": lu_unpack,
+    "geqrf": geqrf,
+    "orgqr": householder_product,
+    "ormqr": ormqr,
+    "triangular_solve": triangular_solve,
+    "svd": _torch_svd,
+    "qr": _torch_qr,
+}
+for _name, _fn in TOP_LEVEL.items():
+    if _fn.__name__.startswith("_torch_"):
+        _fn.__name__ = _fn.__qualname__ = _name
 
 
 # -- linear algebra primitives -----------------------------------------------------------------
