@@ -21,7 +21,6 @@ from . import tensor as _tensor  # attaches the Tensor methods first
 from .autograd.anomaly_mode import (
     is_anomaly_check_nan_enabled,
     is_anomaly_enabled,
-    set_detect_anomaly,
 )
 from .core.grad_mode import (
     enable_grad,

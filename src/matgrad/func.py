@@ -64,6 +64,7 @@ __all__ = [
     "jacrev",
     "jvp",
     "linearize",
+    "stack_module_state",
     "value_and_grad",
     "vjp",
     "vmap",
@@ -1012,6 +1013,53 @@ def functional_call(
 
 
 _MISSING = object()
+
+
+def stack_module_state(models: Any) -> tuple[dict[str, Tensor], dict[str, Tensor]]:
+    """``(params, buffers)``: each parameter (buffer) of ``models`` (modules of one class, in
+    one training mode) stacked along a new leading axis, by name (``torch.func.
+    stack_module_state``). Stacked parameters are new leaves that require grad if the
+    originals do. For model ensembling: ``vmap(lambda p, b, x: functional_call(base, (p, b),
+    (x,)), in_dims=(0, 0, None))(params, buffers, x)`` runs every model on ``x`` at once."""
+    from .nn.module import Module
+
+    models = list(models)
+    if not models:
+        raise RuntimeError("stack_module_state: Expected at least one model, got 0.")
+    for m in models:
+        if not isinstance(m, Module):
+            raise TypeError(f"stack_module_state: expected nn.Modules, got {type(m).__name__}")
+    if len({bool(m.training) for m in models}) != 1:
+        raise RuntimeError(
+            "stack_module_state: Expected all models to have the same training/eval mode."
+        )
+    if len({type(m) for m in models}) != 1:
+        raise RuntimeError("stack_module_state: Expected all models to be of the same class.")
+
+    def stacked(per_model: list[dict[str, Tensor]], what: str) -> dict[str, Tensor]:
+        names = list(per_model[0])
+        for i, d in enumerate(per_model[1:], 1):
+            if list(d) != names:
+                raise RuntimeError(
+                    f"stack_module_state: model {i} has {what} {sorted(d)}, model 0 has "
+                    f"{sorted(names)}"
+                )
+        out = {}
+        for name in names:
+            ts = [d[name] for d in per_model]
+            grads = {bool(t.requires_grad) for t in ts}
+            if len(grads) != 1:
+                raise RuntimeError(
+                    f"Expected {name} from each model to have the same .requires_grad"
+                )
+            with _grad_mode.no_grad():
+                s = _ops.stack([t.detach() for t in ts], 0)
+            out[name] = s.requires_grad_() if grads == {True} else s
+        return out
+
+    params = stacked([dict(m.named_parameters()) for m in models], "parameters")
+    buffers = stacked([dict(m.named_buffers()) for m in models], "buffers")
+    return params, buffers
 
 
 def _set_plain_attribute(module: Any, name: str, value: Any, saved: list) -> None:

@@ -325,6 +325,7 @@ def _real_special(op: str, fn: Any) -> Any:
 
     forward.__name__ = forward.__qualname__ = op
     forward.__doc__ = f"scipy.special.{fn.__name__} of real inputs (PyTorch's {op})."
+    forward.ufunc = fn  # type: ignore[attr-defined] - the ufunc it guards (as `erf.ufunc`)
     return forward
 
 
