@@ -23,9 +23,11 @@ for _var in ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE"):  # as bench_core.py: this
     os.environ.pop(_var, None)
 
 import argparse  # noqa: E402
+import gc  # noqa: E402
 import importlib.util  # noqa: E402
 import statistics  # noqa: E402
 import time  # noqa: E402
+import tracemalloc  # noqa: E402
 from collections.abc import Callable  # noqa: E402
 from pathlib import Path  # noqa: E402
 from typing import Any  # noqa: E402
@@ -76,6 +78,17 @@ def paired_ratio(a: list[float], b: list[float]) -> float:
     return statistics.median(x / y for x, y in zip(a, b, strict=True))
 
 
+def peak_memory(fn: Callable[[], object]) -> int:
+    """Peak bytes allocated while ``fn`` runs (NumPy reports its buffers to tracemalloc; with
+    the threaded scheduler the chunks are made in this process)."""
+    gc.collect()
+    tracemalloc.start()
+    fn()
+    peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    return peak
+
+
 def task_count(*arrays: Any) -> int:
     """Tasks of the optimized graph Dask runs for ``arrays`` together."""
     import dask
@@ -110,6 +123,10 @@ def threaded(example: Any, rows: int, features: int, chunk_rows: int, repeats: i
             },
             repeats,
         )
+        peaks = {
+            "matgrad": peak_memory(lambda: mg.compute(*example.gradient_matgrad(X, y, w0))),
+            "dask": peak_memory(lambda: dask.compute(*example.gradient_by_hand(X, y, w0))),
+        }
     print(
         f"(a) threaded scheduler, 1 thread: X {rows} x {features} float64 "
         f"({rows * features * 8 / 2**30:.2f} GiB) in chunks of {chunk_rows} rows, "
@@ -119,7 +136,8 @@ def threaded(example: Any, rows: int, features: int, chunk_rows: int, repeats: i
         m = medians[name]
         print(
             f"    {name:>8}: {m['wall']:7.3f} s wall, {m['cpu']:7.3f} s CPU, "
-            f"{tasks[name]} tasks; recording the graphs alone {record[name]['wall'] * 1e3:6.1f} ms"
+            f"{tasks[name]} tasks, peak memory {peaks[name] / 2**20:.0f} MiB; recording the "
+            f"graphs alone {record[name]['wall'] * 1e3:.1f} ms"
         )
     wall = medians["matgrad"]["wall"] / medians["dask"]["wall"]
     cpu = medians["matgrad"]["cpu"] / medians["dask"]["cpu"]

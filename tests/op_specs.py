@@ -441,7 +441,7 @@ def _away_from_integers(*shape: int) -> np.ndarray:
     return _sp.integers(-3, 3, shape) + _sp.uniform(0.2, 0.8, shape)
 
 
-import matgrad.special as sp  # noqa: E402
+from matgrad import special as sp  # noqa: E402
 
 _Z = _u(1.5, 4.0, 3)  # zeta's s (not differentiated: PyTorch has no derivative in s)
 _A = _u(0.8, 3.0, 2, 3)  # igamma's a (likewise)
@@ -576,6 +576,67 @@ SPECS.update(
 )
 
 # ---- samples for the fft rows ----
+# Real inputs and real outputs (complex spectra built with mg.complex and read with
+# view_as_real, as the complex rows' samples below), through the public functions of
+# matgrad.fft: n/s padding and cropping, each norm, several axes in a given order, even and
+# odd lengths (whether there is a Nyquist bin), hfft/ihfft (conj around the rows). Complex
+# inputs themselves: tests/test_fft.py.
+
+
+def _fz(a, b):
+    return mg.complex(a, b)
+
+
+def _fr(w):
+    return mg.view_as_real(w)
+
+
+SPECS.update(
+    {
+        "fft_c2c": [
+            S(lambda a, b: _fr(mg.fft.fft(_fz(a, b))), [randn(2, 5), randn(2, 5)]),
+            S(
+                lambda a, b: _fr(mg.fft.ifft(_fz(a, b), n=6, dim=0, norm="ortho")),
+                [randn(4, 3), randn(4, 3)],
+                note="zero-padded to n = 6 along dim 0",
+            ),
+            S(
+                lambda a, b: _fr(mg.fft.fftn(_fz(a, b), s=(3, 4), dim=(-1, 0), norm="forward")),
+                [randn(2, 3, 5), randn(2, 3, 5)],
+                note="cropped along -1, padded along 0",
+            ),
+        ],
+        "fft_r2c": [
+            S(lambda a: _fr(mg.fft.rfft(a)), [randn(3, 6)], note="even n: a Nyquist bin"),
+            S(
+                lambda a: _fr(mg.fft.rfftn(a, dim=(-1, 0), norm="ortho")),
+                [randn(5, 4)],
+                note="halved along dim 0 (odd n = 5), the last of the given dims",
+            ),
+            S(lambda a: _fr(mg.fft.fft(a, n=5)), [randn(2, 4)], note="two-sided, real input"),
+            S(lambda a: _fr(mg.fft.ifft2(a)), [randn(3, 4)], note="two-sided, conjugated"),
+            S(lambda a: _fr(mg.fft.ihfft(a, norm="forward")), [randn(7)]),
+        ],
+        "fft_c2r": [
+            S(lambda a, b: mg.fft.irfft(_fz(a, b)), [randn(2, 4), randn(2, 4)], note="n = 6"),
+            S(
+                lambda a, b: mg.fft.irfft(_fz(a, b), n=7, norm="ortho"),
+                [randn(3), randn(3)],
+                note="odd n: no Nyquist bin; input padded to 4 bins",
+            ),
+            S(
+                lambda a, b: mg.fft.irfftn(_fz(a, b), s=(3, 5)),
+                [randn(2, 4, 3), randn(2, 4, 3)],
+                note="the DC column mixes across the other axis",
+            ),
+            S(lambda a, b: mg.fft.hfft(_fz(a, b), n=5), [randn(4), randn(4)], note="cropped"),
+            S(
+                lambda a, b: mg.fft.hfft2(_fz(a, b), norm="forward"),
+                [randn(3, 3), randn(3, 3)],
+            ),
+        ],
+    }
+)
 
 # ---- samples for the complex rows ----
 # Real inputs and real outputs with complex values in between: complex(a, b) and view_as_real
@@ -698,3 +759,18 @@ for _op, _sample in [
     ),
 ]:
     SPECS[_op].append(_sample)
+
+# ---- samples for the linalg-gap rows ----
+# linalg_lu (A = P L U): square, wide and tall, batched, with one factor alone (the other's
+# cotangent absent), and through the composites lu_factor (the packed LU) and lu_solve (two
+# triangular solves reading its triangles). P is piecewise constant and not returned.
+SPECS["linalg_lu"] = [
+    S(lambda a: tuple(la.lu(a))[1:], [randn(4, 4)]),
+    S(lambda a: tuple(la.lu(a))[:0:-1], [randn(2, 3, 5)], note="wide, batched, U first"),
+    S(lambda a: tuple(la.lu(a))[1:], [randn(2, 5, 3)], note="tall, batched"),
+    S(lambda a: la.lu(a).L, [randn(3, 5)], note="wide, L alone"),
+    S(lambda a: la.lu(a).U, [randn(5, 3)], note="tall, U alone"),
+    S(lambda a: la.lu(a).U, [randn(3, 3)], note="square, U alone"),
+    S(lambda a: la.lu_factor(a).LU, [randn(2, 3, 3)], note="packed (lu_factor)"),
+    S(lambda a, b: la.lu_solve(*la.lu_factor(a), b), [randn(3, 3), randn(3, 2)], note="lu_solve"),
+]

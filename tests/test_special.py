@@ -9,12 +9,12 @@ from __future__ import annotations
 
 import math
 
-import matgrad.special as sp
 import numpy as np
 import pytest
 import scipy.special
 
 import matgrad as mg
+from matgrad import special as sp
 from matgrad.autograd import forward_ad as fw
 from matgrad.autograd import gradcheck, gradgradcheck
 

@@ -50,12 +50,6 @@ MIN_OPS_COVERED = 190  # 197 ops were covered when this tier was written, less a
 # into the op's sample list, of the samples this tier runs). Each is a strict xfail: when a
 # listed op or sample starts agreeing, its test fails until the entry is updated. Every other
 # sample of the op must agree.
-_ZERO_BATCH = (
-    "a zero-size batch (A of shape (0, n, n)): scipy's solve_triangular raises ValueError "
-    "'does not support zero-size batches', in linalg.solve_triangular's forward and in the "
-    "backward of linalg.cholesky and linalg.qr (torch.linalg.qr(torch.zeros(0, 3, 2, "
-    "requires_grad=True))[0].sum().backward()); torch returns empty results"
-)
 _LSTSQ_EMPTY = (
     "linalg.lstsq's optional outputs: torch gives shape (0,) for residuals unless m > n "
     "(and driver != 'gelsy'), for rank with driver='gels', for singular_values unless "
@@ -101,9 +95,6 @@ KNOWN_DIFFERENCES: dict[str | tuple[str, tuple[int, ...]], str] = {
         "'expected 2D or 3D input'"
     ),
     ("nn.functional.batch_norm.without_cudnn", (3, 4)): "as nn.functional.batch_norm: 1-d input",
-    ("linalg.cholesky", (4, 5, 6, 7)): _ZERO_BATCH,
-    ("linalg.qr", (10, 11, 13, 14, 16)): _ZERO_BATCH,
-    ("linalg.solve_triangular", (294, 313, 333, 353, 372, 392, 411, 431)): _ZERO_BATCH,
     ("linalg.lstsq", (0, 2, 3, 5, 12, 14, 15, 17, 24, 26, 27, 29)): _LSTSQ_EMPTY,
     ("linalg.lstsq.grad_oriented", (5, 17, 29)): _LSTSQ_EMPTY,
     ("nn.functional.scaled_dot_product_attention", (2, 3, 6, 7, 10, 11, 14, 15, 18, 19, 22, 23)): (
@@ -555,6 +546,14 @@ COMPLEX_OPS = (  # noqa: SIM905 - one string reads better than 90 quoted names
     "sinh sqrt square squeeze squeeze.multiple stack sub sum tan tanh trace transpose tril triu "
     "unsqueeze vdot view_as_real where"
 ).split()
+# matgrad.fft (issue #13): complex spectra in and out (rfft/ihfft of complex input: both raise)
+COMPLEX_OPS += [
+    "fft." + name
+    for name in (
+        "fft fft2 fftn hfft hfft2 hfftn ifft ifft2 ifftn ihfft ihfft2 ihfftn irfft irfft2 "
+        "irfftn rfft rfft2 rfftn fftshift ifftshift"
+    ).split()
+]
 _CHOLESKY_HERMITIAN = (
     "the gradient of linalg.cholesky at complex A: matgrad's is Hermitian (A is taken to be "
     "Hermitian), torch's keeps an imaginary part on the diagonal; they agree along every "
@@ -562,8 +561,6 @@ _CHOLESKY_HERMITIAN = (
 )
 KNOWN_COMPLEX_DIFFERENCES: dict[tuple[str, tuple[int, ...]], str] = {
     ("linalg.cholesky", (0, 1, 8, 9, 12, 13)): _CHOLESKY_HERMITIAN,
-    ("linalg.cholesky", (4, 5, 6, 7)): _ZERO_BATCH,
-    ("linalg.solve_triangular", (294, 313, 333, 353, 372, 392, 411, 431)): _ZERO_BATCH,
     ("linalg.norm.subgradients_at_zero", (38, 44)): KNOWN_DIFFERENCES[
         ("linalg.norm.subgradients_at_zero", (38, 44))
     ],

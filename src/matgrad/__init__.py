@@ -55,7 +55,7 @@ from .creation import (
 )
 from .devices import backends, cuda, device, get_default_device, set_default_device
 from .func import vmap  # torch.vmap
-from .ops import linalg, special
+from .ops import fft, linalg, special
 from .ops.bindings import FUNCTIONS as _FUNCTIONS
 from .ops.composite import *  # noqa: F403 - the composites (composite.__all__)
 from .ops.einsum import einsum
@@ -81,6 +81,7 @@ cdouble = complex128
 
 globals().update(_FUNCTIONS)  # the table's top-level functions (`variants: [function]`)
 _sys.modules[__name__ + ".linalg"] = linalg  # `import matgrad.linalg` works too
+_sys.modules[__name__ + ".fft"] = fft  # `import matgrad.fft` too
 _sys.modules[__name__ + ".special"] = special  # `import matgrad.special` too
 globals().update(special.TOP_LEVEL)  # polygamma(n, input)
 

@@ -137,8 +137,8 @@ def safe_quotient(F: Any, a: T, b: T) -> T:
 # DLMF = NIST Digital Library of Mathematical Functions, https://dlmf.nist.gov.
 def no_derivative(F: Any, op: str, arg: str, tangent: Any = None) -> Any:
     """Raise for an input whose derivative PyTorch does not implement (zeta in its first
-    argument, igamma in a), instead of a silent zero. In a JVP the tangent is passed (the term
-    is evaluated only when that tangent is present)."""
+    argument, igamma in a, heaviside in x), instead of a silent zero. In a JVP the tangent is
+    passed (the term is evaluated only when that tangent is present)."""
     raise NotImplementedError(
         f"the derivative for '{op}' with respect to '{arg}' is not implemented (nor is it in "
         "PyTorch); detach that input, or pass it as a number"
@@ -155,7 +155,7 @@ def sinc_grad(F: Any, x: T, result: T) -> T:
     written as -(pi^2 / 3) x so that the second derivative there is right too (sinc'' (0) =
     -pi^2 / 3, from sinc(x) = 1 - (pi x)^2 / 6 + ...)."""
     zero, safe = _safe_divisor(F, x)
-    return F.where(zero, x * (-math.pi**2 / 3), (F.cos(safe * math.pi) - result) / safe)
+    return F.where(zero, x * (-(math.pi**2) / 3), (F.cos(safe * math.pi) - result) / safe)
 
 
 def bessel_i1_grad(F: Any, x: T, result: T) -> T:
@@ -928,3 +928,52 @@ def vector_norm_jvp(
     r = expand_reduced(F, result, x.shape, dim, keepdim)
     # Re sum(conj(d) dx): the real derivative of the norm of complex x (d: the direction)
     return real_part(F, F.sum(conj(F, _norm_direction(F, x, r, ord, dim)) * x_t, dim, keepdim))
+
+
+# -- fft ---------------------------------------------------------------------------------------
+# The DFT F_n (exp(-2 pi i jk/n)) is C-linear with adjoint F_n^H = conj(F_n) (exp(+...)); the
+# rows' scale factors are real, so each VJP is a transform in the opposite direction with the
+# same normalization. A one-sided spectrum keeps bins 0 .. n//2 of n; the bins k = 1 ..
+# (n-1)//2 stand for themselves and their mirror images n - k, the others (0, and n/2 for even
+# n) for themselves only: that is where the adjoints of r2c and c2r weigh the bins.
+def fft_mirrored_bins(F: Any, x: T, n: int, dim: int, factor: float) -> T:
+    """``x`` with the bins 1 .. (n-1)//2 along axis ``dim`` (one-sided bins of a real signal of
+    n points that have a mirror image) multiplied by ``factor``."""
+    hi = (n + 1) // 2
+    if hi <= 1:
+        return x
+
+    def bins(start: int, stop: int) -> T:
+        return F.getitem(x, (Ellipsis, slice(start, stop)) + (slice(None),) * (-dim - 1))
+
+    m = x.shape[dim]
+    parts = [bins(0, 1), bins(1, hi) * factor]
+    if hi < m:
+        parts.append(bins(hi, m))
+    return F.cat(parts, dim)
+
+
+def fft_r2c_backward(
+    F: Any, grad: T, dim: tuple[int, ...], normalization: str, onesided: bool, shape: Any
+) -> T:
+    """VJP of the real-to-complex DFT y = c P F x (P: the one-sided bins): the real part of
+    x's adjoint, Re(c F^H P^T g). Two-sided: Re of the inverse-direction c2c. One-sided:
+    Re(F^H pad(g)) = c2r(w g) with w = 1/2 on the mirrored bins (a real inverse FFT counts
+    each of those twice and drops the imaginary parts of the others), so no full-length
+    complex transform is made."""
+    if not onesided:
+        return real_part(F, F.fft_c2c(grad, dim, normalization, True))
+    n = shape[dim[-1]]
+    return F.fft_c2r(fft_mirrored_bins(F, grad, n, dim[-1], 0.5), dim, normalization, n)
+
+
+def fft_c2r_backward(
+    F: Any, grad: T, dim: tuple[int, ...], normalization: str, last_dim_size: int
+) -> T:
+    """VJP of the complex-to-real inverse DFT y = c Re(F^H E h) (E: the Hermitian extension
+    of the one-sided bins h): with a real output gradient g, dL/dRe h + i dL/dIm h =
+    c w F g over the one-sided bins, w = 2 on the mirrored bins (each also stands for its
+    mirror image) and 1 elsewhere (whose imaginary parts the forward ignores); PyTorch's
+    fft_c2r_backward."""
+    spectrum = F.fft_r2c(grad, dim, normalization, True)
+    return fft_mirrored_bins(F, spectrum, last_dim_size, dim[-1], 2.0)

@@ -31,8 +31,9 @@ forward-mode level. Otherwise it runs the fast path and returns plain tensors.
 ``vmap`` runs ``f`` once on tensors carrying a hidden batch axis
 (:class:`matgrad.ops.batching.BatchedTensor`); each primitive's batching rule rewrites it into
 one call on the whole batch (see :mod:`matgrad.ops.batching`). Inside ``vmap`` use these
-transforms (or ``autograd.grad`` with batched cotangents) for derivatives; ``.backward()`` of a
-batched tensor would sum over the batch.
+transforms (or ``autograd.grad`` with batched cotangents) for derivatives; ``.backward()``
+raises there, as in PyTorch. ``stack_module_state(models)`` stacks the parameters and buffers
+of several modules for ``vmap`` over ``functional_call`` (model ensembles).
 """
 
 from __future__ import annotations
@@ -470,7 +471,9 @@ def _jacobian(
             if chunk_size is None:
                 outs, blocks = _F._jacobian_blocks(call, xs, strategy, create_graph, True, fn_name)
             else:
-                outs, blocks = _chunked_blocks(call, xs, strategy, create_graph, chunk_size, fn_name)
+                outs, blocks = _chunked_blocks(
+                    call, xs, strategy, create_graph, chunk_size, fn_name
+                )
             jac = []
             for o, row in zip(outs, blocks, strict=True):
                 row = [
@@ -559,8 +562,12 @@ def _chunked_rows(
                 _F._warn_fallback(fn_name, exc.op, "cotangents", c)
                 each = [
                     _F._autograd_grad(
-                        o, xs, Tensor._wrap(seed[r]), retain_graph=True,
-                        create_graph=create_graph, allow_unused=True,
+                        o,
+                        xs,
+                        Tensor._wrap(seed[r]),
+                        retain_graph=True,
+                        create_graph=create_graph,
+                        allow_unused=True,
                     )  # fmt: skip
                     for r in range(c)
                 ]
@@ -791,10 +798,11 @@ def vmap(
     None for an unbatched argument), a pytree prefix of the arguments (``({"x": 0, "y":
     None},)``); keyword arguments are not batched. ``out_dims``: where the batch axis goes in
     each output (an int or a prefix of the output pytree). ``randomness``: ``'error'`` (a random
-    op inside raises), ``'same'`` (one draw for the whole batch), ``'different'`` (refused by
-    matgrad's random functions for now). ``chunk_size``: map at most that many elements per
-    call (memory), concatenating the results. Nests: ``vmap(vmap(f))``; composes with every
-    transform of this module."""
+    op inside raises), ``'same'`` (one draw for the whole batch), ``'different'`` (one draw per
+    batch element: ``rand``/``randn``/``randint`` and their ``_like`` forms draw the batch
+    at once; code drawing from the generator directly, as dropout does, refuses 'different').
+    ``chunk_size``: map at most that many elements per call (memory), concatenating the
+    results. Nests: ``vmap(vmap(f))``; composes with every transform of this module."""
     _check_randomness(randomness, "vmap")
     _check_chunk(chunk_size, "vmap")
     if not callable(func):

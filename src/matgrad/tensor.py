@@ -884,10 +884,11 @@ _FUNCTION_METHODS = (
     "unfold", "unsafe_chunk", "unsafe_split", "unsafe_split_with_sizes", "vsplit",
     "clamp_min", "clamp_max",
 )  # fmt: skip
-_LINALG_METHODS = (
-    "cholesky", "cholesky_inverse", "cholesky_solve", "cross", "kron", "logdet", "matrix_exp",
-    "matrix_power", "pinverse", "qr", "slogdet", "svd", "triangular_solve",
-)  # fmt: skip
+# (read from one string: the linalg ops keep their declarations in matgrad.ops.linalg)
+_LINALG_METHODS = (  # noqa: SIM905
+    "cholesky cholesky_inverse cholesky_solve cross kron logdet matrix_exp matrix_power "
+    "pinverse qr slogdet svd triangular_solve"
+).split()
 # their in-place forms (``x.index_add_(...)``: the function's result written into x)
 _FUNCTION_INPLACE = (
     "addbmm_", "addcdiv_", "addcmul_", "addmm_", "addmv_", "addr_", "baddbmm_", "clamp_max_",
@@ -899,8 +900,9 @@ _FUNCTION_INPLACE = (
 )  # fmt: skip
 for _name in _FUNCTION_METHODS:
     setattr(Tensor, _name, getattr(_ops, _name))
+_TOP_LEVEL = _toplevel.functions()
 for _name in _LINALG_METHODS:
-    setattr(Tensor, _name, getattr(_toplevel, _name))
+    setattr(Tensor, _name, _TOP_LEVEL[_name])
 for _name in _FUNCTION_INPLACE:
     setattr(Tensor, _name, _inplace_method(_name, getattr(_ops, _name[:-1])))
 Tensor.__rdiv__ = Tensor.__rtruediv__  # PyTorch keeps Python 2's name

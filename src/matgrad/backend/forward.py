@@ -544,3 +544,85 @@ def polar(abs: Array, angle: Array) -> Array:  # noqa: A002 - PyTorch's name
     """abs (cos angle + i sin angle)."""
     _complex_parts("polar", abs, angle)
     return make_complex(abs * np.cos(angle), abs * np.sin(angle))
+
+
+# -- fft ---------------------------------------------------------------------------------------
+# The three transforms of the fft rows (PyTorch's _fft_c2c, _fft_r2c, _fft_c2r), over the axes
+# ``dim`` (negative, distinct; for r2c and c2r the last one is the halved axis). The rows'
+# ``normalization`` scales the result by 1 ("none"), 1/sqrt(n) ("by_root_n") or 1/n ("by_n"),
+# n the product of the signal sizes (c2r: of the output); numpy.fft's ``norm`` names the
+# direction that carries the 1/n instead, so its value depends on the direction too.
+_FFT_NORMS = {
+    False: {"none": "backward", "by_root_n": "ortho", "by_n": "forward"},  # exp(-2 pi i jk/n)
+    True: {"none": "forward", "by_root_n": "ortho", "by_n": "backward"},  # exp(+2 pi i jk/n)
+}
+
+
+def _fft_prepare(op: str, self: Array, dim: tuple[int, ...], normalization: str, inverse: bool):
+    """(the input ready for numpy.fft along ``dim``, numpy's ``norm``): a Dask array is made
+    one chunk along each transformed axis (``dask.array.fft`` transforms only those)."""
+    norms = _FFT_NORMS[builtins.bool(inverse)]
+    if normalization not in norms:
+        raise ValueError(
+            f"{op}: normalization must be one of {', '.join(map(repr, norms))}, "
+            f"got {normalization!r}"
+        )
+    nd = np.ndim(self)
+    if any(not -nd <= d < 0 for d in dim) or len(set(dim)) != len(dim):
+        raise IndexError(
+            f"{op}: dim {tuple(dim)} must be distinct negative axes of a {nd}-d input"
+        )
+    if _backend.backend_of(self) == "dask" and dim:
+        self = self.rechunk({nd + d: -1 for d in dim})
+    return self, norms[normalization]
+
+
+def _as_complex(self: Array) -> Array:
+    return self.astype(np.result_type(self.dtype, np.complex64))
+
+
+def fft_c2c(
+    self: Array, dim: tuple[int, ...], normalization: str = "none", inverse: bool = False
+) -> Array:
+    """y_k = c sum_j x_j exp(-+2 pi i j.k / n) over the axes ``dim`` (+ for ``inverse``), c
+    the ``normalization``; a copy (as complex) over no axes."""
+    x, norm = _fft_prepare("fft_c2c", self, dim, normalization, inverse)
+    if not dim:
+        return _as_complex(x)
+    return (np.fft.ifftn if inverse else np.fft.fftn)(x, axes=dim, norm=norm)
+
+
+def fft_r2c(
+    self: Array, dim: tuple[int, ...], normalization: str = "none", onesided: bool = True
+) -> Array:
+    """The forward DFT of a real signal over ``dim``; ``onesided`` keeps the bins
+    0 .. n//2 of the last axis of ``dim`` (the others are their mirror images' conjugates)."""
+    if np.iscomplexobj(self):
+        raise TypeError(f"fft_r2c: expects a real input, got {self.dtype}")
+    x, norm = _fft_prepare("fft_r2c", self, dim, normalization, False)
+    if not dim:
+        if onesided:
+            raise ValueError("fft_r2c: a one-sided transform needs at least one axis")
+        return _as_complex(x)
+    return (np.fft.rfftn if onesided else np.fft.fftn)(x, axes=dim, norm=norm)
+
+
+def fft_c2r(
+    self: Array, dim: tuple[int, ...], normalization: str = "none", last_dim_size: int = 1
+) -> Array:
+    """The inverse DFT (exp(+2 pi i j.k / n)) of the Hermitian-symmetric signal whose bins
+    0 .. last_dim_size//2 along the last axis of ``dim`` are ``self``: a real signal of
+    ``last_dim_size`` points along that axis. The imaginary parts of the bins that are their
+    own mirror images (0, and n/2 for even n) are ignored, as every real inverse FFT does."""
+    if not dim:
+        raise ValueError("fft_c2r: the transform needs at least one axis")
+    n = int(last_dim_size)
+    x, norm = _fft_prepare("fft_c2r", self, dim, normalization, True)
+    m = np.shape(self)[dim[-1]]
+    if n < 1 or m != n // 2 + 1:
+        raise ValueError(
+            f"fft_c2r: a real signal of last_dim_size={n} points has {n // 2 + 1} bins along "
+            f"axis {dim[-1]}, the input has {m}"
+        )
+    s = [np.shape(self)[d] for d in dim[:-1]] + [n]
+    return np.fft.irfftn(x, s=s, axes=dim, norm=norm)

@@ -710,6 +710,8 @@ def lu_permutation(pivots: Array, m: int, op: str = "lu_unpack") -> Array:
         )
     batch = pivots.shape[:-1]
     perm = np.array(np.broadcast_to(np.arange(m), batch + (m,)))
+    if k == 0 or perm.size == 0:
+        return perm
     flat, swaps = perm.reshape(-1, m), pivots.reshape(-1, k).astype(np.intp) - 1
     rows = np.arange(flat.shape[0])
     for i in range(k):

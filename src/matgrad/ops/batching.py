@@ -12,7 +12,10 @@ primitives on the physical arrays (so autograd and forward mode run through it u
     reduction,   ``dim`` attributes become negative axes of the logical value (negative
     scan         axes name the same axes of the physical one); dim=None -> every logical axis
     shape        the batch sizes are prepended to shapes, dims shifted the same way
-    index        getitem prepends a full slice per batch axis
+    index        getitem prepends a full slice per batch axis; with batched index tensors
+                 (``composite.getitem``/``index_put``/``take_along_axis``/``gather`` send
+                 them here, :func:`getitem`) or masks among separated advanced indices, an
+                 arange per batch axis is the first advanced index
     product      mm/bmm/mv/dot/outer/matmul are rewritten as matmul (or mul + sum) forms
     linalg       the forwards batch over leading axes already: inputs are expanded to the
                  full batch shape and the logical batch ranks aligned

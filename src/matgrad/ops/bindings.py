@@ -63,7 +63,7 @@ def _variant_table(variant: str) -> dict[str, Any]:
 
 #: ``matgrad.<name>`` (with PyTorch's top-level names for linalg functions: ``torch.det``, ...)
 FUNCTIONS: dict[str, Any] = _variant_table("function")
-FUNCTIONS.update({n: getattr(toplevel, n) for n in toplevel.__all__ if n not in FUNCTIONS})
+FUNCTIONS.update({n: f for n, f in toplevel.functions().items() if n not in FUNCTIONS})
 #: ``Tensor.<name>``
 METHODS: dict[str, Any] = _variant_table("method")
 #: ``Tensor.<name>_``: the out-of-place function whose result the method writes in place

@@ -2,8 +2,8 @@
 
 Every function takes batches of matrices (the last two axes; leading axes are batch axes) in
 float32 or float64. The primitives (``inv``, ``det``, ``slogdet``, ``solve``,
-``solve_triangular``, ``cholesky``, ``qr``, ``eigh``, ``svd``, ``matrix_exp``, ``vector_norm``)
-have one row each in ``derivatives.yaml`` with a reverse-mode and a forward-mode rule written
+``solve_triangular``, ``cholesky``, ``qr``, ``eigh``, ``svd``, ``matrix_exp``, ``vector_norm``,
+``lu``) have one row each in ``derivatives.yaml`` with a reverse-mode and a forward-mode rule written
 in matrix form; everything else here is a composite of those and of core ops, so the graph
 shows what was computed.
 
@@ -27,7 +27,12 @@ Gradients at the hard places:
   ``DegenerateGradientWarning`` says so (write those losses in the matrix itself).
 * ``vector_norm``/``matrix_norm`` at zero: subgradient 0.
 * ``inv``/``solve``/``cholesky`` of a singular (non positive definite) matrix:
-  ``numpy.linalg.LinAlgError`` naming the function and the shape.
+  ``numpy.linalg.LinAlgError`` naming the function and the shape; ``lu_factor`` of a singular
+  matrix too. The ``_ex`` variants (``inv_ex``, ``solve_ex``, ``cholesky_ex``,
+  ``lu_factor_ex``, ``ldl_factor_ex``) return int32 ``info`` instead (LAPACK's, as PyTorch's):
+  the failed matrices get LAPACK's values and no gradient; ``check_errors=True`` raises.
+* ``ldl_factor``/``ldl_solve`` and ``geqrf`` have no derivative (as in PyTorch): a backward pass
+  through them raises ``NotImplementedError``.
 """
 
 from __future__ import annotations
@@ -124,6 +129,10 @@ _COMPLEX_OK = {
     "inv", "det", "slogdet", "logdet", "solve", "solve_triangular", "cholesky", "eig",
     "eigvals", "eigh", "eigvalsh", "svd", "svdvals", "pinv", "matrix_exp", "vector_norm",
     "matrix_norm", "norm", "matrix_power", "multi_dot", "cross", "trace",
+    # the linalg gaps of issue #13 (checked on PyTorch's complex samples)
+    "lu", "lu_factor", "lu_factor_ex", "lu_solve", "lu_unpack", "cholesky_ex", "inv_ex",
+    "solve_ex", "cond", "matrix_rank", "tensorinv", "tensorsolve", "householder_product",
+    "ormqr", "geqrf", "ldl_factor_ex", "ldl_solve",
 }  # fmt: skip
 
 
@@ -630,9 +639,9 @@ def kron(a: Any, b: Any) -> Tensor:
 # -- LU, LDL, Householder products, the _ex variants and tensor solves (issue #13) ---------------
 # One row, linalg_lu (A = P L U); everything else is composed of it and of the other rows: the
 # packed LU of lu_factor, lu_solve as two triangular solves that read the packed factors'
-# triangles (so the gradient of the packed LU is PyTorch's), cholesky_solve and
-# cholesky_inverse as triangular solves, the Householder products in compact WY form
-# (I - V S V^H, one triangular solve for S). LDL and geqrf are forward only, as in PyTorch.
+# triangles (so the gradient of the packed LU is PyTorch's), the Householder products in
+# compact WY form (I - V S V^H, one triangular solve for S). LDL and geqrf are forward only,
+# as in PyTorch.
 LUResult = namedtuple("LUResult", ["P", "L", "U"])
 LUFactorResult = namedtuple("LUFactorResult", ["LU", "pivots"])
 LUFactorExResult = namedtuple("LUFactorExResult", ["LU", "pivots", "info"])
@@ -810,41 +819,32 @@ def cholesky_ex(A: Any, *, upper: bool = False, check_errors: bool = False) -> C
     return CholeskyExResult(_mH(L) if upper else L, _const(info))
 
 
-def _solve_ex(op: str, A: Tensor, B: Tensor, check_errors: bool) -> tuple[Tensor, Tensor]:
-    """(A^-1 B, info) with batch axes broadcast, B a (batch of) matrix: LAPACK's values (inf
-    and NaN) where A is singular (info > 0), where the gradient is zero."""
-    batch = tuple(np.broadcast_shapes(tuple(A.shape[:-2]), tuple(B.shape[:-2])))
-    if check_errors or _tracked(A) or _tracked(B):
-        info = _af.lu_factor(A._data)[2]
-        _raise_for_info(op, info, tuple(A.shape), "the matrix A is singular: U[{i0},{i0}] is 0")
-        if not np.any(info > 0) and (_tracked(A) or _tracked(B)):
-            X = OPS["linalg_solve"](A, B)[0]
-            return X, _const(np.broadcast_to(info, batch).copy())
-    X, info = _af.solve_unchecked(A._data, B._data)
-    if not (_tracked(A) or _tracked(B)):
-        return _const(X), _const(info)
-    bad = np.broadcast_to(_af.lu_factor(A._data)[2] > 0, tuple(A.shape[:-2]))
-    mask = _const(bad[..., None, None])
+def _solve_ex(op: str, A: Tensor, B: Tensor | None, check_errors: bool) -> tuple[Tensor, Tensor]:
+    """(A^-1 B, info) (A^-1 for B None) with batch axes broadcast, B a (batch of) matrix, from
+    LAPACK's getrf/getrs without the singularity check: where A is singular (info > 0) the
+    values are LAPACK's infinities and NaN, with zero gradient; elsewhere the differentiable
+    rows (linalg_inv, linalg_solve)."""
     n = A.shape[-1]
-    safe = _P.where(mask, _eye(n, n, A.dtype), A)
-    return _P.where(mask, _const(X), OPS["linalg_solve"](safe, B)[0]), _const(info)
+    rhs = np.broadcast_to(np.eye(n, dtype=A.dtype), tuple(A.shape)) if B is None else B._data
+    X, info = _af.solve_unchecked(A._data, rhs)
+    if check_errors:
+        _raise_for_info(op, info, tuple(A.shape), "the matrix is singular: U[{i0},{i0}] is 0")
+    if not (_tracked(A) or (B is not None and _tracked(B))):
+        return _const(X), _const(info)
+
+    def fn(M: Tensor) -> Tensor:
+        return OPS["linalg_inv"](M) if B is None else OPS["linalg_solve"](M, B)[0]
+
+    bad = info > 0 if info.shape == tuple(A.shape[:-2]) else _af.lu_factor(A._data)[2] > 0
+    if not bad.any():
+        return fn(A), _const(info)
+    return _ex_where(bad, A, _const(X), fn), _const(info)
 
 
 def inv_ex(A: Any, *, check_errors: bool = False) -> InvExResult:
     """(A^-1, info): info = i > 0 (int32) where U[i-1, i-1] of A's LU is zero (A singular; its
     inverse is then LAPACK's inf/NaN and has no gradient); ``check_errors`` raises instead."""
-    A = _matrix("inv_ex", A, square=True)
-    if _tracked(A) or check_errors:
-        info = _af.lu_factor(A._data)[2]
-        _raise_for_info("inv_ex", info, tuple(A.shape), "the matrix is singular: U[{i0},{i0}] is 0")
-        if not np.any(info > 0):
-            return InvExResult(inv(A), _const(info))
-    n = A.shape[-1]
-    eye = np.broadcast_to(np.eye(n, dtype=A.dtype), tuple(A.shape))
-    X, info = _af.solve_unchecked(A._data, eye)
-    if not _tracked(A):
-        return InvExResult(_const(X), _const(info))
-    return InvExResult(_ex_where(info > 0, A, _const(X), OPS["linalg_inv"]), _const(info))
+    return InvExResult(*_solve_ex("inv_ex", _matrix("inv_ex", A, square=True), None, check_errors))
 
 
 def solve_ex(
@@ -1156,35 +1156,14 @@ def geqrf(input: Any) -> tuple[Tensor, Tensor]:  # noqa: A002 - PyTorch's name
 
 
 GeqrfResult = namedtuple("GeqrfResult", ["a", "tau"])
-TriangularSolveResult = namedtuple("TriangularSolveResult", ["solution", "cloned_coefficient"])
-LegacySVDResult = namedtuple("LegacySVDResult", ["U", "S", "V"])
 
 
-# -- PyTorch's top-level names for these (torch.cholesky_solve, torch.lu, ...) -------------------
-def cholesky_solve(B: Any, L: Any, upper: bool = False) -> Tensor:  # noqa: N803
-    """X = A^-1 B for A = L L^H (A = U^H U with ``upper``) given its Cholesky factor: two
-    triangular solves that read L's triangle (so only it gets a gradient)."""
-    L = _matrix("cholesky_solve", L, square=True)
-    B = _matrix("cholesky_solve", B)
-    tri = OPS["linalg_solve_triangular"]
-    first, second = (_mH(L), L) if upper else (L, _mH(L))
-    return tri(second, tri(first, B, upper=False), upper=True)
-
-
-def cholesky_inverse(L: Any, upper: bool = False) -> Tensor:  # noqa: N803
-    """A^-1 = L^-H L^-1 for A = L L^H (U^-1 U^-H for A = U^H U with ``upper``): one triangular
-    solve with the identity and a product; only L's triangle gets a gradient."""
-    L = _matrix("cholesky_inverse", L, square=True)
-    n = L.shape[-1]
-    X = OPS["linalg_solve_triangular"](L, _eye(n, n, L.dtype), upper=bool(upper))
-    return X @ _mH(X) if upper else _mH(X) @ X
-
-
+# -- PyTorch's top-level names for these (torch.lu, torch.lu_solve, torch.orgqr, ...) -----------
 def _torch_lu(A: Any, pivot: bool = True, get_infos: bool = False) -> tuple:
     """``torch.lu``: (LU, pivots), or (LU, pivots, infos) with ``get_infos``; without it a
     singular matrix raises."""
-    LU, pivots, info = lu_factor_ex(A, pivot=pivot, check_errors=not get_infos)
-    return (LU, pivots, info) if get_infos else (LU, pivots)
+    out = lu_factor_ex(A, pivot=pivot, check_errors=not get_infos)
+    return out if get_infos else (out.LU, out.pivots)
 
 
 def _torch_lu_solve(b: Any, LU_data: Any, LU_pivots: Any) -> Tensor:  # noqa: N803
@@ -1192,53 +1171,14 @@ def _torch_lu_solve(b: Any, LU_data: Any, LU_pivots: Any) -> Tensor:  # noqa: N8
     return lu_solve(LU_data, LU_pivots, b)
 
 
-def triangular_solve(
-    b: Any,
-    A: Any,  # noqa: N803
-    upper: bool = True,
-    transpose: bool = False,
-    unitriangular: bool = False,
-) -> TriangularSolveResult:
-    """``torch.triangular_solve`` (deprecated there): (X, a copy of A) with op(A) X = b,
-    op(A) = A^T with ``transpose``."""
-    A = _matrix("triangular_solve", A, square=True)
-    b = _matrix("triangular_solve", b)
-    M, up = (A.mT, not upper) if transpose else (A, upper)
-    X = OPS["linalg_solve_triangular"](M, b, upper=bool(up), unitriangular=bool(unitriangular))
-    return TriangularSolveResult(X, _P.clone(A))
-
-
-def _torch_svd(input: Any, some: bool = True, compute_uv: bool = True) -> LegacySVDResult:  # noqa: A002
-    """``torch.svd``: (U, S, V) with A = U diag(S) V^H (V, not V^H); ``some`` the reduced
-    factors; without ``compute_uv`` U and V are zero (m x m and n x n), as PyTorch's."""
-    A = _matrix("svd", input)
-    if not compute_uv:
-        m, n = A.shape[-2:]
-        batch = tuple(A.shape[:-2])
-        zeros = [_const(np.zeros(batch + (d, d), dtype=A.dtype)) for d in (m, n)]
-        return LegacySVDResult(zeros[0], svdvals(A), zeros[1])
-    U, S, Vh = svd(A, full_matrices=not some)
-    return LegacySVDResult(U, S, _mH(Vh))
-
-
-def _torch_qr(input: Any, some: bool = True) -> QRResult:  # noqa: A002
-    """``torch.qr``: linalg.qr in mode 'reduced' (``some``) or 'complete'."""
-    return qr(input, "reduced" if some else "complete")
-
-
 #: the functions above under PyTorch's top-level names (matgrad.ops.toplevel exports them)
 TOP_LEVEL: dict[str, Any] = {
-    "cholesky_solve": cholesky_solve,
-    "cholesky_inverse": cholesky_inverse,
     "lu": _torch_lu,
     "lu_solve": _torch_lu_solve,
     "lu_unpack": lu_unpack,
     "geqrf": geqrf,
     "orgqr": householder_product,
     "ormqr": ormqr,
-    "triangular_solve": triangular_solve,
-    "svd": _torch_svd,
-    "qr": _torch_qr,
 }
 for _name, _fn in TOP_LEVEL.items():
     if _fn.__name__.startswith("_torch_"):

@@ -1,8 +1,10 @@
 """PyTorch's top-level names for functions of :mod:`matgrad.ops.linalg` (``torch.det``,
 ``torch.inverse``, ``torch.tensordot``, ...), with PyTorch's top-level signatures where they
 differ from ``torch.linalg``'s (``torch.cross``'s default ``dim``, ``torch.pinverse``'s
-``rcond``). :mod:`matgrad.ops.bindings` adds them to the top-level functions; they are here, not
-in :mod:`matgrad.ops.composite`, because linalg itself is written over composite.
+``rcond``, ``torch.svd``'s V): the ``torch_<name>`` functions. :mod:`matgrad.ops.bindings`
+adds them to the top-level functions; they are here, not in :mod:`matgrad.ops.composite`,
+because linalg itself is written over composite. The names are read from strings, so that each
+linalg op keeps its single declaration (tests/test_declarations.py).
 """
 
 from __future__ import annotations
@@ -17,36 +19,23 @@ from ..core.tensor_base import Tensor, as_tensor
 from . import composite, linalg
 from .registry import OPS
 
-__all__ = [
-    "chain_matmul",
-    "cholesky",
-    "cholesky_inverse",
-    "cholesky_solve",
-    "qr",
-    "svd",
-    "triangular_solve",
-    "cross",
-    "det",
-    "inverse",
-    "kron",
-    "logdet",
-    "matrix_exp",
-    "matrix_power",
-    "pinverse",
-    "slogdet",
-    "tensordot",
-]
-
-det = linalg.det
-inverse = linalg.inv
-logdet = linalg.logdet
-slogdet = linalg.slogdet
-matrix_exp = linalg.matrix_exp
-matrix_power = linalg.matrix_power
-kron = linalg.kron
+# the top-level names that are linalg's functions themselves (names read from one string: the
+# ops keep their single declaration in matgrad.ops.linalg)
+SAME_AS_LINALG = "det logdet slogdet matrix_exp matrix_power kron".split()  # noqa: SIM905
+RENAMED = {"inverse": "inv"}  # torch.inverse is linalg.inv
 
 
-def tensordot(a: Any, b: Any, dims: Any = 2) -> Tensor:
+def functions() -> dict[str, Any]:
+    """{PyTorch's top-level name: matgrad's function} of this module."""
+    out = {name: getattr(linalg, name) for name in SAME_AS_LINALG}
+    out.update({name: getattr(linalg, target) for name, target in RENAMED.items()})
+    out.update({name[len("torch_") :]: fn for name, fn in globals().items()
+                if name.startswith("torch_") and callable(fn)})  # fmt: skip
+    out.update(linalg.TOP_LEVEL)  # torch.lu, lu_solve, lu_unpack, geqrf, orgqr, ormqr
+    return out
+
+
+def torch_tensordot(a: Any, b: Any, dims: Any = 2) -> Tensor:
     """Contract the axes ``dims`` of ``a`` and ``b`` (``linalg.tensordot``); a contracted
     axis of size 1 against one of size n sums the other tensor over it first, as PyTorch's
     (sum_k a[0] b[k] = a[0] sum_k b[k])."""
@@ -66,12 +55,12 @@ def tensordot(a: Any, b: Any, dims: Any = 2) -> Tensor:
     return linalg.tensordot(a, b, (axes_a, axes_b))
 
 
-def pinverse(input: Any, rcond: float = 1e-15) -> Tensor:  # noqa: A002 - PyTorch's name
+def torch_pinverse(input: Any, rcond: float = 1e-15) -> Tensor:  # noqa: A002 - PyTorch's name
     """The pseudo-inverse; singular values below ``rcond`` times the largest are dropped."""
     return linalg.pinv(input, rtol=rcond)
 
 
-def chain_matmul(*matrices: Any) -> Tensor:
+def torch_chain_matmul(*matrices: Any) -> Tensor:
     """The product of the 2-d ``matrices`` in the cheapest order (``linalg.multi_dot``)."""
     if len(matrices) == 1 and isinstance(matrices[0], list | tuple):
         matrices = tuple(matrices[0])
@@ -80,7 +69,7 @@ def chain_matmul(*matrices: Any) -> Tensor:
     return linalg.multi_dot(list(matrices))
 
 
-def cross(input: Any, other: Any, dim: int | None = None) -> Tensor:  # noqa: A002
+def torch_cross(input: Any, other: Any, dim: int | None = None) -> Tensor:  # noqa: A002
     """The cross product of 3-vectors along ``dim``; without ``dim``, along the first axis
     of size 3 of the broadcast shape (PyTorch's ``torch.cross``; ``linalg.cross`` takes the
     last axis)."""
@@ -110,12 +99,12 @@ SVD = namedtuple("SVD", ["U", "S", "V"])
 TriangularSolve = namedtuple("TriangularSolve", ["solution", "cloned_coefficient"])
 
 
-def qr(input: Any, some: bool = True) -> QR:  # noqa: A002
+def torch_qr(input: Any, some: bool = True) -> QR:  # noqa: A002
     """A = QR (``torch.qr``): ``some`` gives the reduced factors, else the complete ones."""
     return QR(*linalg.qr(input, "reduced" if some else "complete"))
 
 
-def svd(input: Any, some: bool = True, compute_uv: bool = True) -> SVD:  # noqa: A002
+def torch_svd(input: Any, some: bool = True, compute_uv: bool = True) -> SVD:  # noqa: A002
     """A = U diag(S) V^H (``torch.svd``: V, not V^H; ``some`` gives the reduced factors).
     Without ``compute_uv``, U and V are zeros of shape (m, m) and (n, n), as PyTorch's."""
     A = as_tensor(input)
@@ -127,12 +116,12 @@ def svd(input: Any, some: bool = True, compute_uv: bool = True) -> SVD:  # noqa:
     return SVD(U, S, linalg._mH(Vh))
 
 
-def cholesky(input: Any, upper: bool = False) -> Tensor:  # noqa: A002
+def torch_cholesky(input: Any, upper: bool = False) -> Tensor:  # noqa: A002
     """L with A = L L^H (``torch.cholesky``; U = L^H with ``upper``)."""
     return linalg.cholesky(input, upper=bool(upper))
 
 
-def cholesky_solve(input: Any, input2: Any, upper: bool = False) -> Tensor:  # noqa: A002
+def torch_cholesky_solve(input: Any, input2: Any, upper: bool = False) -> Tensor:  # noqa: A002
     """X with A X = B for A = L L^H (``input2`` = L; U^H U with ``upper``) and B = ``input``:
     two triangular solves."""
     B, L = as_tensor(input), as_tensor(input2)
@@ -143,15 +132,15 @@ def cholesky_solve(input: Any, input2: Any, upper: bool = False) -> Tensor:  # n
     return linalg.solve_triangular(L if upper else linalg._mH(L), Y, upper=True)
 
 
-def cholesky_inverse(input: Any, upper: bool = False) -> Tensor:  # noqa: A002
+def torch_cholesky_inverse(input: Any, upper: bool = False) -> Tensor:  # noqa: A002
     """(L L^H)^-1 from its Cholesky factor L (U^H U with ``upper``)."""
     L = as_tensor(input)
     n = L.shape[-1]
     eye = Tensor._wrap(np.broadcast_to(np.eye(n, dtype=L.dtype), L.shape))
-    return cholesky_solve(eye, L, upper)
+    return torch_cholesky_solve(eye, L, upper)
 
 
-def triangular_solve(
+def torch_triangular_solve(
     b: Any, A: Any, upper: bool = True, transpose: bool = False, unitriangular: bool = False
 ) -> TriangularSolve:
     """X with op(A) X = b for triangular A (op: the transpose with ``transpose``), and a copy
@@ -164,3 +153,7 @@ def triangular_solve(
     X = linalg.solve_triangular(M, bb, upper=bool(upper) != bool(transpose),
                                 unitriangular=bool(unitriangular))  # fmt: skip
     return TriangularSolve(X, OPS["clone"](AA))
+
+
+for _fn in [f for n, f in globals().items() if n.startswith("torch_") and callable(f)]:
+    _fn.__name__ = _fn.__qualname__ = _fn.__name__.removeprefix("torch_")  # torch's name
