@@ -106,6 +106,26 @@ def test_optimizer_step_after_compute_updates_numpy_parameters():
     np.testing.assert_allclose(w.detach().numpy(), expected, rtol=1e-12)
 
 
+def test_optimizer_step_computes_lazy_gradients_in_one_call(monkeypatch):
+    """Without matgrad.compute first, step() computes every lazy gradient in one dask.compute
+    call (not one per parameter, repeating the shared forward work), then updates."""
+    import dask
+
+    Xn, yn, wn, Xd, yd = _least_squares_data(seed=5)
+    w = mg.tensor(wn, requires_grad=True)
+    b = mg.tensor(0.5, requires_grad=True)
+    opt = mg.optim.SGD([w, b], lr=0.1)
+    ((mg.asarray(Xd) @ w + b - mg.asarray(yd)) ** 2).mean().backward()
+    calls = []
+    real = dask.compute
+    monkeypatch.setattr(dask, "compute", lambda *a, **k: calls.append(len(a)) or real(*a, **k))
+    opt.step()
+    assert calls == [2]
+    r = Xn @ wn + 0.5 - yn
+    np.testing.assert_allclose(w.detach().numpy(), wn - 0.1 * 2 * Xn.T @ r / len(yn), rtol=1e-12)
+    np.testing.assert_allclose(b.item(), 0.5 - 0.1 * 2 * r.mean(), rtol=1e-12)
+
+
 def test_compute_runs_shared_work_once():
     """One dask.compute call for everything given: the chunks of X are made once for the loss
     and the gradient together."""

@@ -512,11 +512,6 @@ def test_docstring_mark_dirty_example_with_detach():
     _close(value, 2.0)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=AttributeError,
-    reason="matgrad has no Tensor.sort / Tensor.index_add_ yet",
-)
 def test_docstring_mark_non_differentiable_example_verbatim():
     ex_docstring_mark_non_differentiable(mg, verbatim=True)
 

@@ -677,13 +677,13 @@ def test_coverage_summary(tmp_path_factory, capsys):
 # other namespaces (torch.masked, torch.sparse, torch.ops.aten), private ones (a leading "_")
 # and attributes without a function or method (x.T, x.mT). The floors are what this tier
 # reached, less a small margin, so that coverage cannot regress.
-COVERAGE_FLOORS = {  # namespace: agreeing samples at least
-    "torch": 0,
-    "Tensor": 0,
-    "linalg": 0,
-    "special": 0,
-    "fft": 0,
-    "nn.functional": 0,
+COVERAGE_FLOORS = {  # namespace: agreeing samples at least (reached with torch 2.13, in brackets)
+    "torch": 2150,  # (2181 of 2361)
+    "Tensor": 1900,  # (1937 of 2080)
+    "linalg": 580,  # (596 of 613)
+    "special": 40,  # (41 of 41)
+    "fft": 0,  # (0 of 154)
+    "nn.functional": 720,  # (733 of 1487)
 }
 
 

@@ -617,3 +617,13 @@ def test_stack_module_state_ensembles(no_fallback):
     models[0].train()
     with pytest.raises(RuntimeError, match="training/eval mode"):
         mf.stack_module_state(models)
+
+
+def test_one_hot_batches_under_vmap():
+    """one_hot is composed of ops, so vmap sees its batch axis (it was built from the raw
+    array, which gave a 4-d result for a batch of 2-d indices)."""
+    idx = mg.tensor([[0, 1], [2, 0], [1, 1]])
+    out = mf.vmap(lambda t: mg.nn.functional.one_hot(t, 3))(idx)
+    loop = np.stack([np.eye(3, dtype=np.int64)[row] for row in idx.numpy()])
+    assert out.shape == (3, 2, 3) and out.dtype == np.int64
+    np.testing.assert_array_equal(out.numpy(), loop)

@@ -882,7 +882,7 @@ _FUNCTION_METHODS = (
     "select_scatter", "signbit", "slice_scatter", "sort", "split_with_sizes", "sum_to_size",
     "swapdims", "take", "take_along_dim", "tensor_split", "tile", "topk", "true_divide",
     "unfold", "unsafe_chunk", "unsafe_split", "unsafe_split_with_sizes", "vsplit",
-    "clamp_min", "clamp_max",
+    "clamp_min", "clamp_max", "floor_divide",
 )  # fmt: skip
 # (read from one string: the linalg ops keep their declarations in matgrad.ops.linalg)
 _LINALG_METHODS = (  # noqa: SIM905
@@ -896,7 +896,8 @@ _FUNCTION_INPLACE = (
     "deg2rad_", "float_power_", "index_add_", "index_copy_", "index_fill_", "index_put_",
     "index_reduce_", "ldexp_", "lerp_", "masked_fill_", "masked_scatter_", "nan_to_num_",
     "put_", "rad2deg_", "renorm_", "scatter_", "scatter_add_", "scatter_reduce_",
-    "true_divide_", "logical_and_", "logical_not_", "logical_or_",
+    "true_divide_", "logical_and_", "logical_not_", "logical_or_", "floor_divide_", "cumsum_",
+    "cumprod_", "tril_", "triu_", "eq_", "ne_", "lt_", "le_", "gt_", "ge_",
 )  # fmt: skip
 for _name in _FUNCTION_METHODS:
     setattr(Tensor, _name, getattr(_ops, _name))

@@ -1,50 +1,38 @@
-"""The Array API's ``fft`` extension over matgrad tensors: the transforms run in ``numpy.fft``
-without gradients (refused when the input requires one); ``fftshift``/``ifftshift`` are rolls
-(differentiable)."""
+"""The Array API's ``fft`` extension over matgrad tensors, with gradients: every function is
+:mod:`matgrad.fft`'s under the standard's signature (``axis``/``axes`` for ``dim``,
+keyword-only arguments), so it records the same rows (``fft_c2c``, ``fft_r2c``, ``fft_c2r``,
+with ``pad``, ``conj`` and ``roll`` around them). Code written against the standard, such as
+SciPy's ``signal.fftconvolve`` with ``SCIPY_ARRAY_API=1``, is then differentiable."""
 
 from __future__ import annotations
 
-import builtins
 from collections.abc import Sequence
 from typing import Any
 
-import numpy as np
-
-from ..core.grad_mode import state as _grad_state
 from ..core.tensor_base import Tensor
-from ..ops import composite as _ops
+from ..ops import fft as _fft
 from ._creation import _tensor
 from ._dtypes import _default_float
-from ._helpers import _dtype, _from_table, _place, _wrap
+from ._helpers import _dtype, _from_table, _place
 
-
-def _fft_input(op: str, x: Any) -> Any:
-    x = _tensor(x)
-    if x.requires_grad and _grad_state.enabled:
-        raise NotImplementedError(
-            f"fft.{op}: gradients of the FFT are not implemented; detach() the input or "
-            "run under matgrad.no_grad()"
-        )
-    return x._data
-
-
-def _named(fn: Any, name: str) -> Any:
-    fn.__name__ = fn.__qualname__ = name
-    fn.__doc__ = f"``numpy.fft.{name}`` on the tensor's data (no gradient)."
-    return fn
+Norm = str
 
 
 def _fft1(name: str) -> Any:
-    np_fn = getattr(np.fft, name)
+    impl = getattr(_fft, name)
 
-    def fn(x: Tensor, /, *, n: int | None = None, axis: int = -1, norm: str = "backward") -> Any:
-        return _wrap(np.asarray(np_fn(_fft_input(name, x), n=n, axis=axis, norm=norm)))
+    def fn(
+        x: Tensor, /, *, n: int | None = None, axis: int = -1, norm: Norm = "backward"
+    ) -> Tensor:
+        return impl(_tensor(x), n=n, dim=axis, norm=norm)
 
-    return _named(fn, name)
+    fn.__name__ = fn.__qualname__ = name
+    fn.__doc__ = f"``matgrad.fft.{name}`` (differentiable); ``axis`` is its ``dim``."
+    return fn
 
 
 def _fftn(name: str) -> Any:
-    np_fn = getattr(np.fft, name)
+    impl = getattr(_fft, name)
 
     def fn(
         x: Tensor,
@@ -52,14 +40,14 @@ def _fftn(name: str) -> Any:
         *,
         s: Sequence[int] | None = None,
         axes: Sequence[int] | None = None,
-        norm: str = "backward",
-    ) -> Any:
-        data = _fft_input(name, x)
-        if s is not None and axes is None:
-            axes = tuple(range(-len(s), 0))
-        return _wrap(np.asarray(np_fn(data, s=s, axes=axes, norm=norm)))
+        norm: Norm = "backward",
+    ) -> Tensor:
+        # axes=None: those of `s` (the last len(s)), else all, as matgrad.fft's dim=None
+        return impl(_tensor(x), s=s, dim=axes, norm=norm)
 
-    return _named(fn, name)
+    fn.__name__ = fn.__qualname__ = name
+    fn.__doc__ = f"``matgrad.fft.{name}`` (differentiable); ``axes`` is its ``dim``."
+    return fn
 
 
 fft = _fft1("fft")
@@ -75,39 +63,27 @@ irfftn = _fftn("irfftn")
 
 
 def fftfreq(n: int, /, *, d: float = 1.0, dtype: Any = None, device: Any = None) -> Tensor:
-    out = np.fft.fftfreq(n, d=d).astype(_dtype(dtype) or _default_float(), copy=False)
-    return _place(_wrap(out), device)
+    """The sample frequencies of an n-point DFT (no gradient)."""
+    return _place(_fft.fftfreq(n, d, dtype=_dtype(dtype) or _default_float()), device)
 
 
 def rfftfreq(n: int, /, *, d: float = 1.0, dtype: Any = None, device: Any = None) -> Tensor:
-    out = np.fft.rfftfreq(n, d=d).astype(_dtype(dtype) or _default_float(), copy=False)
-    return _place(_wrap(out), device)
+    """The sample frequencies of ``rfft``'s bins (no gradient)."""
+    return _place(_fft.rfftfreq(n, d, dtype=_dtype(dtype) or _default_float()), device)
 
 
-def _shift(x: Tensor, axes: Any, inverse: builtins.bool) -> Tensor:
-    x = _tensor(x)
-    if axes is None:
-        axes = tuple(range(x.ndim))
-    elif isinstance(axes, int | np.integer):
-        axes = (int(axes),)
-    axes = tuple(int(a) for a in axes)
-    if not axes:
-        return x
-    shifts = tuple(-(x.shape[a] // 2) if inverse else x.shape[a] // 2 for a in axes)
-    return _ops.roll(x, shifts, axes)
-
-
-def fftshift(x: Tensor, /, *, axes: Any = None) -> Tensor:
+def fftshift(x: Tensor, /, *, axes: int | Sequence[int] | None = None) -> Tensor:
     """The zero frequency moved to the centre (a roll: differentiable)."""
-    return _shift(x, axes, False)
+    return _fft.fftshift(_tensor(x), dim=axes)
 
 
-def ifftshift(x: Tensor, /, *, axes: Any = None) -> Tensor:
-    return _shift(x, axes, True)
+def ifftshift(x: Tensor, /, *, axes: int | Sequence[int] | None = None) -> Tensor:
+    """The inverse of ``fftshift``."""
+    return _fft.ifftshift(_tensor(x), dim=axes)
 
 
-# rows of derivatives.yaml whose array_api variant is `fft.<name>` (none: the transforms have
-# no rows)
+# rows of derivatives.yaml whose array_api variant is `fft.<name>` (none: the standard's
+# signatures are written above)
 _TABLE: dict[str, Any] = _from_table("fft")
 globals().update(_TABLE)
 

@@ -144,7 +144,10 @@ def one_hot(tensor: Any, num_classes: int = -1) -> Tensor:
         num_classes = int(idx.max()) + 1 if idx.size else 0
     elif idx.size and idx.max() >= num_classes:
         raise RuntimeError("Class values must be smaller than num_classes.")
-    return Tensor._wrap((idx[..., None] == np.arange(num_classes)).astype(np.int64))
+    # composed of ops (not built from the raw array), so it batches under vmap
+    index = tensor if isinstance(tensor, Tensor) else Tensor._wrap(idx)
+    classes = Tensor._wrap(np.arange(num_classes, dtype=idx.dtype))
+    return (index.unsqueeze(-1) == classes).to(np.int64)
 
 
 def dropout(input: Tensor, p: float = 0.5, training: bool = True, inplace: bool = False) -> Tensor:

@@ -18,6 +18,7 @@ import numpy as np
 from ..core.grad_mode import enable_grad, no_grad
 from ..core.graph import bump_version
 from ..core.tensor_base import get_default_dtype
+from ..creation import compute
 from ..tensor import Tensor
 
 
@@ -183,6 +184,16 @@ class Optimizer:
             with enable_grad():
                 loss = closure()
         with no_grad():
+            # lazy (Dask) gradients of in-memory parameters are computed in one call, so the
+            # work their graphs share (reading the data, the forward pass) runs once
+            lazy = [
+                p.grad
+                for group in self.param_groups
+                for p in self._params_with_grad(group)
+                if "_lazy_leaf_grad" in p.grad.__dict__
+            ]
+            if lazy:
+                compute(*lazy)
             for group in self.param_groups:
                 for p in self._params_with_grad(group):
                     self._update(p, np.asarray(p.grad._data), self.state[p], group)
