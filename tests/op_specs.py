@@ -773,4 +773,9 @@ SPECS["linalg_lu"] = [
     S(lambda a: la.lu(a).U, [randn(3, 3)], note="square, U alone"),
     S(lambda a: la.lu_factor(a).LU, [randn(2, 3, 3)], note="packed (lu_factor)"),
     S(lambda a, b: la.lu_solve(*la.lu_factor(a), b), [randn(3, 3), randn(3, 2)], note="lu_solve"),
+    S(
+        lambda a, b: tuple(_r(x) for x in tuple(la.lu(_z(a, b)))[1:]),
+        [randn(2, 4, 3), randn(2, 4, 3)],
+        note="complex (the conjugate transposes of the rule), tall",
+    ),
 ]

@@ -148,8 +148,10 @@ def test_lu_solve_matches_torch_values_and_gradients(torch, left, adjoint):
     mLU, mpiv = la.lu_factor(t(A, False))
     X = la.lu_solve(mLU, mpiv, t(B, False), left=left, adjoint=adjoint)
     A_op = np.swapaxes(A, -1, -2) if adjoint else A
-    expected = np.linalg.solve(A_op, B) if left else np.swapaxes(
-        np.linalg.solve(np.swapaxes(A_op, -1, -2), np.swapaxes(B, -1, -2)), -1, -2
+    expected = (
+        np.linalg.solve(A_op, B)
+        if left
+        else np.swapaxes(np.linalg.solve(np.swapaxes(A_op, -1, -2), np.swapaxes(B, -1, -2)), -1, -2)
     )
     assert_close(X, expected, 1e-10, 1e-12)
     assert_same_vjp(
@@ -206,8 +208,10 @@ def test_inv_ex_and_solve_ex_report_singular_matrices_as_torch(torch):
     x = t(A)
     inv, _ = la.inv_ex(x)
     inv.backward(mg.tensor(np.ones(A.shape)))  # a cotangent on the singular one's inf too
-    expected = -np.swapaxes(np.linalg.inv(G), -1, -2) @ np.ones((2, 2)) @ np.swapaxes(
-        np.linalg.inv(G), -1, -2
+    expected = (
+        -np.swapaxes(np.linalg.inv(G), -1, -2)
+        @ np.ones((2, 2))
+        @ np.swapaxes(np.linalg.inv(G), -1, -2)
     )
     np.testing.assert_allclose(x.grad.numpy()[0], expected, rtol=1e-10)
     assert not np.any(x.grad.numpy()[1])

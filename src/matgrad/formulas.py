@@ -977,3 +977,19 @@ def fft_c2r_backward(
     fft_c2r_backward."""
     spectrum = F.fft_r2c(grad, dim, normalization, True)
     return fft_mirrored_bins(F, spectrum, last_dim_size, dim[-1], 2.0)
+
+
+# -- nn primitives (the rows of the `nn primitives` section) -------------------------------
+def scaled(F: Any, x: T, factor: Any) -> T:
+    """``x * factor``, or ``x`` itself when the factor is 1 (PyTorch's maybe_multiply)."""
+    return x if isinstance(factor, int | float) and factor == 1 else x * factor
+
+
+def addmm_mat2_grad(F: Any, grad: T, mat1: T, mat2_colmajor: bool) -> T:
+    """``mH(mat1) @ grad`` (the VJP of ``mat1 @ mat2`` to ``mat2``) in ``mat2``'s layout: for
+    a column-major ``mat2`` (a linear layer's ``W.T``) computed as ``(grad^T conj(mat1))^T``,
+    so that its transpose, the gradient of ``W``, is row-major as ``W`` is and reaches
+    ``W.grad`` without a transposing copy (PyTorch's mm_mat2_backward does the same)."""
+    if mat2_colmajor:
+        return F.mT(F.mT(grad) @ conj(F, mat1))
+    return mH(F, mat1) @ grad

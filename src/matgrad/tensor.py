@@ -885,10 +885,10 @@ _FUNCTION_METHODS = (
     "clamp_min", "clamp_max", "floor_divide",
 )  # fmt: skip
 # (read from one string: the linalg ops keep their declarations in matgrad.ops.linalg)
-_LINALG_METHODS = (  # noqa: SIM905
-    "cholesky cholesky_inverse cholesky_solve cross kron logdet matrix_exp matrix_power "
-    "pinverse qr slogdet svd triangular_solve"
-).split()
+_LINALG_METHODS = (
+    "cholesky_inverse", "cholesky_solve", "cross", "kron", "logdet",
+    "matrix_power", "pinverse", "qr", "svd", "triangular_solve",
+)  # fmt: skip
 # their in-place forms (``x.index_add_(...)``: the function's result written into x)
 _FUNCTION_INPLACE = (
     "addbmm_", "addcdiv_", "addcmul_", "addmm_", "addmv_", "addr_", "baddbmm_", "clamp_max_",

@@ -13,6 +13,8 @@ axis), so the same formulas work when cotangents carry extra leading batch dimen
 from __future__ import annotations
 
 import builtins
+import itertools
+import math
 from typing import Any
 
 import numpy as np
@@ -569,9 +571,7 @@ def _fft_prepare(op: str, self: Array, dim: tuple[int, ...], normalization: str,
         )
     nd = np.ndim(self)
     if any(not -nd <= d < 0 for d in dim) or len(set(dim)) != len(dim):
-        raise IndexError(
-            f"{op}: dim {tuple(dim)} must be distinct negative axes of a {nd}-d input"
-        )
+        raise IndexError(f"{op}: dim {tuple(dim)} must be distinct negative axes of {nd}-d input")
     if _backend.backend_of(self) == "dask" and dim:
         self = self.rechunk({nd + d: -1 for d in dim})
     return self, norms[normalization]
@@ -626,3 +626,268 @@ def fft_c2r(
         )
     s = [np.shape(self)[d] for d in dim[:-1]] + [n]
     return np.fft.irfftn(x, s=s, axes=dim, norm=norm)
+
+
+# -- nn primitives: addmm, threshold_backward, im2col / col2im -------------------------------
+def addmm(
+    self: Array,
+    mat1: Array,
+    mat2: Array,
+    beta: Any = 1,
+    alpha: Any = 1,
+    mat2_colmajor: bool = False,
+) -> Array:
+    """``beta * self + alpha * (mat1 @ mat2)``, ``self`` broadcast to the product; beta = 0
+    ignores ``self`` (its nan and inf too), as PyTorch. The sum is made in the product's own
+    memory when the types allow (one array of the result's size, not two). ``mat2_colmajor``
+    is read by the backward pass only."""
+    out = np.matmul(mat1, mat2)
+    if alpha != 1:
+        out = np.multiply(out, alpha)
+    if beta == 0:
+        return out
+    bias = self if beta == 1 else np.multiply(self, beta)
+    if (
+        type(out) is np.ndarray
+        and np.result_type(bias, out) == out.dtype
+        and np.broadcast_shapes(np.shape(bias), out.shape) == out.shape
+    ):
+        return np.add(bias, out, out=out)
+    return np.add(bias, out)
+
+
+def threshold_backward(grad_output: Array, self: Array, threshold: Any) -> Array:
+    """``grad_output`` where ``self > threshold``, 0 elsewhere; a NaN in ``self`` passes the
+    gradient (PyTorch's ``self <= threshold ? 0 : grad``). For NumPy floats of one shape the
+    selection is a bit mask (and-ing the float's bits with all-ones or zero), which gives
+    exactly ``where``'s values: ``np.where`` on a mask of random signs (ReLU's) runs about 10x
+    slower, its branch mispredicted on every other element."""
+    drop = np.less_equal(self, threshold)
+    g = grad_output
+    if (
+        type(g) is np.ndarray
+        and g.dtype.kind == "f"
+        and g.dtype.itemsize in (2, 4, 8)
+        and g.shape == drop.shape
+    ):
+        bits = np.dtype(f"u{g.dtype.itemsize}")
+        keep = drop.astype(bits)  # 1 where dropped
+        np.subtract(keep, 1, out=keep)  # unsigned wrap-around: 0 where dropped, ~0 where kept
+        np.bitwise_and(keep, g.view(bits), out=keep)
+        return keep.view(g.dtype)
+    return np.where(drop, np.zeros((), dtype=np.result_type(g)), g)
+
+
+def _pairs(op: str, padding: Any, nd: int) -> tuple[tuple[int, int], ...]:
+    """Padding per spatial axis as (before, after): an int (both sides) or a pair each."""
+    if isinstance(padding, int | np.integer):
+        padding = (int(padding),) * nd
+    padding = tuple(padding)
+    if len(padding) != nd:
+        raise ValueError(f"{op}: expected {nd} padding values, got {list(padding)}")
+    pairs = tuple(
+        (int(p), int(p)) if isinstance(p, int | np.integer) else (int(p[0]), int(p[1]))
+        for p in padding
+    )
+    if any(b < 0 or a < 0 for b, a in pairs):
+        raise ValueError(f"{op}: padding must be non-negative, got {list(padding)}")
+    return pairs
+
+
+def _window_plan(
+    op: str,
+    spatial: tuple[int, ...],
+    kernel_size: Any,
+    dilation: Any,
+    padding: Any,
+    stride: Any,
+) -> tuple[tuple[int, ...], list[tuple[tuple[slice, ...], tuple[slice, ...]] | None]]:
+    """Where each kernel offset's windows read: the number of windows per axis, and per
+    offset k (row-major over the kernel) the output range whose windows read a real element
+    and the strided input slice they read (None: every window of that offset is in the
+    padding). Window o of offset i reads the input at o * stride + i * dilation - before."""
+    nd = len(spatial)
+    ks, ds, ss = (tuple(int(v) for v in t) for t in (kernel_size, dilation, stride))
+    if not len(ks) == len(ds) == len(ss) == nd:
+        raise ValueError(
+            f"{op}: kernel_size {list(ks)}, dilation {list(ds)} and stride {list(ss)} must "
+            f"have one value per spatial axis ({nd})"
+        )
+    if any(v <= 0 for v in ks + ds + ss):
+        raise ValueError(
+            f"{op}: kernel_size, dilation and stride must be positive, got kernel_size="
+            f"{list(ks)}, dilation={list(ds)}, stride={list(ss)}"
+        )
+    pads = _pairs(op, padding, nd)
+    outs = tuple(
+        (n + b + a - d * (k - 1) - 1) // s + 1
+        for n, k, d, s, (b, a) in zip(spatial, ks, ds, ss, pads, strict=True)
+    )
+    if any(o < 1 for o in outs):
+        raise ValueError(
+            f"{op}: input of spatial size {list(spatial)} with kernel_size={list(ks)}, "
+            f"dilation={list(ds)}, padding={list(pads)} gives {list(outs)} windows per axis; "
+            "each must be at least one"
+        )
+    per_axis = []
+    for n, k, d, s, (b, _), o in zip(spatial, ks, ds, ss, pads, outs, strict=True):
+        spans = []
+        for i in range(k):
+            first = i * d - b  # the input index window 0 reads
+            lo = 0 if first >= 0 else (-first + s - 1) // s
+            hi = min(o, (n - 1 - first) // s + 1) if first <= n - 1 else 0
+            spans.append((lo, hi, first + lo * s) if hi > lo else None)
+        per_axis.append(spans)
+    plan: list[tuple[tuple[slice, ...], tuple[slice, ...]] | None] = []
+    for offsets in itertools.product(*(range(k) for k in ks)):
+        spans = [per_axis[a][i] for a, i in enumerate(offsets)]
+        if any(sp is None for sp in spans):
+            plan.append(None)
+            continue
+        out_sl = tuple(slice(lo, hi) for lo, hi, _ in spans)  # type: ignore[misc]
+        in_sl = tuple(
+            slice(start, start + (hi - lo - 1) * s + 1, s)
+            for (lo, hi, start), s in zip(spans, ss, strict=True)  # type: ignore[misc]
+        )
+        plan.append((out_sl, in_sl))
+    return outs, plan
+
+
+def im2col(self: Array, kernel_size: Any, dilation: Any, padding: Any, stride: Any) -> Array:
+    """The sliding windows of the last ``len(kernel_size)`` axes (zero padding), as columns:
+    (..., C, *spatial) -> (..., C * K, L), K = prod(kernel_size), L the number of windows;
+    row c * K + k holds kernel offset k (row-major) of channel c, column l window l
+    (row-major), as ``torch.nn.functional.unfold``. Made with one strided slice copy per
+    kernel offset (the zero padding is never materialised: the windows that reach into it
+    get zeros in those places)."""
+    nd = len(tuple(kernel_size))
+    shape = np.shape(self)
+    if len(shape) < nd + 1:
+        raise ValueError(
+            f"im2col: expected at least {nd + 1} axes (channels and {nd} spatial), got input "
+            f"of shape {list(shape)}"
+        )
+    lead, spatial = tuple(shape[: -nd - 1]), tuple(shape[-nd:])
+    outs, plan = _window_plan("im2col", spatial, kernel_size, dilation, padding, stride)
+    k_count = len(plan)
+    if type(self) is not np.ndarray:  # Dask, CuPy: a functional form (pad, slice, stack)
+        cols = _im2col_functional(self, kernel_size, dilation, padding, stride, outs)
+        return np.reshape(cols, lead + (shape[-nd - 1] * k_count, math.prod(outs)))
+    cols = np.empty(lead + (shape[-nd - 1], k_count) + outs, dtype=self.dtype)
+    for k, entry in enumerate(plan):
+        dst = cols[(Ellipsis, k) + (slice(None),) * nd]
+        if entry is None:
+            dst[...] = 0
+            continue
+        out_sl, in_sl = entry
+        dst[(Ellipsis,) + out_sl] = self[(Ellipsis,) + in_sl]
+        for a, sl in enumerate(out_sl):  # the windows of this offset that read padding
+            for strip in (slice(0, sl.start), slice(sl.stop, outs[a])):
+                if strip.stop > strip.start:
+                    rest = (slice(None),) * (nd - a - 1)
+                    dst[(Ellipsis,) + (slice(None),) * a + (strip,) + rest] = 0
+    return cols.reshape(lead + (shape[-nd - 1] * k_count, math.prod(outs)))
+
+
+def col2im(
+    self: Array,
+    output_size: Any,
+    kernel_size: Any,
+    dilation: Any,
+    padding: Any,
+    stride: Any,
+) -> Array:
+    """The adjoint of :func:`im2col`: (..., C * K, L) -> (..., C, *output_size), each column
+    entry added where its window read it (overlaps sum; entries in the padding are
+    dropped), as ``torch.nn.functional.fold``. One zero array and K strided in-place
+    slice-adds."""
+    spatial = tuple(int(v) for v in output_size)
+    shape = np.shape(self)
+    outs, plan = _window_plan("col2im", spatial, kernel_size, dilation, padding, stride)
+    k_count, length = len(plan), math.prod(outs)
+    if len(shape) < 2 or shape[-1] != length or shape[-2] % k_count:
+        raise ValueError(
+            f"col2im: expected an input of shape (..., C * {k_count}, {length}) for "
+            f"output_size={list(spatial)}, kernel_size={list(kernel_size)}, got {list(shape)}"
+        )
+    lead, c = tuple(shape[:-2]), shape[-2] // k_count
+    cols = np.reshape(self, lead + (c, k_count) + outs)
+    if type(self) is not np.ndarray:  # Dask, CuPy: a sum of spread, padded window slices
+        return _col2im_functional(cols, spatial, kernel_size, dilation, padding, stride, outs)
+    out = np.zeros(lead + (c,) + spatial, dtype=self.dtype)
+    for k, entry in enumerate(plan):
+        if entry is None:
+            continue
+        out_sl, in_sl = entry
+        dst = out[(Ellipsis,) + in_sl]
+        np.add(dst, cols[(Ellipsis, k) + out_sl], out=dst)
+    return out
+
+
+def _offsets(kernel_size: Any, dilation: Any) -> Any:
+    """The start of each kernel offset (row-major) in the padded input, per axis."""
+    return itertools.product(
+        *(range(0, int(k) * int(d), int(d)) for k, d in zip(kernel_size, dilation, strict=True))
+    )
+
+
+def _im2col_functional(
+    x: Array, kernel_size: Any, dilation: Any, padding: Any, stride: Any, outs: tuple[int, ...]
+) -> Array:
+    """:func:`im2col` without writing into arrays (immutable Dask arrays): pad, one strided
+    slice per kernel offset, stacked as (..., C, K, *outs)."""
+    nd = len(outs)
+    pads = _pairs("im2col", padding, nd)
+    xp_ = np.pad(x, [(0, 0)] * (np.ndim(x) - nd) + [list(p) for p in pads])
+    slices = [
+        xp_[
+            (Ellipsis,)
+            + tuple(
+                slice(i, i + (o - 1) * int(s) + 1, int(s))
+                for i, o, s in zip(start, outs, stride, strict=True)
+            )
+        ]
+        for start in _offsets(kernel_size, dilation)
+    ]
+    return np.stack(slices, axis=-nd - 1)
+
+
+def _spread(x: Array, axis: int, step: int) -> Array:
+    """Zero insertion along ``axis`` (non-negative): ``step - 1`` zeros between elements."""
+    if step == 1:
+        return x
+    n = np.shape(x)[axis]
+    zeros = np.zeros_like(x)
+    y = np.stack([x] + [zeros] * (step - 1), axis=axis + 1)
+    shape = list(np.shape(x))
+    shape[axis] = n * step
+    keep = (slice(None),) * axis + (slice(0, (n - 1) * step + 1),)
+    return np.reshape(y, shape)[keep]
+
+
+def _col2im_functional(
+    cols: Array,
+    spatial: tuple[int, ...],
+    kernel_size: Any,
+    dilation: Any,
+    padding: Any,
+    stride: Any,
+    outs: tuple[int, ...],
+) -> Array:
+    """:func:`col2im` without writing into arrays: each kernel offset's (..., C, *outs)
+    slice spread by the stride and padded into place in the padded input, summed, cropped."""
+    nd = len(spatial)
+    pads = _pairs("col2im", padding, nd)
+    full = [n + b + a for n, (b, a) in zip(spatial, pads, strict=True)]
+    total = None
+    for k, start in enumerate(_offsets(kernel_size, dilation)):
+        part = cols[(Ellipsis, k) + (slice(None),) * nd]
+        first = np.ndim(part) - nd
+        widths = [(0, 0)] * first
+        for a, (i, o, s) in enumerate(zip(start, outs, stride, strict=True)):
+            part = _spread(part, first + a, int(s))
+            widths.append((i, full[a] - i - ((o - 1) * int(s) + 1)))
+        term = np.pad(part, widths)
+        total = term if total is None else total + term
+    crop = tuple(slice(b, b + n) for (b, _), n in zip(pads, spatial, strict=True))
+    return total[(Ellipsis,) + crop]

@@ -12,6 +12,7 @@ from typing import Any
 import numpy as np
 
 from ..core.grad_mode import no_grad
+from ..core.grad_mode import state as _state
 from ..core.tensor_base import as_tensor
 from ..creation import default_generator
 from ..ops import batching as _batching
@@ -100,9 +101,30 @@ def erf(input: Tensor) -> Tensor:
 
 # -- linear layers ---------------------------------------------------------------------------
 def linear(input: Tensor, weight: Tensor, bias: Tensor | None = None) -> Tensor:
-    """``input @ weight.T + bias``."""
-    out = C.matmul(input, weight.mT if weight.ndim == 2 else weight)
-    return out if bias is None else out + bias
+    """``input @ weight.T + bias``. With a bias and a matrix weight this is one ``addmm``
+    (AddmmBackward0 with edges bias, input and the transpose of weight, as PyTorch's), the
+    input's leading axes flattened around it as PyTorch does; ``weight.T``'s gradient is then
+    made row-major, so ``weight.grad`` needs no transposing copy. Inside ``func.vmap``, and
+    without a bias, a matrix product (and a sum)."""
+    input, weight = _t(input), _t(weight)
+    if bias is None or weight.ndim != 2 or input.ndim == 0 or _state.vmap:
+        out = C.matmul(input, weight.mT if weight.ndim == 2 else weight)
+        return out if bias is None else out + bias
+    bias = _t(bias)
+    out_features, in_features = weight.shape
+    if input.shape[-1] != in_features:
+        raise RuntimeError(
+            f"linear: mat1 and mat2 shapes cannot be multiplied ("
+            f"{math.prod(input.shape[:-1])}x{input.shape[-1]} and {in_features}x{out_features})"
+        )
+    wt = weight.mT
+    if input.ndim == 2:
+        if bias.ndim == 1 and bias.shape[0] == out_features:  # the common case, checked
+            return _P.addmm(bias, input, wt, mat2_colmajor=C._is_colmajor(wt))
+        return C.addmm(bias, input, wt)
+    lead = tuple(input.shape[:-1])
+    flat = C.reshape(input, (math.prod(lead), in_features))
+    return C.reshape(C.addmm(bias, flat, wt), (*lead, out_features))
 
 
 def bilinear(input1: Tensor, input2: Tensor, weight: Tensor, bias: Tensor | None = None) -> Tensor:

@@ -28,6 +28,7 @@ import numpy as np
 
 from ..core.tensor_base import as_tensor
 from ..ops import composite as C
+from ..ops.batching import BatchedTensor
 from ..ops.bindings import FUNCTIONS as _F
 from ..tensor import Tensor
 
@@ -652,22 +653,23 @@ def _max_pool_nd(
     )
     xp = _pad_spatial(x, p, [pi + e for pi, e in zip(p, extra, strict=True)], -math.inf)
     win = _windows(xp, k, s, d, out)  # (N, C, K, *out)
-    # PyTorch's element: the first maximum in window order (NaN counts as the maximum)
-    first = np.argmax(win._data, axis=2)
-    pick = np.arange(win.shape[2]).reshape((-1,) + (1,) * nd) == first[:, :, None]
-    y = C.sum(_where(Tensor._wrap(pick), win, 0.0), 2)
+    # PyTorch's element: the first maximum in window order (NaN counts as the maximum).
+    # Tensor ops, not the raw array: under func.vmap the array has the batch axes in front.
+    first = C.argmax(win, 2)  # (N, C, *out)
+    window = Tensor._wrap(np.arange(win.shape[2]).reshape((-1,) + (1,) * nd))
+    y = C.sum(_where(C.eq(C.unsqueeze(first, 2), window), win, 0.0), 2)
     if unbatched:
         y = C.squeeze(y, 0)
     if not return_indices:
         return y
-    # flat index into the input's spatial axes of each chosen element
-    offsets = np.unravel_index(first, k)
-    flat = np.zeros(first.shape, dtype=np.int64)
-    for axis, (off, si, pi, di, n) in enumerate(zip(offsets, s, p, d, _spatial(x), strict=True)):
-        grid = np.arange(out[axis]).reshape((-1,) + (1,) * (nd - 1 - axis))
+    # flat index into the input's spatial axes of each chosen element (first unravelled in
+    # C order over the kernel's shape)
+    flat: Any = 0
+    for axis, (si, pi, di, n) in enumerate(zip(s, p, d, _spatial(x), strict=True)):
+        off = (first // math.prod(k[axis + 1 :])) % k[axis]
+        grid = Tensor._wrap(np.arange(out[axis]).reshape((-1,) + (1,) * (nd - 1 - axis)))
         flat = flat * n + (grid * si - pi + off * di)
-    idx = Tensor._wrap(flat[0] if unbatched else flat)
-    return y, idx
+    return y, (C.squeeze(flat, 0) if unbatched else flat)
 
 
 def max_pool1d(
@@ -868,9 +870,18 @@ def _adaptive_max_nd(op: str, nd: int, input: Any, output_size: Any, return_indi
         order = (0, 1, *range(2, 2 + 2 * nd, 2), *range(3, 3 + 2 * nd, 2))
         g = C.permute(g, *order)
         g = C.reshape(g, (*x.shape[:2], *sizes, -1))
-        first = np.argmax(g._data, axis=-1)
-        pick = np.arange(g.shape[-1]) == first[..., None]
-        y = C.sum(_where(Tensor._wrap(pick), g, 0.0), -1)
+        # tensor ops for the values (func.vmap sees the logical axes); the indices below
+        # need the plain array
+        first_t = C.argmax(g, -1)
+        pick = C.eq(C.unsqueeze(first_t, -1), Tensor._wrap(np.arange(g.shape[-1])))
+        y = C.sum(_where(pick, g, 0.0), -1)
+        if not return_indices:
+            return C.squeeze(y, 0) if unbatched else y
+        if isinstance(first_t, BatchedTensor):
+            raise NotImplementedError(
+                f"{op}: return_indices=True is not supported under func.vmap"
+            )
+        first = first_t._data
         # flat input positions of the chosen elements
         widths = [pos.shape[1] for pos in positions]
         offsets = np.unravel_index(first, widths)

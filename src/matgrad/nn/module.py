@@ -10,6 +10,8 @@ from typing import Any
 
 import numpy as np
 
+from .. import devices as _devices
+from ..backend import arrays as _backend
 from ..core.grad_mode import no_grad
 from ..tensor import Tensor
 from .parameter import Parameter
@@ -502,19 +504,30 @@ class Module:
 
     def to(self, *args: Any, **kwargs: Any) -> Module:
         """``to(dtype)`` converts floating parameters and buffers in place (the Parameter
-        objects stay the same); ``to('cpu')`` / ``to(device=...)`` leaves them."""
+        objects stay the same); ``to(device)`` (``'cpu'``, ``device('cuda')``, ...) moves them
+        to that device's array library ('cuda' is CuPy), also in place; ``to(tensor)`` takes
+        both from a tensor; ``to(device, dtype)`` and keywords as PyTorch takes them."""
         dtype = kwargs.pop("dtype", None)
-        kwargs.pop("device", None)
+        place = kwargs.pop("device", None)
         kwargs.pop("non_blocking", None)
         for a in args:
             if isinstance(a, Tensor):
-                dtype = a.dtype
-            elif isinstance(a, str) and a in ("cpu", "numpy"):
+                place, dtype = a.device, a.dtype
+            elif isinstance(a, str) and a == "numpy":
+                place = "cpu"
+            elif isinstance(a, _devices.device | str):  # a string names a device, as in torch
+                place = a
+            elif isinstance(a, bool):  # to(..., non_blocking)
                 continue
             elif a is not None:
                 dtype = a
         if kwargs:
             raise TypeError(f"to() got unexpected keyword arguments {sorted(kwargs)}")
+        if place is not None:
+            # device() raises for an unknown device ('meta', 'mps', ...), backend_for where
+            # CUDA is not available
+            name = _devices.backend_for(_devices.device(place))
+            self._apply_to_arrays(lambda a: _backend.to_backend(a, name))
         if dtype is None:
             return self
         dt = np.dtype(dtype)

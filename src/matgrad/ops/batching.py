@@ -878,21 +878,29 @@ def _matmul_parts(a: Any, b: Any, levels: tuple[int, ...]) -> Tensor:
     return out
 
 
-def _product(op: Any, inputs: tuple, attrs: dict, levels: tuple[int, ...]) -> Any:
+def _operands(inputs: tuple) -> tuple[Tensor, Tensor]:
     a, b = (x if isinstance(x, Tensor) else Tensor._wrap(np.asarray(x)) for x in inputs)
-    name = op.name
-    if name in ("mm", "bmm", "matmul", "mv"):
-        return _matmul_parts(a, b, levels)
-    if name == "dot":
-        prod = OPS["mul"](
-            align(a, levels, 1) if levels_of(a) else a, align(b, levels, 1) if levels_of(b) else b
-        )
-        return OPS["sum"](prod, dim=(-1,), keepdim=False)
-    if name == "outer":  # (both aligned to every level first: they may have different ones)
-        a1 = align(a, levels, 1) if levels_of(a) else a
-        b1 = align(b, levels, 1) if levels_of(b) else b
-        return OPS["mul"](P.unsqueeze(a1, dim=-1), P.unsqueeze(b1, dim=-2))
-    raise BatchingUnsupported(name)
+    return a, b
+
+
+def _product(op: Any, inputs: tuple, attrs: dict, levels: tuple[int, ...]) -> Any:
+    """The matrix products (mm, bmm, mv, matmul): one batched matmul."""
+    return _matmul_parts(*_operands(inputs), levels)
+
+
+def _dot(op: Any, inputs: tuple, attrs: dict, levels: tuple[int, ...]) -> Any:
+    a, b = _operands(inputs)
+    prod = OPS["mul"](
+        align(a, levels, 1) if levels_of(a) else a, align(b, levels, 1) if levels_of(b) else b
+    )
+    return OPS["sum"](prod, dim=(-1,), keepdim=False)
+
+
+def _outer(op: Any, inputs: tuple, attrs: dict, levels: tuple[int, ...]) -> Any:
+    a, b = _operands(inputs)  # (both aligned to every level first: they may have different ones)
+    a1 = align(a, levels, 1) if levels_of(a) else a
+    b1 = align(b, levels, 1) if levels_of(b) else b
+    return OPS["mul"](P.unsqueeze(a1, dim=-1), P.unsqueeze(b1, dim=-2))
 
 
 KIND_RULES: dict[str, Callable[..., Any]] = {
@@ -921,6 +929,8 @@ RULES: dict[str, Callable[..., Any]] = {
     "zeros_scatter": _zeros_scatter,
     "take_along_axis": _take_along_axis,
     "zeros_scatter_along": _zeros_scatter_along,
+    "dot": _dot,
+    "outer": _outer,
 }
 
 unknown = set(RULES) - set(OP_OBJECTS)

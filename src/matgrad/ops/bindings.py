@@ -33,6 +33,8 @@ def variant_function(rule: Rule, variant: str) -> Any:
         # a method is its row's public function (the linalg one for linalg rows)
         base = "linalg" if "linalg" in rule.variants else "function"
         return variant_function(rule, base) if base in rule.variants else OPS[rule.name]
+    elif variant == "function" and "linalg" in rule.variants:
+        return variant_function(rule, "linalg")  # torch.det is torch.linalg.det
     elif variant == "function":
         fn = _written(composite, name)
     elif name.startswith("linalg."):  # the Array API's linalg extension: matgrad.linalg's

@@ -1044,6 +1044,8 @@ def view(input: Tensor, *shape: Any) -> Tensor:
     non-contiguous tensor, e.g. a transpose), as PyTorch's does; ``reshape`` copies there."""
     input = _tensor(input)
     out = reshape(input, *shape)
+    if out is input:  # reshape hands an unchanged shape back as is; a view is a new tensor
+        out = OPS["reshape"](input, shape=tuple(input.shape))
     data = input._data
     if out.numel() > 1 and isinstance(data, np.ndarray) and not out._is_view():
         raise RuntimeError(
@@ -2067,9 +2069,33 @@ def _scaled_sum(op: str, input: Any, product: Tensor, beta: Any, alpha: Any) -> 
     return P.add(input if beta == 1 else P.mul(input, beta), product)
 
 
+def _is_colmajor(t: Tensor) -> bool:
+    """Whether a matrix's memory is column-major (a transposed view such as ``W.T``)."""
+    data = t._data
+    return isinstance(data, np.ndarray) and data.flags.f_contiguous and not data.flags.c_contiguous
+
+
 def addmm(input: Tensor, mat1: Tensor, mat2: Tensor, *, beta: Any = 1, alpha: Any = 1) -> Tensor:
-    """beta * input + alpha * (mat1 @ mat2)."""
-    return _scaled_sum("addmm", input, mm(_tensor(mat1), _tensor(mat2)), beta, alpha)
+    """beta * input + alpha * (mat1 @ mat2): the table's ``addmm`` row (AddmmBackward0, as
+    PyTorch's); inside ``func.vmap`` the product and the sum, which have batching rules."""
+    m1, m2 = _tensor(mat1), _tensor(mat2)
+    if _state.vmap:
+        return _scaled_sum("addmm", input, mm(m1, m2), beta, alpha)
+    if m1.ndim != 2 or m2.ndim != 2:
+        raise RuntimeError(f"addmm: expected 2-D matrices, got {m1.ndim}-D and {m2.ndim}-D")
+    _check_matmul("addmm", m1, m2)
+    input = _tensor(input)
+    product = (m1.shape[0], m2.shape[1])
+    try:
+        ok = np.broadcast_shapes(tuple(input.shape), product) == product
+    except ValueError:
+        ok = False
+    if not ok:
+        raise RuntimeError(
+            f"addmm: the input of shape {tuple(input.shape)} does not broadcast to the product's "
+            f"shape {product}"
+        )
+    return OPS["addmm"](input, m1, m2, beta=beta, alpha=alpha, mat2_colmajor=_is_colmajor(m2))
 
 
 def addmv(input: Tensor, mat: Tensor, vec: Tensor, *, beta: Any = 1, alpha: Any = 1) -> Tensor:

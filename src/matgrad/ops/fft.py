@@ -383,7 +383,10 @@ for _fn, _base in [
 # -- helpers -------------------------------------------------------------------------------------
 def _shift(op: str, input: Any, dim: Dims, sign: int) -> Tensor:
     x = input if isinstance(input, Tensor) else as_tensor(input)
-    dims = list(range(x.ndim)) if dim is None else ([dim] if isinstance(dim, int) else list(dim))
+    if dim is None:
+        dims = list(range(x.ndim))
+    else:
+        dims = [dim] if isinstance(dim, int | np.integer) else list(dim)
     if not dims:
         return P.clone(x)
     axes = [_norm_dim(op, d, x.ndim) for d in dims]
@@ -401,9 +404,13 @@ def ifftshift(input: Any, dim: Dims = None) -> Tensor:
     return _shift("ifftshift", input, dim, -1)
 
 
-def _frequencies(op: str, n: Any, d: float, onesided: bool, dtype: Any, **kw: Any) -> Tensor:
-    if isinstance(n, builtins.bool) or not isinstance(n, int | np.integer) or n < 0:
-        raise RuntimeError(f"{op}: n must be a non-negative int, got {n!r}")
+def _frequencies(
+    op: str, n: Any, d: float, onesided: bool, dtype: Any, device: Any, requires_grad: bool
+) -> Tensor:
+    if isinstance(n, builtins.bool) or not isinstance(n, int | np.integer) or n < onesided:
+        raise RuntimeError(
+            f"{op}: n must be a {'positive' if onesided else 'non-negative'} int, got {n!r}"
+        )
     n = int(n)
     if onesided:
         k = np.arange(n // 2 + 1, dtype=np.float64)
@@ -411,8 +418,8 @@ def _frequencies(op: str, n: Any, d: float, onesided: bool, dtype: Any, **kw: An
         k = np.concatenate([np.arange((n - 1) // 2 + 1), np.arange(-(n // 2), 0)]).astype(float)
     values = k / (n * float(d)) if n else k
     out_dtype = get_default_dtype() if dtype is None else np.dtype(dtype)
-    out = Tensor(values.astype(out_dtype), requires_grad=builtins.bool(kw.get("requires_grad")))
-    return _ops._placed(out, kw.get("device"))
+    out = Tensor(values.astype(out_dtype), requires_grad=builtins.bool(requires_grad))
+    return _ops._placed(out, device)
 
 
 def fftfreq(
@@ -426,7 +433,7 @@ def fftfreq(
 ) -> Tensor:
     """The sample frequencies of an n-point DFT with spacing ``d``: [0, 1, .., (n-1)//2,
     -(n//2), .., -1] / (n d)."""
-    return _frequencies("fftfreq", n, d, False, dtype, device=device, requires_grad=requires_grad)
+    return _frequencies("fftfreq", n, d, False, dtype, device, requires_grad)
 
 
 def rfftfreq(
@@ -439,4 +446,4 @@ def rfftfreq(
     requires_grad: bool = False,
 ) -> Tensor:
     """The sample frequencies of ``rfft``'s bins: [0, 1, .., n//2] / (n d)."""
-    return _frequencies("rfftfreq", n, d, True, dtype, device=device, requires_grad=requires_grad)
+    return _frequencies("rfftfreq", n, d, True, dtype, device, requires_grad)

@@ -3,8 +3,8 @@
 Every function takes batches of matrices (the last two axes; leading axes are batch axes) in
 float32 or float64. The primitives (``inv``, ``det``, ``slogdet``, ``solve``,
 ``solve_triangular``, ``cholesky``, ``qr``, ``eigh``, ``svd``, ``matrix_exp``, ``vector_norm``,
-``lu``) have one row each in ``derivatives.yaml`` with a reverse-mode and a forward-mode rule written
-in matrix form; everything else here is a composite of those and of core ops, so the graph
+``lu``) have one row each in ``derivatives.yaml`` with a reverse-mode and a forward-mode rule
+written in matrix form; everything else here is a composite of those and of core ops, so the graph
 shows what was computed.
 
 Gradients at the hard places:
@@ -847,9 +847,7 @@ def inv_ex(A: Any, *, check_errors: bool = False) -> InvExResult:
     return InvExResult(*_solve_ex("inv_ex", _matrix("inv_ex", A, square=True), None, check_errors))
 
 
-def solve_ex(
-    A: Any, B: Any, *, left: bool = True, check_errors: bool = False
-) -> SolveExResult:
+def solve_ex(A: Any, B: Any, *, left: bool = True, check_errors: bool = False) -> SolveExResult:
     """(X, info) with A X = B (X A = B with ``left=False``); info as :func:`inv_ex`'s."""
     A = _matrix("solve_ex", A, square=True)
     B = _float_tensor("solve_ex", B)
@@ -1179,6 +1177,9 @@ TOP_LEVEL: dict[str, Any] = {
     "geqrf": geqrf,
     "orgqr": householder_product,
     "ormqr": ormqr,
+    "logdet": logdet,
+    "matrix_power": matrix_power,
+    "kron": kron,
 }
 for _name, _fn in TOP_LEVEL.items():
     if _fn.__name__.startswith("_torch_"):

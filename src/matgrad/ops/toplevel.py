@@ -3,8 +3,9 @@
 differ from ``torch.linalg``'s (``torch.cross``'s default ``dim``, ``torch.pinverse``'s
 ``rcond``, ``torch.svd``'s V): the ``torch_<name>`` functions. :mod:`matgrad.ops.bindings`
 adds them to the top-level functions; they are here, not in :mod:`matgrad.ops.composite`,
-because linalg itself is written over composite. The names are read from strings, so that each
-linalg op keeps its single declaration (tests/test_declarations.py).
+because linalg itself is written over composite. Top-level names of the linalg rows
+(``torch.det``, ``torch.inverse``) are the rows' ``function`` variants, and those of linalg's
+composites (``torch.logdet``, ``torch.kron``) are in ``linalg.TOP_LEVEL``.
 """
 
 from __future__ import annotations
@@ -19,17 +20,9 @@ from ..core.tensor_base import Tensor, as_tensor
 from . import composite, linalg
 from .registry import OPS
 
-# the top-level names that are linalg's functions themselves (names read from one string: the
-# ops keep their single declaration in matgrad.ops.linalg)
-SAME_AS_LINALG = "det logdet slogdet matrix_exp matrix_power kron".split()  # noqa: SIM905
-RENAMED = {"inverse": "inv"}  # torch.inverse is linalg.inv
-
-
 def functions() -> dict[str, Any]:
     """{PyTorch's top-level name: matgrad's function} of this module."""
-    out = {name: getattr(linalg, name) for name in SAME_AS_LINALG}
-    out.update({name: getattr(linalg, target) for name, target in RENAMED.items()})
-    out.update({name[len("torch_") :]: fn for name, fn in globals().items()
+    out = dict({name[len("torch_") :]: fn for name, fn in globals().items()
                 if name.startswith("torch_") and callable(fn)})  # fmt: skip
     out.update(linalg.TOP_LEVEL)  # torch.lu, lu_solve, lu_unpack, geqrf, orgqr, ormqr
     return out
