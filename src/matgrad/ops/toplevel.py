@@ -20,6 +20,7 @@ from ..core.tensor_base import Tensor, as_tensor
 from . import composite, linalg
 from .registry import OPS
 
+
 def functions() -> dict[str, Any]:
     """{PyTorch's top-level name: matgrad's function} of this module."""
     out = dict({name[len("torch_") :]: fn for name, fn in globals().items()
