@@ -238,9 +238,9 @@ def poly_nn_sequential(torch):
     )
 
 
-def poly_rmsprop(torch, dtype_name):
+def poly_rmsprop(torch, dtype_str):
     """``optim.RMSprop`` on the polynomial model (float32 as the tutorial, and float64)."""
-    dtype = getattr(torch, dtype_name)
+    dtype = getattr(torch, dtype_str)
     x = torch.linspace(-math.pi, math.pi, 2000, dtype=dtype)
     y = torch.sin(x)
     p = torch.tensor([1, 2, 3])
@@ -591,7 +591,7 @@ def per_sample_grads(torch, data, targets):
         return torch.autograd.grad(loss, list(model.parameters()))
 
     loop = [compute_grad(data[i], targets[i]) for i in range(data.shape[0])]
-    loop = [torch.stack(shards) for shards in zip(*loop)]
+    loop = [torch.stack(shards) for shards in zip(*loop, strict=True)]
 
     params = {k: v.detach() for k, v in model.named_parameters()}
     buffers = {k: v.detach() for k, v in model.named_buffers()}
@@ -816,7 +816,7 @@ def cnn_classifier(torch, X, Y):
     losses = []
     for _epoch in range(2):
         running_loss = 0.0
-        for i, data in enumerate(trainloader, 0):
+        for i, data in enumerate(trainloader, 0):  # noqa: B007 - i is read after the loop
             inputs, labels = data
             optimizer.zero_grad()
             outputs = net(inputs)
@@ -1528,3 +1528,399 @@ def test_integer_to_float_promotion_under_the_float64_default():
 )
 def test_integer_to_float_promotion_under_the_float32_default():
     compare(promotion_program, default="float32")
+
+
+# -- more tutorials: batch norm, forward-mode AD, gradient penalty, extending autograd ----------
+def batchnorm_mlp(torch, X, Y):
+    """Batch norm in training (batch statistics, running averages) and in eval mode."""
+    nn = torch.nn
+    model = nn.Sequential(nn.Linear(4, 8), nn.BatchNorm1d(8), nn.ReLU(), nn.Linear(8, 3)).double()
+    set_weights(torch, model)
+    optimizer = torch.optim.Adam(model.parameters(), lr=0.05, weight_decay=1e-3)
+    loss_fn = nn.CrossEntropyLoss(label_smoothing=0.1)
+    x, y = torch.from_numpy(X), torch.from_numpy(Y)
+    losses = []
+    model.train()
+    for _ in range(5):
+        optimizer.zero_grad()
+        loss = loss_fn(model(x), y)
+        loss.backward()
+        optimizer.step()
+        losses.append(loss.item())
+    model.eval()
+    with torch.no_grad():
+        evaluated = model(x[:3])
+    bn = model[1]
+    return losses, evaluated, bn.running_mean, bn.running_var, bn.num_batches_tracked.item()
+
+
+def test_batchnorm_train_and_eval():
+    X = rand(181, 10, 4)
+    Y = np.random.default_rng(182).integers(0, 3, size=10)
+    compare(batchnorm_mlp, X, Y)
+
+
+def forward_mode_ad_tutorial(torch, P, T, X):
+    """The forward-mode AD tutorial: dual tensors, ``unpack_dual``, a module's parameters made
+    dual through ``functional_call``, and ``torch.func.jvp``."""
+    fwAD = torch.autograd.forward_ad
+    primal, tangent = torch.from_numpy(P), torch.from_numpy(T)
+
+    def fn(x, y):
+        return x**2 + y**2
+
+    out = {}
+    with fwAD.dual_level():
+        dual_input = fwAD.make_dual(primal, tangent)
+        dual_output = fn(dual_input, primal)
+        out["jvp"] = fwAD.unpack_dual(dual_output).tangent
+        out["primal"] = fwAD.unpack_dual(dual_output).primal
+        out["plain_tangent_is_none"] = fwAD.unpack_dual(primal).tangent is None
+
+    model = set_weights(torch, torch.nn.Linear(3, 2).double())
+    x = torch.from_numpy(X)
+    params = {name: p for name, p in model.named_parameters()}
+    tangents = {name: torch.ones_like(p) for name, p in params.items()}
+    with fwAD.dual_level():
+        dual_params = {name: fwAD.make_dual(p, tangents[name]) for name, p in params.items()}
+        o = torch.func.functional_call(model, dual_params, (x,))
+        out["module_jvp"] = fwAD.unpack_dual(o).tangent
+
+    out["func_jvp"] = torch.func.jvp(lambda p: fn(p, primal), (primal,), (tangent,))
+    return out
+
+
+def test_forward_mode_ad_tutorial():
+    ref, out = compare(forward_mode_ad_tutorial, rand(191, 4, 3), rand(192, 4, 3), rand(193, 5, 3))
+    P, T = rand(191, 4, 3), rand(192, 4, 3)
+    np.testing.assert_allclose(out["jvp"], 2 * P * T, rtol=1e-12)
+    # y = x W^T + b with dW = 1, db = 1: dy = x.sum(1) + 1 in every output column
+    expected = np.repeat(rand(193, 5, 3).sum(1, keepdims=True) + 1, 2, axis=1)
+    np.testing.assert_allclose(out["module_jvp"], expected, rtol=1e-12)
+
+
+def gradient_penalty(torch, X, Y):
+    """A WGAN-GP style gradient penalty: ``autograd.grad(create_graph=True)`` of a critic's
+    output with respect to its input, penalised and differentiated again."""
+    nn = torch.nn
+    critic = nn.Sequential(nn.Linear(3, 8), nn.Tanh(), nn.Linear(8, 1)).double()
+    set_weights(torch, critic)
+    optimizer = torch.optim.SGD(critic.parameters(), lr=0.01)
+    real, fake = torch.from_numpy(X), torch.from_numpy(Y)
+    alpha = torch.linspace(0, 1, real.shape[0], dtype=torch.float64)[:, None]
+    losses = []
+    for _ in range(3):
+        interpolates = (alpha * real + (1 - alpha) * fake).requires_grad_(True)
+        d_interpolates = critic(interpolates)
+        (gradients,) = torch.autograd.grad(
+            outputs=d_interpolates,
+            inputs=interpolates,
+            grad_outputs=torch.ones_like(d_interpolates),
+            create_graph=True,
+            retain_graph=True,
+        )
+        penalty = ((gradients.norm(2, dim=1) - 1) ** 2).mean()
+        loss = critic(fake).mean() - critic(real).mean() + 10 * penalty
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        losses.append(loss.item())
+    return losses, params(critic)
+
+
+def test_gradient_penalty_double_backward():
+    compare(gradient_penalty, rand(201, 6, 3), rand(202, 6, 3))
+
+
+def extending_autograd(torch, X, W, B):
+    """The "extending torch.autograd" docs: ``LinearFunction`` with ``needs_input_grad``, a
+    module around it, ``MulConstant`` with a non-tensor argument, ``mark_non_differentiable``,
+    and ``gradcheck``."""
+
+    class LinearFunction(torch.autograd.Function):
+        @staticmethod
+        def forward(ctx, input, weight, bias=None):
+            ctx.save_for_backward(input, weight, bias)
+            output = input.mm(weight.t())
+            if bias is not None:
+                output += bias.unsqueeze(0).expand_as(output)
+            return output
+
+        @staticmethod
+        def backward(ctx, grad_output):
+            input, weight, bias = ctx.saved_tensors
+            grad_input = grad_weight = grad_bias = None
+            if ctx.needs_input_grad[0]:
+                grad_input = grad_output.mm(weight)
+            if ctx.needs_input_grad[1]:
+                grad_weight = grad_output.t().mm(input)
+            if bias is not None and ctx.needs_input_grad[2]:
+                grad_bias = grad_output.sum(0)
+            return grad_input, grad_weight, grad_bias
+
+    class MulConstant(torch.autograd.Function):
+        @staticmethod
+        def forward(ctx, tensor, constant):
+            ctx.constant = constant
+            return tensor * constant
+
+        @staticmethod
+        def backward(ctx, grad_output):
+            return grad_output * ctx.constant, None
+
+    class SortWithIndices(torch.autograd.Function):
+        @staticmethod
+        def forward(ctx, x):
+            values, indices = x.sort()
+            ctx.mark_non_differentiable(indices)
+            ctx.save_for_backward(indices)
+            return values, indices
+
+        @staticmethod
+        def backward(ctx, grad_values, grad_indices):
+            (indices,) = ctx.saved_tensors
+            grad_x = torch.zeros_like(grad_values)
+            grad_x.index_add_(0, indices, grad_values)
+            return grad_x
+
+    x = torch.tensor(X, requires_grad=True)
+    w = torch.tensor(W, requires_grad=True)
+    b = torch.tensor(B, requires_grad=True)
+    out = {}
+    out["gradcheck"] = torch.autograd.gradcheck(
+        LinearFunction.apply, (x, w, b), eps=1e-6, atol=1e-4
+    )
+    y = LinearFunction.apply(x, w, b)
+    z = MulConstant.apply(y, 2.5)
+    z.pow(2).sum().backward()
+    out["y"], out["x.grad"], out["w.grad"], out["b.grad"] = y, x.grad, w.grad, b.grad
+    w.requires_grad_(False)
+    x.grad = None
+    LinearFunction.apply(x, w, None).sum().backward()
+    out["x.grad frozen w"] = x.grad
+    v = torch.tensor(X[0], requires_grad=True)
+    values, indices = SortWithIndices.apply(v)
+    out["indices_requires_grad"] = indices.requires_grad
+    (values * torch.arange(len(values), dtype=torch.float64)).sum().backward()
+    out["sort_grad"], out["indices"] = v.grad, indices
+    return out
+
+
+def test_extending_autograd_functions():
+    compare(extending_autograd, rand(211, 4, 3), rand(212, 2, 3), rand(213, 2))
+
+
+def fine_tuning_program(torch, X, Y):
+    """A custom ``Dataset``, a frozen backbone (``requires_grad_(False)``), per-group learning
+    rates, ``ModuleList``/``ModuleDict``, ``nn.init`` through ``model.apply``, a
+    ``@torch.no_grad()`` evaluation function and ``inference_mode``."""
+    nn = torch.nn
+    data = torch.utils.data
+
+    class PairDataset(data.Dataset):
+        def __init__(self, X, Y):
+            self.X, self.Y = torch.from_numpy(X), torch.from_numpy(Y)
+
+        def __len__(self):
+            return len(self.X)
+
+        def __getitem__(self, i):
+            return {"x": self.X[i], "y": self.Y[i]}
+
+    class Net(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.backbone = nn.ModuleList([nn.Linear(4, 6), nn.Linear(6, 6)])
+            self.heads = nn.ModuleDict({"reg": nn.Linear(6, 1), "aux": nn.Linear(6, 2)})
+
+        def forward(self, x):
+            for layer in self.backbone:
+                x = torch.relu(layer(x))
+            return self.heads["reg"](x), self.heads["aux"](x)
+
+    def init_weights(m):
+        if isinstance(m, nn.Linear) and m.out_features == 2:
+            nn.init.constant_(m.weight, 0.1)
+            nn.init.zeros_(m.bias)
+
+    model = set_weights(torch, Net().double())
+    model.apply(init_weights)
+    for p in model.backbone.parameters():
+        p.requires_grad_(False)
+    optimizer = torch.optim.SGD(
+        [
+            {"params": model.heads["reg"].parameters()},
+            {"params": model.heads["aux"].parameters(), "lr": 0.01},
+        ],
+        lr=0.1,
+        momentum=0.5,
+    )
+    loader = data.DataLoader(PairDataset(X, Y), batch_size=4, drop_last=True)
+    losses = []
+    for batch in loader:
+        reg, aux = model(batch["x"])
+        loss = nn.functional.mse_loss(reg.squeeze(1), batch["y"]) + aux.pow(2).mean()
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        losses.append(loss.item())
+
+    @torch.no_grad()
+    def evaluate(x):
+        return model(x)[0]
+
+    with torch.inference_mode():
+        inferred = model(torch.from_numpy(X))[0]
+    frozen = [p.grad is None for p in model.backbone.parameters()]
+    return (
+        losses,
+        len(loader),
+        evaluate(torch.from_numpy(X)),
+        inferred,
+        frozen,
+        params(model),
+        [n for n, _ in model.named_modules()],
+        [g["lr"] for g in optimizer.param_groups],
+    )
+
+
+def test_fine_tuning_with_frozen_backbone_and_custom_dataset():
+    compare(fine_tuning_program, rand(221, 10, 4), rand(222, 10))
+
+
+# -- regression tests for the gaps these programs found ------------------------------------------
+def test_harness_catches_differences():
+    a = np.array([1.0, 2.0])
+    for ref, out in [
+        (a, a + 1e-6),  # numbers
+        (a, a.astype(np.float32)),  # dtype
+        ({"x": 1}, {"y": 1}),  # keys
+        ([1.0], [1]),  # Python types
+        ([a], [a, a]),  # lengths
+    ]:
+        with pytest.raises(AssertionError):
+            assert_same(ref, out, **TIGHT)
+
+
+def max_pool_under_vmap(torch, X):
+    F = torch.nn.functional
+    x = torch.from_numpy(X)  # (B, N, C, H, W)
+    out = {}
+    out["values"] = torch.func.vmap(lambda s: F.max_pool2d(s, 2))(x)
+    out["with_indices"] = torch.func.vmap(
+        lambda s: F.max_pool2d(s, (2, 3), stride=1, padding=1, return_indices=True)
+    )(x)
+    out["1d"] = torch.func.vmap(lambda s: F.max_pool1d(s, 3, stride=2, return_indices=True))(
+        x[:, :, :, 0]
+    )
+    out["adaptive"] = torch.func.vmap(lambda s: F.adaptive_max_pool2d(s, (2, 3)))(x)
+    xg = torch.from_numpy(X).requires_grad_()
+    torch.func.vmap(lambda s: F.max_pool2d(s, 2).pow(2).sum())(xg).sum().backward()
+    out["grad"] = xg.grad
+    return out
+
+
+def test_max_pooling_under_vmap():
+    X = rand(231, 3, 2, 2, 5, 6)
+    ref, out = compare(max_pool_under_vmap, X)
+    # vmap agrees with pooling each batch element on its own
+    F = matgrad.nn.functional
+    for b in range(3):
+        v, i = F.max_pool2d(
+            matgrad.from_numpy(X[b]), (2, 3), stride=1, padding=1, return_indices=True
+        )
+        np.testing.assert_array_equal(out["with_indices"][0][b], v.numpy())
+        np.testing.assert_array_equal(out["with_indices"][1][b], i.numpy())
+    with pytest.raises(NotImplementedError, match="adaptive_max_pool2d: return_indices"):
+        matgrad.func.vmap(lambda s: F.adaptive_max_pool2d(s, 2, return_indices=True))(
+            matgrad.from_numpy(X)
+        )
+
+
+def view_same_shape(torch):
+    a = torch.eye(3, dtype=torch.float64)
+    b = a.view(3, -1)
+    c = a.view(a.shape)
+    b[0, 1] = 5.0
+    c[2, 0] = 7.0
+    return a, b, c, b is a, b._version == a._version == c._version
+
+
+def test_view_to_the_same_shape_is_a_view():
+    compare(view_same_shape)
+
+
+def module_to_devices(torch):
+    m = torch.nn.Linear(2, 3)
+    out = [m.to(torch.device("cpu")) is m, dtype_name(torch, m.weight.dtype)]
+    m.to("cpu", torch.float64)
+    out.append(dtype_name(torch, m.weight.dtype))
+    m.to(device="cpu", dtype=torch.float32)
+    out.append(dtype_name(torch, m.bias.dtype))
+    m.to(torch.zeros(1, dtype=torch.float64))
+    out.append(dtype_name(torch, m.weight.dtype))
+    out.append(str(m.weight.device))
+    m.to(torch.device("cpu", 0))
+    out.append(m.weight.device.type)
+    return out
+
+
+def test_module_to_devices():
+    compare(module_to_devices, default="float32")
+    with pytest.raises(RuntimeError, match="'meta'"):
+        matgrad.nn.Linear(2, 3).to("meta")
+    with pytest.raises(TypeError, match="floating point"):
+        matgrad.nn.Linear(2, 3).to(matgrad.int64)
+
+
+def adadelta_program(torch, W, Z, options):
+    w = torch.nn.Parameter(torch.from_numpy(W.copy()))
+    z = torch.nn.Parameter(torch.from_numpy(Z.copy()))  # complex
+    optimizer = torch.optim.Adadelta([w, z], **options)
+    for _ in range(5):
+        optimizer.zero_grad()
+        loss = (w.sin() * w).sum() + (z * z.conj()).real.sum() + (z.abs() * w[0, 0]).sum()
+        loss.backward()
+        optimizer.step()
+    state = optimizer.state_dict()
+    return (
+        w,
+        z,
+        state["state"],
+        {
+            k: v
+            for k, v in state["param_groups"][0].items()
+            if k in ("lr", "rho", "eps", "weight_decay", "maximize")
+        },
+    )
+
+
+@pytest.mark.parametrize(
+    "options",
+    [{}, {"lr": 0.5, "rho": 0.8, "eps": 1e-4}, {"weight_decay": 0.1, "maximize": True}],
+)
+def test_adadelta_matches_torch(options):
+    rng = np.random.default_rng(241)
+    Z = rng.standard_normal(3) + 1j * rng.standard_normal(3)
+    compare(adadelta_program, rand(242, 2, 3), Z, options, default="float32")  # 'step'
+    for bad, message in [({"rho": 1.5}, "Invalid rho value"), ({"lr": -1.0}, "learning rate")]:
+        with pytest.raises(ValueError, match=message):
+            matgrad.optim.Adadelta([matgrad.zeros(2, requires_grad=True)], **bad)
+
+
+def integer_copy(torch):
+    a = torch.tensor([0, 1, 2])
+    a.copy_(torch.tensor([3, 4, 5]))
+    s = torch.tensor(0)
+    s.copy_(torch.tensor(9))
+    b = torch.tensor([1, 2]).fill_(4)
+    c = torch.tensor([1, 2]).zero_()
+    bn = torch.nn.BatchNorm1d(2)
+    bn(torch.tensor([[1.0, 2.0], [3.0, 5.0]], dtype=torch.float32))
+    fresh = torch.nn.BatchNorm1d(2)
+    fresh.load_state_dict(bn.state_dict())
+    return a, s, b, c, fresh.num_batches_tracked, dtype_name(torch, a.dtype)
+
+
+def test_integer_tensors_copy_fill_and_load_state_dict():
+    compare(integer_copy, tol=LOOSE)

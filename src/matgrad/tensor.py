@@ -920,7 +920,10 @@ def _overwrite(old: Tensor, value: Any) -> Tensor:
     value = as_tensor(value)
     if value.dtype != old.dtype:
         value = _ops.to_dtype(value, old.dtype)
-    return _ops.expand(value, old.shape) + (old * 0.0 if old.requires_grad else 0.0)
+    out = _ops.expand(value, old.shape)
+    # old * 0.0 keeps old's graph; without one, adding a float 0.0 would promote an integer
+    # tensor to float64 (and copy_/fill_/zero_ of it would fail)
+    return out + old * 0.0 if old.requires_grad else out
 
 
 def _dtype_name(dtype: np.dtype) -> str:

@@ -16,8 +16,9 @@ a gather (``TakeAlongAxisBackward0``), ``xp.cumulative_sum`` ``CumsumBackward0``
 a zero or undefined derivative (``floor``, ``sign``, comparisons, bitwise and logical functions,
 ``argmax``, ``argsort``, ...) return tensors without a graph. Integer, boolean and complex
 tensors follow NumPy 2's semantics (its type promotion is the standard's, Python scalars are
-"weak"); only floating tensors can require gradients. ``linalg`` (over :mod:`matgrad.linalg`)
-and ``fft`` (over ``numpy.fft``, without gradients) are the two extensions; ``special``
+"weak"); floating and complex tensors can require gradients. ``linalg`` (over
+:mod:`matgrad.linalg`) and ``fft`` (over :mod:`matgrad.fft`, the same rows, with gradients) are
+the two extensions; ``special``
 (SciPy's special functions over :mod:`matgrad.special`, not part of the standard) is where
 SciPy's Array API dispatch (``SCIPY_ARRAY_API=1``) finds ``scipy.special``'s functions.
 

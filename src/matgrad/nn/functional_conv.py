@@ -878,9 +878,7 @@ def _adaptive_max_nd(op: str, nd: int, input: Any, output_size: Any, return_indi
         if not return_indices:
             return C.squeeze(y, 0) if unbatched else y
         if isinstance(first_t, BatchedTensor):
-            raise NotImplementedError(
-                f"{op}: return_indices=True is not supported under func.vmap"
-            )
+            raise NotImplementedError(f"{op}: return_indices=True is not supported under func.vmap")
         first = first_t._data
         # flat input positions of the chosen elements
         widths = [pos.shape[1] for pos in positions]

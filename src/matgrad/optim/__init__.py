@@ -2,11 +2,12 @@
 
 from . import lr_scheduler
 from .lbfgs import LBFGS
-from .optimizer import SGD, Adagrad, Adam, AdamW, Optimizer, RMSprop
+from .optimizer import SGD, Adadelta, Adagrad, Adam, AdamW, Optimizer, RMSprop
 
 __all__ = [
     "LBFGS",
     "SGD",
+    "Adadelta",
     "Adagrad",
     "Adam",
     "AdamW",

@@ -1,4 +1,5 @@
-"""``optim.Optimizer`` and the first optimizers (SGD, Adam, AdamW, RMSprop, Adagrad).
+"""``optim.Optimizer`` and the first optimizers (SGD, Adam, AdamW, RMSprop, Adadelta,
+Adagrad).
 
 The updates follow PyTorch's single-tensor implementations operation for operation, on the
 raw arrays in place (no graph), and bump each parameter's version counter as an in-place
@@ -437,6 +438,55 @@ class RMSprop(Optimizer):
             param += -lr * buf
         else:
             param += -lr * (grad / avg)
+
+
+class Adadelta(Optimizer):
+    """Adadelta (Zeiler 2012, arXiv:1212.5701) with weight decay and ``maximize``, as
+    ``torch.optim.Adadelta``: ``v = rho v + (1 - rho) g^2``,
+    ``dx = sqrt(u + eps) / sqrt(v + eps) g``, ``u = rho u + (1 - rho) dx^2``,
+    ``p -= lr dx``. A complex parameter is updated as its real and imaginary parts."""
+
+    def __init__(
+        self,
+        params: Iterable[Any],
+        lr: float = 1.0,
+        rho: float = 0.9,
+        eps: float = 1e-6,
+        weight_decay: float = 0,  # an int, as PyTorch's default (param_groups show it)
+        foreach: bool | None = None,  # a speed choice in PyTorch; one loop here
+        *,
+        maximize: bool = False,
+    ) -> None:
+        _check(lr >= 0.0, f"Invalid learning rate: {lr}")
+        _check(0.0 <= rho <= 1.0, f"Invalid rho value: {rho}")
+        _check(eps >= 0.0, f"Invalid epsilon value: {eps}")
+        _check(weight_decay >= 0.0, f"Invalid weight_decay value: {weight_decay}")
+        defaults = dict(lr=lr, rho=rho, eps=eps, weight_decay=weight_decay, maximize=maximize)
+        super().__init__(params, defaults)
+
+    def _update(self, p: Tensor, grad: np.ndarray, state: dict, group: dict) -> None:
+        param = p._data
+        if not state:
+            state["step"] = _step_tensor()
+            state["square_avg"] = Tensor._wrap(np.zeros_like(param))
+            state["acc_delta"] = Tensor._wrap(np.zeros_like(param))
+        rho, eps, lr = group["rho"], group["eps"], group["lr"]
+        state["step"]._data[...] += 1
+        if group["maximize"]:
+            grad = -grad
+        if group["weight_decay"] != 0:
+            grad = grad + group["weight_decay"] * param
+        square_avg, acc_delta = state["square_avg"]._data, state["acc_delta"]._data
+        if np.iscomplexobj(param):  # PyTorch's view_as_real: the parts are separate entries
+            real = param.real.dtype
+            param, square_avg, acc_delta = (a.view(real) for a in (param, square_avg, acc_delta))
+            grad = np.ascontiguousarray(grad).view(real)
+        square_avg *= rho
+        square_avg += (1 - rho) * grad * grad
+        delta = np.sqrt(acc_delta + eps) / np.sqrt(square_avg + eps) * grad
+        acc_delta *= rho
+        acc_delta += (1 - rho) * delta * delta
+        param += -lr * delta
 
 
 class Adagrad(Optimizer):
