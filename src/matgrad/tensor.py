@@ -884,10 +884,11 @@ _FUNCTION_METHODS = (
     "unfold", "unsafe_chunk", "unsafe_split", "unsafe_split_with_sizes", "vsplit",
     "clamp_min", "clamp_max", "floor_divide",
 )  # fmt: skip
-# (read from one string: the linalg ops keep their declarations in matgrad.ops.linalg)
+# Tensor methods of the linalg functions that PyTorch also has at the top level
 _LINALG_METHODS = (
     "cholesky_inverse", "cholesky_solve", "cross", "kron", "logdet",
-    "matrix_power", "pinverse", "qr", "svd", "triangular_solve",
+    "matrix_power", "pinverse", "qr", "svd", "triangular_solve", "lu", "lu_solve", "ormqr",
+    "geqrf", "orgqr",
 )  # fmt: skip
 # their in-place forms (``x.index_add_(...)``: the function's result written into x)
 _FUNCTION_INPLACE = (

@@ -8,6 +8,7 @@ raw arrays unless ``create_graph=True``, when they are tensors and the pass reco
 from __future__ import annotations
 
 import itertools
+import sys
 import threading
 import warnings
 from collections.abc import Callable, Iterable, Sequence
@@ -28,7 +29,7 @@ from .graph import (
     bump_version,
     walk,
 )
-from .nodes import fit_gradient
+from .nodes import RuleNode, fit_gradient
 from .tensor_base import Tensor, as_tensor
 
 
@@ -333,6 +334,13 @@ def _add(a: Any, b: Any) -> Any:
     return b if a is None else a + b
 
 
+# In `handed` (the ids of arrays a pass has stored somewhere), a mark that this pass has shown
+# gradients to code outside the rule table (hooks, custom Functions) or captured them: any of
+# them may hold a gradient array, so none is kept as a leaf's gradient without a copy unless
+# it owns its memory (see _adoptable). Ids of live objects are never negative.
+_EXPOSED = -1
+
+
 def _run(
     outputs: list[Any],
     grad_outputs: list[Any],
@@ -347,6 +355,9 @@ def _run(
     if len(grad_outputs) != len(outputs):
         raise RuntimeError(f"got {len(grad_outputs)} gradients for {len(outputs)} tensors")
     buffers: dict[Node, list[Any]] = {}
+    # sums the engine made itself (``old + g`` of two gradients of one input), by id: held
+    # only in ``buffers`` until their node runs, so later gradients are added in place
+    owned: dict[int, Any] = {}
     roots: list[Node] = []
     handed: set[int] = set()  # ids of arrays already stored somewhere (copied before reuse)
     captured: dict[tuple[Node, int], Any] = {}
@@ -399,13 +410,18 @@ def _run(
             while ready:
                 node = ready.pop()
                 grads = buffers.pop(node)
+                if owned:  # handed to the node now: no longer the engine's alone
+                    for g in grads:
+                        owned.pop(id(g), None)
                 hooks = node._hooks
                 if hooks is not None:
+                    handed.add(_EXPOSED)
                     grads = _run_pre_hooks(node, hooks, grads, create_graph)
                 if targets:
                     for nr, g in enumerate(grads):
                         if (node, nr) in targets:
                             captured[(node, nr)] = g
+                            handed.add(_EXPOSED)
                 if type(node) is AccumulateGrad:
                     if accumulate and (inputs is None or node in target_nodes):
                         if watch and OP_OBSERVERS:
@@ -426,6 +442,8 @@ def _run(
                     in_grads: list[Any] = [None] * len(node._next)
                     released = False
                 else:
+                    if not isinstance(node, RuleNode):  # a custom Function's backward, ...
+                        handed.add(_EXPOSED)
                     plain = raw and hooks is None  # fitted in the loop below; frees saved values
                     if watch:
                         in_grads = _watched(node, grads, plain, create_graph, nbatch, retain_graph)
@@ -453,7 +471,15 @@ def _run(
                         if raw and (getattr(g, "shape", None) != edge[2] or g.dtype != edge[3]):
                             g = fit_gradient(nodes.RAW, g, edge[2], edge[3], 0)
                         old = buf[nr]
-                        buf[nr] = g if old is None else old + g
+                        if old is None:
+                            buf[nr] = g
+                        elif raw and owned.get(id(old)) is old:
+                            np.add(old, g, out=old)  # a sum the engine made: in place
+                        else:
+                            total = old + g
+                            if raw and type(total) is np.ndarray:
+                                owned[id(total)] = total
+                            buf[nr] = total
                     remaining = dependencies[nxt] - 1
                     dependencies[nxt] = remaining
                     if remaining == 0:
@@ -618,6 +644,7 @@ def _accumulate(leaf: Tensor, g: Any, create_graph: bool, handed: set[int]) -> N
 
 def _accumulate_locked(leaf: Tensor, g: Any, create_graph: bool, handed: set[int]) -> None:
     if leaf._leaf_hooks:
+        handed.add(_EXPOSED)
         g = run_hooks(leaf._leaf_hooks, g, create_graph)
     if create_graph:
         g = _to_tensor(g)
@@ -645,11 +672,13 @@ def _accumulate_locked(leaf: Tensor, g: Any, create_graph: bool, handed: set[int
         if (
             id(g) in handed
             or not isinstance(g, np.ndarray)
-            or g.base is not None
             or not g.flags.writeable
             or (row_major and not g.flags.c_contiguous)
         ):
             g = np.array(g, copy=True, order="C" if row_major else "K")
+        elif g.base is not None:
+            kept = _adoptable(g, handed)
+            g = np.array(g, copy=True, order="C" if row_major else "K") if kept is None else kept
         handed.add(id(g))
         leaf.grad = Tensor._wrap(g)
     elif (
@@ -661,3 +690,34 @@ def _accumulate_locked(leaf: Tensor, g: Any, create_graph: bool, handed: set[int
         bump_version(current)
     else:
         leaf.grad = current + g
+
+
+# CPython's reference counts prove that nothing else refers to an array (PyPy has none; a
+# free-threaded build's counts may be stale while other threads run)
+_REFCOUNTS = hasattr(sys, "getrefcount") and getattr(sys, "_is_gil_enabled", lambda: True)()
+
+
+def _adoptable(g: np.ndarray, handed: set[int]) -> np.ndarray | None:
+    """The array to keep as a leaf's gradient for the contiguous view ``g`` without a copy
+    (its base, or ``g`` itself), or None: copy it. A view qualifies when it spans its whole
+    base, nothing but ``g`` refers to that base (its reference count), and this pass has not
+    shown gradients to hooks or custom Functions, which might hold ``g`` itself. This is the
+    gradient of ``W`` in ``x @ W.T``: the rule makes ``W.T``'s gradient column-major, and
+    the transpose's gradient is a row-major view of it. (PyTorch's AccumulateGrad steals a
+    gradient on the same kind of reference-count test.)"""
+    if not _REFCOUNTS or _EXPOSED in handed:
+        return None
+    base = g.base
+    if (
+        type(base) is not np.ndarray
+        or not (g.flags.c_contiguous or g.flags.f_contiguous)  # no element twice
+        or base.base is not None
+        or base.size != g.size
+        or not base.flags.writeable
+        or id(base) in handed
+    ):
+        return None
+    # the references: g's, this function's `base`, and getrefcount's argument
+    if sys.getrefcount(base) != 3:
+        return None
+    return base if g.shape == base.shape and g.strides == base.strides else g

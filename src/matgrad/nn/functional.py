@@ -14,7 +14,7 @@ import numpy as np
 from ..core.grad_mode import no_grad
 from ..core.grad_mode import state as _state
 from ..core.tensor_base import as_tensor
-from ..creation import default_generator
+from ..creation import rand_like
 from ..ops import batching as _batching
 from ..ops import composite as C
 from ..ops import linalg as _linalg
@@ -133,9 +133,18 @@ def bilinear(input1: Tensor, input2: Tensor, weight: Tensor, bias: Tensor | None
     return out if bias is None else out + bias
 
 
-def embedding(input: Any, weight: Tensor, padding_idx: int | None = None, **_: Any) -> Tensor:
+def embedding(
+    input: Any,
+    weight: Tensor,
+    padding_idx: int | None = None,
+    max_norm: float | None = None,
+    norm_type: float = 2.0,
+    scale_grad_by_freq: bool = False,
+    sparse: bool = False,
+) -> Tensor:
     """Rows of ``weight`` picked by the integer ``input``; the row ``padding_idx`` gets no
     gradient."""
+    _unsupported_embedding_options("embedding", max_norm, scale_grad_by_freq, sparse)
     idx = input._data if isinstance(input, Tensor) else np.asarray(input)
     if idx.dtype.kind not in "iu":
         raise RuntimeError(
@@ -153,6 +162,139 @@ def embedding(input: Any, weight: Tensor, padding_idx: int | None = None, **_: A
             padding_idx += n
         keep = C.unsqueeze(C.ne(index, padding_idx), -1)
         out = where(keep, out, out.detach())
+    return out
+
+
+def _unsupported_embedding_options(
+    op: str, max_norm: float | None, scale_grad_by_freq: bool, sparse: bool
+) -> None:
+    # refused rather than ignored: each changes the result or the gradient
+    if max_norm is not None or scale_grad_by_freq or sparse:
+        raise NotImplementedError(f"{op}: max_norm, scale_grad_by_freq and sparse are not supported")
+
+
+def embedding_bag(
+    input: Any,
+    weight: Tensor,
+    offsets: Any = None,
+    max_norm: float | None = None,
+    norm_type: float = 2.0,
+    scale_grad_by_freq: bool = False,
+    mode: str = "mean",
+    sparse: bool = False,
+    per_sample_weights: Tensor | None = None,
+    include_last_offset: bool = False,
+    padding_idx: int | None = None,
+) -> Tensor:
+    """Sums, means or maxima of bags of embeddings, as ``torch.nn.functional.embedding_bag``:
+    a 2-D ``input`` is one bag per row; a 1-D one is cut into bags at ``offsets`` (bag ``i``
+    is ``input[offsets[i]:offsets[i + 1]]``; with ``include_last_offset`` the last offset
+    ends the last bag). Entries equal to ``padding_idx`` are left out (and not counted by the
+    mean); an empty bag gives zeros. ``per_sample_weights`` scales each entry (mode 'sum').
+    In mode 'max' the gradient goes to the first maximum of each bag and feature."""
+    _unsupported_embedding_options("embedding_bag", max_norm, scale_grad_by_freq, sparse)
+    if mode not in ("sum", "mean", "max"):
+        raise ValueError("mode has to be one of sum, mean or max")
+    if _state.vmap and any(
+        isinstance(t, _batching.BatchedTensor) for t in (input, offsets, per_sample_weights)
+    ):
+        raise NotImplementedError("embedding_bag: batched indices under func.vmap")
+    idx = np.asarray(input._data if isinstance(input, Tensor) else input)
+    if idx.dtype.kind not in "iu":
+        raise RuntimeError(
+            "Expected tensor for argument #1 'indices' to have one of the following scalar "
+            f"types: Long, Int; but got {idx.dtype} instead (while checking arguments for "
+            "embedding_bag)"
+        )
+    if per_sample_weights is not None:
+        if mode != "sum":
+            raise NotImplementedError(
+                "embedding_bag: per_sample_weights was not None. per_sample_weights is only "
+                f"supported for mode='sum' (got mode='{mode}')."
+            )
+        if tuple(per_sample_weights.shape) != idx.shape:
+            raise ValueError(
+                f"embedding_bag: If per_sample_weights ({tuple(per_sample_weights.shape)}) is "
+                f"not None, then it must have the same shape as the input ({idx.shape})"
+            )
+    if idx.ndim == 2:
+        if offsets is not None:
+            raise ValueError(
+                "if input is 2D, then offsets has to be None, as input is treated is a "
+                "mini-batch of fixed length sequences. However, found offsets of type "
+                f"{type(offsets).__name__}"
+            )
+        bags, length = idx.shape
+        starts = np.arange(bags) * length
+        ends = starts + length
+        idx = idx.reshape(-1)
+        if per_sample_weights is not None:
+            per_sample_weights = C.reshape(per_sample_weights, (-1,))
+    elif idx.ndim == 1:
+        if offsets is None:
+            raise ValueError("offsets has to be a 1D Tensor but got None")
+        off = np.asarray(offsets._data if isinstance(offsets, Tensor) else offsets)
+        if off.ndim != 1 or off.dtype.kind not in "iu":
+            raise ValueError(
+                f"offsets has to be a 1D Tensor of integers, got shape {off.shape} and dtype "
+                f"{off.dtype}"
+            )
+        if off.size and off[0] != 0:
+            raise RuntimeError(
+                "offsets[0] has to be 0, i.e., the first sequence in the mini-batch has to "
+                f"start from position 0. However, got {off[0]}"
+            )
+        if np.any(np.diff(off) < 0) or (off.size and off[-1] > idx.size):
+            raise RuntimeError(
+                f"embedding_bag: offsets {off.tolist()} must be non-decreasing and at most the "
+                f"input's length {idx.size}"
+            )
+        if include_last_offset:
+            if off.size == 0:
+                raise RuntimeError("embedding_bag: include_last_offset needs at least 1 offset")
+            starts, ends = off[:-1], off[1:]
+        else:
+            starts, ends = off, np.append(off[1:], idx.size)
+    else:
+        raise ValueError(f"input has to be 1D or 2D Tensor, but got Tensor of dimension {idx.ndim}")
+    n, dim = weight.shape[0], weight.shape[1]
+    if idx.size and (idx.min() < 0 or idx.max() >= n):
+        bad = int(np.flatnonzero((idx < 0) | (idx >= n))[0])
+        raise RuntimeError(
+            f"Index {bad} of input takes value {idx[bad]} which is not in the valid range "
+            f"[0, {n})"
+        )
+    bags = len(starts)
+    position = np.arange(idx.size)
+    bag = np.searchsorted(starts, position, side="right") - 1  # the bag of each entry
+    valid = (bag >= 0) & (position < ends[np.maximum(bag, 0)] if bags else False)
+    if padding_idx is not None:
+        valid &= idx != (padding_idx + n if padding_idx < 0 else padding_idx)
+    kept = np.flatnonzero(valid)
+    bag, idx = bag[kept], idx[kept]
+    counts = np.bincount(bag, minlength=bags)
+    rows = C.getitem(weight, Tensor._wrap(idx))  # (entries, dim)
+    if mode == "max":
+        # bags padded to the longest: slot j of bag b holds its j-th entry, or -inf
+        width = int(counts.max()) if bags and counts.size else 0
+        slot = position[: len(kept)] - np.concatenate(([0], np.cumsum(counts)[:-1]))[bag]
+        table = np.zeros((bags, max(width, 1)), dtype=np.int64)
+        filled = np.zeros((bags, max(width, 1)), dtype=bool)
+        table[bag, slot] = np.arange(len(kept))
+        filled[bag, slot] = True
+        if len(kept) == 0:
+            return C.zeros_like(weight[:0].sum(0).expand(bags, dim)) + weight.sum() * 0.0
+        gathered = C.getitem(rows, Tensor._wrap(table))  # (bags, width, dim)
+        mask = Tensor._wrap(filled[..., None])
+        padded = where(mask, gathered, -math.inf)
+        best = C.max(padded, 1).values
+        return where(Tensor._wrap(counts[:, None] > 0), best, 0.0)
+    if per_sample_weights is not None:
+        rows = rows * C.unsqueeze(C.getitem(per_sample_weights, Tensor._wrap(kept)), -1)
+    zeros = Tensor._wrap(np.zeros((bags, dim), dtype=rows.dtype))
+    out = C.index_add(zeros, 0, Tensor._wrap(bag), rows)
+    if mode == "mean":
+        out = out / Tensor._wrap(np.maximum(counts, 1).astype(rows.dtype)[:, None])
     return out
 
 
@@ -182,9 +324,10 @@ def dropout(input: Tensor, p: float = 0.5, training: bool = True, inplace: bool 
     if p == 1.0:
         out = input * 0.0
     else:
-        keep = default_generator().random(tuple(input.shape)) >= p
-        scale = np.asarray(keep, dtype=input.dtype) / np.asarray(1.0 - p, dtype=input.dtype)
-        out = input * Tensor._wrap(scale)
+        # the mask is drawn by rand_like (the same draws as the generator's random()), so
+        # under vmap it follows `randomness=` ('different': one mask per sample)
+        keep = rand_like(input, dtype=np.float64) >= p
+        out = input * (keep.to(input.dtype) / (1.0 - p))
     return _inplace_result(input, out, inplace)
 
 
