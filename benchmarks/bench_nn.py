@@ -11,7 +11,8 @@ float32 (PyTorch's default dtype) unless ``--dtype float64``. Run: ``python
 benchmarks/bench_nn.py [--repeats N] [--dtype float32|float64]``. One thread (set below,
 before NumPy loads), contenders interleaved, medians reported on two clocks: wall time and
 the process's CPU time (the steadier one on a shared, loaded machine). PyTorch CPU joins when
-importable.
+importable. Freed memory stays in the process for all contenders (see :func:`steady_malloc`;
+``--default-malloc`` leaves glibc's default).
 """
 
 from __future__ import annotations
@@ -25,6 +26,8 @@ for _var in ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE"):
     os.environ.pop(_var, None)
 
 import argparse  # noqa: E402
+import ctypes  # noqa: E402
+import ctypes.util  # noqa: E402
 import math  # noqa: E402
 import statistics  # noqa: E402
 import time  # noqa: E402
@@ -43,6 +46,25 @@ except ImportError:  # PyTorch is an optional comparison
 
 
 Medians = dict[str, dict[str, float]]  # clock ("wall", "cpu") -> contender -> seconds
+
+
+def steady_malloc() -> bool:
+    """Keep freed memory in the process (glibc's malloc: no mmap for arrays of these sizes,
+    no trimming of the heap), for every contender alike. By default glibc gives large freed
+    blocks back to the OS and the next allocation pays a page fault per 4 KiB (about 3 us
+    each on this machine): 500 to 1,100 faults per MLP step, a 20% swing in a contender's
+    time that depends on which contenders ran before it, not on its own code. Returns
+    whether the setting took (False off glibc)."""
+    name = ctypes.util.find_library("c")
+    try:
+        libc = ctypes.CDLL(name) if name else None
+        mallopt = libc.mallopt if libc is not None else None
+    except (OSError, AttributeError):
+        return False
+    if mallopt is None:
+        return False
+    m_trim_threshold, m_mmap_threshold = -1, -3  # <malloc.h>
+    return bool(mallopt(m_mmap_threshold, 1 << 30) and mallopt(m_trim_threshold, 1 << 31))
 
 
 def interleaved(contenders: dict[str, Callable[[], object]], repeats: int) -> Medians:
@@ -243,8 +265,15 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=21)
     parser.add_argument("--dtype", default="float32", choices=["float32", "float64"])
+    parser.add_argument(
+        "--default-malloc",
+        action="store_true",
+        help="leave glibc's malloc as it is (freed memory returned to the OS: page faults)",
+    )
     args = parser.parse_args()
     dtype = np.dtype(args.dtype)
+    steady = not args.default_malloc and steady_malloc()
+    print(f"malloc: {'steady (no trimming, no mmap)' if steady else 'default'}")
 
     params, x, y = mlp_init(dtype)
     ref = NumpyMLP(params)

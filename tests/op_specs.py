@@ -779,3 +779,85 @@ SPECS["linalg_lu"] = [
         note="complex (the conjugate transposes of the rule), tall",
     ),
 ]
+
+# ---- samples for the nn primitive rows ----
+# addmm through the public function (broadcast and full input, beta/alpha, beta = 0, a
+# column-major mat2, complex) and through nn.functional.linear (W.T: its gradient made
+# column-major); threshold_backward directly and as ReLU's VJP in a create_graph pass;
+# im2col / col2im through unfold, fold, conv1d/2d (stride, dilation, padding, 'same' with an
+# even kernel: asymmetric padding, groups) and avg_pool2d (ceil_mode: extra padding after).
+from matgrad.nn import functional as _nnf  # noqa: E402
+
+
+def _relu_vjp(x, v):
+    return mg.autograd.grad(mg.relu(x), x, v, create_graph=True)[0]
+
+
+SPECS["addmm"] = [
+    S(lambda c, a, b: mg.addmm(c, a, b), [randn(4), randn(3, 2), randn(2, 4)]),
+    S(
+        lambda c, a, b: mg.addmm(c, a, b, beta=0.5, alpha=-2.0),
+        [randn(3, 4), randn(3, 2), randn(2, 4)],
+    ),
+    S(
+        lambda c, a, b: mg.addmm(c, a, b.mT, beta=0),
+        [randn(3, 1), randn(3, 5), randn(2, 5)],
+        note="beta = 0 (input ignored); a column-major mat2",
+    ),
+    S(
+        lambda x, w, b: _nnf.linear(x, w, b),
+        [randn(5, 3), randn(4, 3), randn(4)],
+        note="a linear layer: mat2 is W.T (column-major)",
+    ),
+    S(
+        lambda x, w, b: _nnf.linear(x, w, b),
+        [randn(2, 5, 3), randn(4, 3), randn(4)],
+        note="leading axes flattened around addmm",
+    ),
+    S(
+        lambda c, a, b, d: _r(mg.addmm(_z(c, c), _z(a, b), _z(d, d).mT, alpha=1 - 2j)),
+        [randn(2), randn(3, 4), randn(3, 4), randn(2, 4)],
+        note="complex, complex alpha",
+    ),
+]
+SPECS["threshold_backward"] = [
+    S(
+        lambda g, x: mg.ops.registry.PRIMITIVES.threshold_backward(g, x, threshold=0.3),
+        [randn(3, 4), distinct(3, 4)],
+        note="linear in the gradient; no derivative in self (piecewise constant)",
+    ),
+    S(
+        lambda x, v: _relu_vjp(x.detach().requires_grad_(), v),
+        [distinct(2, 5), randn(2, 5)],
+        note="ReLU's VJP recorded by a create_graph pass (no derivative in x: detached)",
+    ),
+]
+SPECS["im2col"] = [
+    S(lambda x: _nnf.unfold(x, (2, 3), padding=1, stride=(2, 1)), [randn(2, 2, 4, 5)]),
+    S(lambda x: _nnf.unfold(x, 2, dilation=(2, 1)), [randn(3, 5, 4)], note="unbatched"),
+    S(
+        lambda x, w: _nnf.conv2d(x, w, stride=(1, 2), padding=(2, 1), dilation=(1, 2), groups=2),
+        [randn(2, 4, 5, 6), randn(2, 2, 2, 3)],
+    ),
+    S(
+        lambda x, w, b: _nnf.conv1d(x, w, b, padding="same"),
+        [randn(2, 3, 7), randn(2, 3, 4), randn(2)],
+        note="'same' with an even kernel: padding 1 before, 2 after",
+    ),
+    S(
+        lambda x: _nnf.avg_pool2d(x, 2, stride=2, padding=1, ceil_mode=True),
+        [randn(1, 2, 4, 5)],
+        note="ceil_mode: more padding after than before",
+    ),
+]
+SPECS["col2im"] = [
+    S(
+        lambda x: _nnf.fold(x, (4, 5), (2, 3), padding=1, stride=(2, 1)),
+        [randn(2, 12, 15)],
+    ),
+    S(
+        lambda x: _nnf.fold(x, 5, 2, dilation=2, stride=2),
+        [randn(8, 4)],
+        note="unbatched, dilated, windows that overlap nowhere",
+    ),
+]

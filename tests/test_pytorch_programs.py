@@ -1924,3 +1924,125 @@ def integer_copy(torch):
 
 def test_integer_tensors_copy_fill_and_load_state_dict():
     compare(integer_copy, tol=LOOSE)
+
+
+def text_classification(torch, tokens, offsets, labels):
+    """The text classification tutorial's model: ``nn.EmbeddingBag`` over concatenated token
+    lists cut by ``offsets``, a linear head, uniform init in place, SGD with ``StepLR`` and
+    ``clip_grad_norm_``, accuracy by ``argmax``."""
+    nn = torch.nn
+
+    class TextClassificationModel(nn.Module):
+        def __init__(self, vocab_size, embed_dim, num_class):
+            super().__init__()
+            self.embedding = nn.EmbeddingBag(vocab_size, embed_dim, sparse=False)
+            self.fc = nn.Linear(embed_dim, num_class)
+            self.init_weights()
+
+        def init_weights(self):
+            initrange = 0.5
+            self.embedding.weight.data.uniform_(-initrange, initrange)
+            self.fc.weight.data.uniform_(-initrange, initrange)
+            self.fc.bias.data.zero_()
+
+        def forward(self, text, offsets):
+            embedded = self.embedding(text, offsets)
+            return self.fc(embedded)
+
+    model = TextClassificationModel(20, 6, 3).double()
+    set_weights(torch, model)  # the same start for both libraries
+    criterion = nn.CrossEntropyLoss()
+    optimizer = torch.optim.SGD(model.parameters(), lr=5)
+    scheduler = torch.optim.lr_scheduler.StepLR(optimizer, 1.0, gamma=0.1)
+    text, offsets, label = (torch.from_numpy(a) for a in (tokens, offsets, labels))
+    losses, accuracies = [], []
+    for _epoch in range(3):
+        model.train()
+        optimizer.zero_grad()
+        predicted_label = model(text, offsets)
+        loss = criterion(predicted_label, label)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 0.1)
+        optimizer.step()
+        losses.append(loss.item())
+        accuracies.append((predicted_label.argmax(1) == label).sum().item())
+        scheduler.step()
+    modes = {}
+    for mode in ("sum", "max"):
+        bag = nn.EmbeddingBag.from_pretrained(model.embedding.weight.detach(), mode=mode)
+        modes[mode] = bag(text, offsets)
+    return losses, accuracies, params(model), modes, repr(model.embedding)
+
+
+def test_text_classification_with_embedding_bag():
+    rng = np.random.default_rng(251)
+    lengths = [3, 1, 4, 2, 5, 3]
+    tokens = rng.integers(0, 20, size=sum(lengths))
+    offsets = np.cumsum([0, *lengths[:-1]])
+    compare(text_classification, tokens, offsets, rng.integers(0, 3, size=len(lengths)))
+
+
+def embedding_bag_cases(torch, W, P):
+    F = torch.nn.functional
+    out = {}
+    tokens = torch.tensor([1, 2, 4, 5, 4, 3, 2, 9])
+    for mode in ("sum", "mean", "max"):
+        for offsets, last in [([0, 4], False), ([0, 0, 3, 8], True), ([0, 3, 3], False)]:
+            for padding_idx in (None, 4):
+                w = torch.tensor(W, requires_grad=True)
+                y = F.embedding_bag(
+                    tokens,
+                    w,
+                    torch.tensor(offsets),
+                    mode=mode,
+                    include_last_offset=last,
+                    padding_idx=padding_idx,
+                )
+                (y * torch.arange(y.numel(), dtype=torch.float64).view_as(y)).sum().backward()
+                out[f"{mode} {offsets} {last} {padding_idx}"] = (y, w.grad)
+    w = torch.tensor(W, requires_grad=True)
+    p = torch.tensor(P, requires_grad=True)
+    y = F.embedding_bag(tokens, w, torch.tensor([0, 5]), mode="sum", per_sample_weights=p)
+    y.pow(2).sum().backward()
+    out["per_sample_weights"] = (y, w.grad, p.grad)
+    out["2d"] = F.embedding_bag(tokens.view(2, 4), w, mode="max")
+    errors = []
+    for kwargs in [
+        {"input": tokens},
+        {"input": tokens.view(2, 4), "offsets": torch.tensor([0])},
+        {"input": tokens, "offsets": torch.tensor([1])},
+        {"input": tokens, "offsets": torch.tensor([0]), "mode": "median"},
+        {"input": tokens, "offsets": torch.tensor([0]), "mode": "mean", "per_sample_weights": p},
+        {"input": tokens * 2, "offsets": torch.tensor([0])},
+    ]:
+        try:
+            F.embedding_bag(weight=w, **kwargs)
+        except (ValueError, RuntimeError, NotImplementedError) as e:
+            errors.append((type(e).__name__, str(e)[:60]))  # matgrad may add details
+    out["errors"] = errors
+    return out
+
+
+def test_embedding_bag_modes_offsets_padding_and_errors():
+    compare(embedding_bag_cases, rand(261, 10, 3), rand(262, 8))
+
+
+def test_tensor_uniform_and_normal_fill_in_place():
+    w = matgrad.nn.Linear(40, 50).weight
+    before = w.data
+    w.data.uniform_(-0.5, 0.5)
+    values = w.detach().numpy()
+    assert w.data is before or np.shares_memory(values, w.data.numpy())
+    assert values.min() >= -0.5 and values.max() < 0.5 and values.std() > 0.2  # not constant
+    assert abs(values.mean()) < 0.05  # 2000 draws: the mean of U(-0.5, 0.5) is 0, sd 0.0065
+    x = matgrad.empty(4000, dtype=matgrad.float32).normal_(2.0, 3.0)
+    assert x.dtype == np.float32
+    assert abs(x.mean().item() - 2.0) < 0.3 and abs(x.std().item() - 3.0) < 0.3
+    g1, g2 = matgrad.Generator().manual_seed(5), matgrad.Generator().manual_seed(5)
+    a = matgrad.empty(3).uniform_(generator=g1)
+    b = matgrad.nn.init.uniform_(matgrad.empty(3), generator=g2)
+    assert matgrad.equal(a, b)  # the same stream, through the method and through nn.init
+    with pytest.raises(RuntimeError, match="normal_: a leaf Variable that requires grad"):
+        matgrad.zeros(2, requires_grad=True).normal_()
+    with pytest.raises(RuntimeError, match="uniform_: not implemented for dtype int64"):
+        matgrad.zeros(2, dtype=matgrad.int64).uniform_()

@@ -117,7 +117,8 @@ KNOWN_DIFFERENCES: dict[str | tuple[str, tuple[int, ...]], str] = {
 # (and no vector-Jacobian product, which would depend on the draw: dropout's mask)
 VALUES_UNDEFINED = {
     "randn", "randn_like", "rand_like", "randint", "empty", "empty_like", "nn.functional.dropout",
-    "new_empty",
+    "new_empty", "nn.functional.rrelu", "nn.functional.alpha_dropout",
+    "nn.functional.feature_alpha_dropout", "nn.functional.dropout2d", "nn.functional.dropout3d",
 }  # fmt: skip
 # OpInfos whose `op` is a lambda that calls torch's function of the op's name with the
 # sample's arguments unchanged (after seeding): matgrad's function of that name is called
@@ -125,6 +126,8 @@ SAME_CALL_LAMBDAS = {
     "randn", "randn_like", "rand_like", "randint", "nn.functional.dropout",
     # wrapper_set_seed(F.<name>, ...)
     "nn.functional.scaled_dot_product_attention", "nn.functional.multi_head_attention_forward",
+    "nn.functional.rrelu", "nn.functional.alpha_dropout", "nn.functional.feature_alpha_dropout",
+    "nn.functional.dropout2d", "nn.functional.dropout3d",
 }  # fmt: skip
 
 # OpInfos whose `op` is a lambda around torch's function: the same lambda over matgrad
@@ -144,6 +147,27 @@ ADAPTERS = {
     "polygamma": lambda x, n, **kw: matgrad.polygamma(n, x, **kw),  # torch: polygamma(n, x)
     "special.polygamma": lambda x, n, **kw: matgrad.special.polygamma(n, x, **kw),
 }
+
+
+def _torch_fractional_draw(nd: int):
+    """fractional_max_pool{nd}d with torch's own draw of the window samples: its OpInfo seeds
+    torch with 42 (wrapper_set_seed) and F.fractional_max_pool draws torch.rand(N, C, nd)."""
+
+    def call(input, *args, **kw):
+        if kw.get("_random_samples") is None:
+            n = 1 if input.ndim == nd + 1 else input.shape[0]
+            with torch.random.fork_rng():
+                torch.manual_seed(42)
+                u = torch.rand(n, input.shape[-nd - 1], nd, dtype=torch.float64)
+            kw["_random_samples"] = matgrad.tensor(u.numpy().astype(input.dtype))
+        fn = getattr(matgrad.nn.functional, f"fractional_max_pool{nd}d")
+        return fn(input, *args, **kw)
+
+    return call
+
+
+ADAPTERS["nn.functional.fractional_max_pool2d"] = _torch_fractional_draw(2)
+ADAPTERS["nn.functional.fractional_max_pool3d"] = _torch_fractional_draw(3)
 
 # OpInfo name prefixes of the namespaces besides the top level (each a matgrad module path too)
 NAMESPACES = ("linalg", "special", "fft", "nn.functional")
@@ -235,6 +259,11 @@ class Converter:
             return {k: self(x) for k, x in v.items()}
         if v is None or v is Ellipsis or isinstance(v, bool | int | float | complex | str | slice):
             return v
+        if isinstance(v, torch.nn.LinearCrossEntropyOptions):  # chunking hints, same fields
+            fields = type(v).__dataclass_fields__
+            return matgrad.nn.LinearCrossEntropyOptions(**{f: self(getattr(v, f)) for f in fields})
+        if type(v) is torch.nn.PairwiseDistance:  # a distance_function argument
+            return matgrad.nn.PairwiseDistance(v.norm, v.eps, v.keepdim)
         raise Unsupported(f"{type(v).__module__}.{type(v).__qualname__} value {v!r:.60}")
 
     def grad_inputs(self):

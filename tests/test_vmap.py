@@ -215,9 +215,14 @@ def test_randomness():
     # 'different': one draw per batch element (more in test_vmap_more.py)
     rows = mf.vmap(lambda a: a * mg.randn(3), randomness="different")(x).numpy()
     assert len({tuple(r) for r in rows}) == 4
+    # dropout draws through rand_like: one mask per batch element
+    wide = t(np.ones((4, 64)))
+    masks = mf.vmap(lambda a: mg.nn.functional.dropout(a, 0.5), randomness="different")(wide)
+    assert set(np.unique(masks.numpy())) <= {0.0, 2.0}
+    assert len({tuple(r) for r in masks.numpy()}) == 4
     # code drawing from the generator directly cannot batch its draw: it refuses
     with pytest.raises(NotImplementedError, match="different"):
-        mf.vmap(lambda a: mg.nn.functional.dropout(a, 0.5), randomness="different")(x)
+        mf.vmap(lambda a: a * mg.default_generator().random(3), randomness="different")(x)
     mg.randn(2)  # the global generator is back after vmap
     assert type(mg.default_generator()) is np.random.Generator
 

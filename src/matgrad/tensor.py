@@ -593,6 +593,22 @@ class Tensor(_Record):
     def fill_(self, value: Any) -> Tensor:
         return self._inplace("fill_", lambda s: _overwrite(s, value))
 
+    def uniform_(self, from_: float = 0.0, to: float = 1.0, *, generator: Any = None) -> Tensor:
+        """Overwrite with U(from_, to) draws (``weight.data.uniform_(-r, r)``)."""
+        return self._random_("uniform_", "uniform", from_, to, generator)
+
+    def normal_(self, mean: float = 0.0, std: float = 1.0, *, generator: Any = None) -> Tensor:
+        """Overwrite with N(mean, std^2) draws."""
+        return self._random_("normal_", "normal", mean, std, generator)
+
+    def _random_(self, name: str, law: str, a: float, b: float, generator: Any) -> Tensor:
+        if self.dtype.kind != "f":
+            raise RuntimeError(f"{name}: not implemented for dtype {self.dtype}")
+        from .creation import _numpy_rng  # same layer; creation imports nothing of tensor
+
+        draws = getattr(_numpy_rng(generator), law)(a, b, tuple(self.shape))
+        return self._inplace(name, lambda s: _overwrite(s, draws.astype(self.dtype)))
+
     def copy_(self, src: Any) -> Tensor:
         return self._inplace("copy_", lambda s: _overwrite(s, src))
 

@@ -334,11 +334,22 @@ def _add(a: Any, b: Any) -> Any:
     return b if a is None else a + b
 
 
-# In `handed` (the ids of arrays a pass has stored somewhere), a mark that this pass has shown
-# gradients to code outside the rule table (hooks, custom Functions) or captured them: any of
-# them may hold a gradient array, so none is kept as a leaf's gradient without a copy unless
-# it owns its memory (see _adoptable). Ids of live objects are never negative.
-_EXPOSED = -1
+class _Handed(dict):
+    """The arrays a pass has stored somewhere (root gradients, leaf gradients), by id: an
+    array in it is copied before it is stored again. They are kept alive for the pass, so an
+    id is never taken over by a new array. The key ``_EXPOSED`` marks that the pass showed
+    gradients to code outside the rule table (hooks, custom Functions) or captured them:
+    those may hold any gradient array, so a view is then never kept as a leaf's gradient
+    without a copy (see :func:`_adoptable`)."""
+
+    def add(self, array: Any) -> None:
+        self[id(array)] = array
+
+    def expose(self) -> None:
+        self[_EXPOSED] = None
+
+
+_EXPOSED = -1  # the ids of live objects are never negative
 
 
 def _run(
@@ -359,7 +370,7 @@ def _run(
     # only in ``buffers`` until their node runs, so later gradients are added in place
     owned: dict[int, Any] = {}
     roots: list[Node] = []
-    handed: set[int] = set()  # ids of arrays already stored somewhere (copied before reuse)
+    handed = _Handed()  # arrays already stored somewhere (copied before reuse)
     captured: dict[tuple[Node, int], Any] = {}
     for t, g in zip(outputs, grad_outputs, strict=True):
         if isinstance(t, GradientEdge):  # an output edge: its gradient must be given
@@ -381,7 +392,7 @@ def _run(
             g = _root_gradient(t, g, create_graph, nbatch)
             node = t.grad_fn if t.grad_fn is not None else t._accumulator()
             nr = t._output_nr
-        handed.add(id(g))
+        handed.add(g)
         buf = buffers.setdefault(node, [None] * node.n_outputs)
         buf[nr] = _add(buf[nr], g)
         if node not in roots:
@@ -415,13 +426,13 @@ def _run(
                         owned.pop(id(g), None)
                 hooks = node._hooks
                 if hooks is not None:
-                    handed.add(_EXPOSED)
+                    handed.expose()
                     grads = _run_pre_hooks(node, hooks, grads, create_graph)
                 if targets:
                     for nr, g in enumerate(grads):
                         if (node, nr) in targets:
                             captured[(node, nr)] = g
-                            handed.add(_EXPOSED)
+                            handed.expose()
                 if type(node) is AccumulateGrad:
                     if accumulate and (inputs is None or node in target_nodes):
                         if watch and OP_OBSERVERS:
@@ -443,7 +454,7 @@ def _run(
                     released = False
                 else:
                     if not isinstance(node, RuleNode):  # a custom Function's backward, ...
-                        handed.add(_EXPOSED)
+                        handed.expose()
                     plain = raw and hooks is None  # fitted in the loop below; frees saved values
                     if watch:
                         in_grads = _watched(node, grads, plain, create_graph, nbatch, retain_graph)
@@ -545,7 +556,7 @@ def _watched(
     return in_grads
 
 
-def _watched_accumulate(node: AccumulateGrad, g: Any, create_graph: bool, handed: set) -> None:
+def _watched_accumulate(node: AccumulateGrad, g: Any, create_graph: bool, handed: _Handed) -> None:
     observers = list(OP_OBSERVERS)
     tokens = [o.node_start(node) for o in observers]
     try:
@@ -630,7 +641,7 @@ def _run_pre_hooks(node: Node, hooks: Any, grads: list[Any], create_graph: bool)
     return run_hooks(hooks.pre, grads, create_graph)
 
 
-def _accumulate(leaf: Tensor, g: Any, create_graph: bool, handed: set[int]) -> None:
+def _accumulate(leaf: Tensor, g: Any, create_graph: bool, handed: _Handed) -> None:
     """Add ``g`` into ``leaf.grad``, after the leaf's hooks."""
     if g is None:
         return
@@ -642,9 +653,9 @@ def _accumulate(leaf: Tensor, g: Any, create_graph: bool, handed: set[int]) -> N
             hook(leaf)
 
 
-def _accumulate_locked(leaf: Tensor, g: Any, create_graph: bool, handed: set[int]) -> None:
+def _accumulate_locked(leaf: Tensor, g: Any, create_graph: bool, handed: _Handed) -> None:
     if leaf._leaf_hooks:
-        handed.add(_EXPOSED)
+        handed.expose()
         g = run_hooks(leaf._leaf_hooks, g, create_graph)
     if create_graph:
         g = _to_tensor(g)
@@ -657,7 +668,7 @@ def _accumulate_locked(leaf: Tensor, g: Any, create_graph: bool, handed: set[int
         if current is None:
             if id(g) in handed and hasattr(g, "copy"):
                 g = g.copy()
-            handed.add(id(g))
+            handed.add(g)
             leaf.grad = Tensor._wrap(g)
         else:
             leaf.grad = Tensor._wrap(current._data + g)
@@ -679,7 +690,7 @@ def _accumulate_locked(leaf: Tensor, g: Any, create_graph: bool, handed: set[int
         elif g.base is not None:
             kept = _adoptable(g, handed)
             g = np.array(g, copy=True, order="C" if row_major else "K") if kept is None else kept
-        handed.add(id(g))
+        handed.add(g)
         leaf.grad = Tensor._wrap(g)
     elif (
         current.grad_fn is None
@@ -697,7 +708,7 @@ def _accumulate_locked(leaf: Tensor, g: Any, create_graph: bool, handed: set[int
 _REFCOUNTS = hasattr(sys, "getrefcount") and getattr(sys, "_is_gil_enabled", lambda: True)()
 
 
-def _adoptable(g: np.ndarray, handed: set[int]) -> np.ndarray | None:
+def _adoptable(g: np.ndarray, handed: _Handed) -> np.ndarray | None:
     """The array to keep as a leaf's gradient for the contiguous view ``g`` without a copy
     (its base, or ``g`` itself), or None: copy it. A view qualifies when it spans its whole
     base, nothing but ``g`` refers to that base (its reference count), and this pass has not
@@ -712,12 +723,12 @@ def _adoptable(g: np.ndarray, handed: set[int]) -> np.ndarray | None:
         type(base) is not np.ndarray
         or not (g.flags.c_contiguous or g.flags.f_contiguous)  # no element twice
         or base.base is not None
-        or base.size != g.size
+        or base.nbytes != g.nbytes
         or not base.flags.writeable
-        or id(base) in handed
     ):
         return None
     # the references: g's, this function's `base`, and getrefcount's argument
     if sys.getrefcount(base) != 3:
         return None
-    return base if g.shape == base.shape and g.strides == base.strides else g
+    same = g.dtype == base.dtype and g.shape == base.shape and g.strides == base.strides
+    return base if same else g

@@ -13,6 +13,7 @@ from .layers import (
     Bilinear,
     Dropout,
     Embedding,
+    EmbeddingBag,
     Flatten,
     Hardtanh,
     Identity,
@@ -41,6 +42,7 @@ from .loss import (
     SmoothL1Loss,
 )
 from .module import Module
+from .more_layers import *  # noqa: F403
 from .parameter import Parameter
 from .recurrent import *  # noqa: F403
 
@@ -53,6 +55,7 @@ __all__ = [
     "Dropout",
     "ELU",
     "Embedding",
+    "EmbeddingBag",
     "Flatten",
     "GELU",
     "Hardtanh",
@@ -87,3 +90,4 @@ __all__ = [
     "utils",
 ]
 __all__ += attention.__all__ + conv.__all__ + recurrent.__all__  # noqa: F405
+__all__ += more_layers.__all__  # noqa: F405

@@ -170,7 +170,9 @@ def _unsupported_embedding_options(
 ) -> None:
     # refused rather than ignored: each changes the result or the gradient
     if max_norm is not None or scale_grad_by_freq or sparse:
-        raise NotImplementedError(f"{op}: max_norm, scale_grad_by_freq and sparse are not supported")
+        raise NotImplementedError(
+            f"{op}: max_norm, scale_grad_by_freq and sparse are not supported"
+        )
 
 
 def embedding_bag(
@@ -259,10 +261,10 @@ def embedding_bag(
         raise ValueError(f"input has to be 1D or 2D Tensor, but got Tensor of dimension {idx.ndim}")
     n, dim = weight.shape[0], weight.shape[1]
     if idx.size and (idx.min() < 0 or idx.max() >= n):
-        bad = int(np.flatnonzero((idx < 0) | (idx >= n))[0])
+        bad = idx[(idx < 0) | (idx >= n)][0]
         raise RuntimeError(
-            f"Index {bad} of input takes value {idx[bad]} which is not in the valid range "
-            f"[0, {n})"
+            "embedding_bag: Expected idx >= 0 && idx < num_embeddings but found idx to be "
+            f"{bad} (num_embeddings = {n})"
         )
     bags = len(starts)
     position = np.arange(idx.size)
@@ -274,19 +276,18 @@ def embedding_bag(
     bag, idx = bag[kept], idx[kept]
     counts = np.bincount(bag, minlength=bags)
     rows = C.getitem(weight, Tensor._wrap(idx))  # (entries, dim)
+    if len(kept) == 0:  # every bag empty: zeros, with a (zero) gradient path to weight
+        return Tensor._wrap(np.zeros((bags, dim), dtype=weight.dtype)) + C.sum(weight) * 0.0
     if mode == "max":
-        # bags padded to the longest: slot j of bag b holds its j-th entry, or -inf
-        width = int(counts.max()) if bags and counts.size else 0
-        slot = position[: len(kept)] - np.concatenate(([0], np.cumsum(counts)[:-1]))[bag]
-        table = np.zeros((bags, max(width, 1)), dtype=np.int64)
-        filled = np.zeros((bags, max(width, 1)), dtype=bool)
+        # bags padded to the longest: slot j of bag b holds its j-th kept entry, or -inf
+        width = int(counts.max())
+        slot = np.arange(len(kept)) - (np.cumsum(counts) - counts)[bag]
+        table = np.zeros((bags, width), dtype=np.int64)
+        filled = np.zeros((bags, width), dtype=bool)
         table[bag, slot] = np.arange(len(kept))
         filled[bag, slot] = True
-        if len(kept) == 0:
-            return C.zeros_like(weight[:0].sum(0).expand(bags, dim)) + weight.sum() * 0.0
         gathered = C.getitem(rows, Tensor._wrap(table))  # (bags, width, dim)
-        mask = Tensor._wrap(filled[..., None])
-        padded = where(mask, gathered, -math.inf)
+        padded = where(Tensor._wrap(filled[..., None]), gathered, -math.inf)
         best = C.max(padded, 1).values
         return where(Tensor._wrap(counts[:, None] > 0), best, 0.0)
     if per_sample_weights is not None:
@@ -824,3 +825,4 @@ def kl_div(
 # the spatial and attention functions live in modules of their own
 from .functional_attention import *  # noqa: E402, F403
 from .functional_conv import *  # noqa: E402, F403
+from .functional_more import *  # noqa: E402, F403

@@ -1,18 +1,17 @@
 """``nn.functional``'s convolutions, pooling, unfold/fold, interpolation and group norm.
 
-Everything is a composite of the rule table's rows (no row of its own), so the graphs show
-primitives and derivatives of any order come from the table:
+Everything is a composite of the rule table's rows, so the graphs show primitives and
+derivatives of any order come from the table:
 
-* convolution is im2col: the column tensor is built from ``prod(kernel_size)`` strided *basic*
-  slices of the padded input (``getitem``; its adjoint is a cheap slice assignment, unlike
-  fancy indexing whose adjoint is ``np.add.at``), stacked and contracted with the weight in
-  one ``matmul``;
+* convolution is im2col: the table's ``im2col`` row (PyTorch's unfold: one strided copy per
+  kernel offset, the zero padding never materialised; its adjoint ``col2im`` is one zero array
+  and an in-place slice-add per offset), contracted with the weight in one ``matmul``;
 * a transposed convolution is the adjoint of a convolution: the input dilated by the stride
   (zero insertion: ``unsqueeze`` + ``pad`` + ``reshape``), padded by ``dilation * (k - 1) -
   padding``, convolved with the spatially flipped weight whose in/out channels are swapped;
-* ``fold`` (col2im) is a transposed convolution with one-hot weights, ``unfold`` is im2col;
-* pooling stacks the same window slices; max pooling picks PyTorch's element (the first
-  maximum in window order) with a mask, so its gradient goes to that element only.
+* ``unfold`` is the ``im2col`` row and ``fold`` its adjoint ``col2im``;
+* pooling takes the same windows, (N, C, K, *out); max pooling picks PyTorch's element (the
+  first maximum in window order) with a mask, so its gradient goes to that element only.
 
 Shapes, defaults and error types follow ``torch.nn.functional``.
 """
@@ -27,9 +26,11 @@ from typing import Any
 import numpy as np
 
 from ..core.tensor_base import as_tensor
+from ..creation import rand
 from ..ops import composite as C
 from ..ops.batching import BatchedTensor
 from ..ops.bindings import FUNCTIONS as _F
+from ..ops.registry import PRIMITIVES as _P
 from ..tensor import Tensor
 
 __all__ = [
@@ -52,6 +53,25 @@ __all__ = [
     "upsample",
     "upsample_bilinear",
     "upsample_nearest",
+    "adaptive_avg_pool3d",
+    "adaptive_max_pool3d",
+    "affine_grid",
+    "avg_pool3d",
+    "channel_shuffle",
+    "conv3d",
+    "conv_transpose3d",
+    "fractional_max_pool2d",
+    "fractional_max_pool3d",
+    "grid_sample",
+    "lp_pool1d",
+    "lp_pool2d",
+    "lp_pool3d",
+    "max_pool3d",
+    "max_unpool1d",
+    "max_unpool2d",
+    "max_unpool3d",
+    "pixel_shuffle",
+    "pixel_unshuffle",
 ]
 
 _where = _F["where"]
@@ -116,26 +136,44 @@ def _pad_spatial(x: Tensor, before: Sequence[int], after: Sequence[int], value: 
     return C.pad(x, amounts, "constant", value)
 
 
+def _padding_attr(before: Sequence[int], after: Sequence[int]) -> tuple[Any, ...]:
+    """``im2col``'s padding: an int per axis, or (before, after) where they differ."""
+    return tuple(
+        int(b) if b == a else (int(b), int(a)) for b, a in zip(before, after, strict=True)
+    )
+
+
+def _im2col(
+    x: Tensor,
+    kernel: Sequence[int],
+    dilation: Sequence[int],
+    padding: Sequence[Any],
+    stride: Sequence[int],
+) -> Tensor:
+    """(N, C, *spatial) -> (N, C * K, L): the table's ``im2col`` (Im2colBackward0)."""
+    return _P.im2col(
+        x,
+        kernel_size=tuple(kernel),
+        dilation=tuple(dilation),
+        padding=tuple(padding),
+        stride=tuple(stride),
+    )
+
+
 def _windows(
-    xp: Tensor,
+    x: Tensor,
     kernel: Sequence[int],
     stride: Sequence[int],
     dilation: Sequence[int],
+    before: Sequence[int],
+    after: Sequence[int],
     out: Sequence[int],
 ) -> Tensor:
-    """The (N, C, K, *out) stack of the K = prod(kernel) window slices of the padded ``xp``:
-    entry ``k`` (kernel offsets in row-major order) is ``xp[..., o*s + i*d]`` over the
-    outputs ``o``. Basic slices: the adjoint of each is a slice assignment."""
-    slices = []
-    for offsets in itertools.product(*(range(k) for k in kernel)):
-        index = (slice(None), slice(None)) + tuple(
-            slice(i * d, i * d + s * (n - 1) + 1, s)
-            for i, d, s, n in zip(offsets, dilation, stride, out, strict=True)
-        )
-        slices.append(C.getitem(xp, index))
-    if len(slices) == 1:
-        return C.unsqueeze(slices[0], 2)
-    return C.stack(slices, 2)
+    """The windows of ``x`` (zero padding ``before`` / ``after`` each spatial axis) as
+    (N, C, K, *out), entry ``k`` the kernel offset ``k`` in row-major order: ``im2col``,
+    reshaped (a view)."""
+    cols = _im2col(x, kernel, dilation, _padding_attr(before, after), stride)
+    return C.reshape(cols, (x.shape[0], x.shape[1], math.prod(kernel), *out))
 
 
 def _conv_out(
@@ -240,12 +278,11 @@ def _conv_nd(
     before, after = _conv_padding(op, padding, kernel, stride_t, dilation_t, nd)
     padded = [s + b + a for s, b, a in zip(_spatial(x), before, after, strict=True)]
     out = _conv_out(op, padded, kernel, stride_t, dilation_t)
-    xp = _pad_spatial(x, before, after, 0.0)
     k = math.prod(kernel)
     length = math.prod(out)
-    cols = _windows(xp, kernel, stride_t, dilation_t, out)  # (N, C, K, *out)
+    # (N, C * K, L), rows channel-major
+    cols = _im2col(x, kernel, dilation_t, _padding_attr(before, after), stride_t)
     if groups == 1:
-        cols = C.reshape(cols, (n, c * k, length))
         y = C.matmul(C.reshape(weight, (out_ch, c * k)), cols)  # (N, O, L)
     else:
         cols = C.reshape(cols, (n, groups, in_per_group * k, length))
@@ -504,10 +541,8 @@ def unfold(
         )
     x, unbatched = (C.unsqueeze(input, 0), True) if input.ndim == 3 else (input, False)
     k, d, p, s = _block_args("unfold", kernel_size, dilation, padding, stride)
-    out = _blocks("unfold", _spatial(x), k, d, p, s)
-    xp = _pad_spatial(x, p, p, 0.0)
-    cols = _windows(xp, k, s, d, out)
-    cols = C.reshape(cols, (x.shape[0], x.shape[1] * math.prod(k), math.prod(out)))
+    _blocks("unfold", _spatial(x), k, d, p, s)  # checks the sizes, with PyTorch's message
+    cols = _im2col(x, k, d, p, s)
     return C.squeeze(cols, 0) if unbatched else cols
 
 
@@ -520,8 +555,7 @@ def fold(
     stride: IntOrSeq = 1,
 ) -> Tensor:
     """col2im, the adjoint of :func:`unfold`: (N, C * kh * kw, L) -> (N, C, *output_size),
-    overlapping entries summed. Written as a transposed convolution (groups=C) with one-hot
-    weights."""
+    overlapping entries summed: the table's ``col2im`` row."""
     input = _t(input)
     if input.ndim not in (2, 3):
         raise RuntimeError(
@@ -548,21 +582,7 @@ def fold(
         )
     if x.dtype.kind != "f":
         raise RuntimeError(f"fold: expected a floating point input, got dtype {x.dtype}")
-    c = x.shape[1] // kk
-    cols = C.reshape(x, (x.shape[0], c * kk, *blocks))
-    # weight[c*K + j, 0] = e_j: channel c's block entry j lands at kernel offset j
-    onehot = np.eye(kk, dtype=x.dtype).reshape(kk, 1, *k)
-    weight = Tensor._wrap(np.ascontiguousarray(np.tile(onehot, (c, 1, 1, 1))))
-    extra = tuple(
-        n + 2 * pi - ((b - 1) * si + di * (ki - 1) + 1)
-        for n, pi, b, si, di, ki in zip(size, p, blocks, s, d, k, strict=True)
-    )
-    if c == 0:
-        y = Tensor._wrap(np.zeros((x.shape[0], 0, *size), dtype=x.dtype))
-    else:
-        # `extra` (rows no block reaches) is the remainder of a division by the stride: a
-        # valid output_padding
-        y = _conv_transpose_nd("fold", 2, cols, weight, None, s, p, extra, c, d)
+    y = _P.col2im(x, output_size=size, kernel_size=k, dilation=d, padding=p, stride=s)
     return C.squeeze(y, 0) if unbatched else y
 
 
@@ -651,8 +671,9 @@ def _max_pool_nd(
     x, unbatched, k, s, p, d, out, extra = _pool_args(
         op, nd, input, kernel_size, stride, padding, dilation, ceil_mode
     )
+    # -inf padding (im2col's is zero): padded first
     xp = _pad_spatial(x, p, [pi + e for pi, e in zip(p, extra, strict=True)], -math.inf)
-    win = _windows(xp, k, s, d, out)  # (N, C, K, *out)
+    win = _windows(xp, k, s, d, (0,) * nd, (0,) * nd, out)  # (N, C, K, *out)
     # PyTorch's element: the first maximum in window order (NaN counts as the maximum).
     # Tensor ops, not the raw array: under func.vmap the array has the batch axes in front.
     first = C.argmax(win, 2)  # (N, C, *out)
@@ -720,8 +741,8 @@ def _avg_pool_nd(
     )
     if divisor_override is not None and divisor_override == 0:
         raise RuntimeError(f"{op}: divisor must be not zero")
-    xp = _pad_spatial(x, p, [pi + e for pi, e in zip(p, extra, strict=True)], 0.0)
-    total = C.sum(_windows(xp, k, s, d, out), 2)
+    after = [pi + e for pi, e in zip(p, extra, strict=True)]
+    total = C.sum(_windows(x, k, s, d, p, after, out), 2)
     if divisor_override is not None:
         y = total / float(divisor_override)
     else:
@@ -734,7 +755,8 @@ def _avg_pool_nd(
             inside = np.minimum(end, n) - np.maximum(start, 0)
             size = end - start if count_include_pad else inside
             divisor = divisor * size.reshape((-1,) + (1,) * (nd - 1 - axis))
-        y = total / Tensor._wrap(divisor)
+        # (the window sizes are int64: the divisor takes the input's dtype, as PyTorch's)
+        y = total / Tensor._wrap(divisor.astype(x.dtype, copy=False))
     return C.squeeze(y, 0) if unbatched else y
 
 
@@ -1258,3 +1280,647 @@ def _pad_replicate(x: Tensor, amounts: list[int]) -> Tensor:
             parts.append(C.expand(C.getitem(x, (*lead, slice(n - 1, n))), tuple(shape)))
         x = parts[0] if len(parts) == 1 else C.cat(parts, axis)
     return x
+
+
+# -- 3-d convolution and pooling (the n-d code paths above) ----------------------------------
+def conv3d(
+    input: Tensor,
+    weight: Tensor,
+    bias: Tensor | None = None,
+    stride: IntOrSeq = 1,
+    padding: IntOrSeq | str = 0,
+    dilation: IntOrSeq = 1,
+    groups: int = 1,
+) -> Tensor:
+    """3-d cross-correlation of (N, C_in, D, H, W) with a weight (C_out, C_in / groups, kd,
+    kh, kw), as torch's conv3d (the same im2col path as conv1d/conv2d)."""
+    return _conv_nd("conv3d", 3, input, weight, bias, stride, padding, dilation, groups)
+
+
+def conv_transpose3d(
+    input: Tensor,
+    weight: Tensor,
+    bias: Tensor | None = None,
+    stride: IntOrSeq = 1,
+    padding: IntOrSeq = 0,
+    output_padding: IntOrSeq = 0,
+    groups: int = 1,
+    dilation: IntOrSeq = 1,
+) -> Tensor:
+    """The adjoint of conv3d; weight (C_in, C_out / groups, kd, kh, kw)."""
+    return _conv_transpose_nd(
+        "conv_transpose3d", 3, input, weight, bias, stride, padding, output_padding, groups,
+        dilation,
+    )  # fmt: skip
+
+
+def max_pool3d(
+    input: Tensor,
+    kernel_size: IntOrSeq,
+    stride: IntOrSeq | None = None,
+    padding: IntOrSeq = 0,
+    dilation: IntOrSeq = 1,
+    ceil_mode: bool = False,
+    return_indices: bool = False,
+) -> Any:
+    """Maximum over sliding windows of (N, C, D, H, W); with ``return_indices`` also the flat
+    ``(d * H + h) * W + w`` positions of the maxima."""
+    return _max_pool_nd(
+        "max_pool3d", 3, input, kernel_size, stride, padding, dilation, ceil_mode, return_indices
+    )
+
+
+def avg_pool3d(
+    input: Tensor,
+    kernel_size: IntOrSeq,
+    stride: IntOrSeq | None = None,
+    padding: IntOrSeq = 0,
+    ceil_mode: bool = False,
+    count_include_pad: bool = True,
+    divisor_override: int | None = None,
+) -> Tensor:
+    """Mean over sliding windows of (N, C, D, H, W) (divisor as :func:`avg_pool2d`)."""
+    return _avg_pool_nd(
+        "avg_pool3d", 3, input, kernel_size, stride, padding, ceil_mode, count_include_pad,
+        divisor_override,
+    )  # fmt: skip
+
+
+def adaptive_avg_pool3d(input: Tensor, output_size: Any) -> Tensor:
+    """Mean over adaptive windows of (N, C, D, H, W)."""
+    x, unbatched, sizes = _adaptive_sizes("adaptive_avg_pool3d", 3, input, output_size)
+    y = _adaptive_avg(x, sizes)
+    return C.squeeze(y, 0) if unbatched else y
+
+
+def adaptive_max_pool3d(input: Tensor, output_size: Any, return_indices: bool = False) -> Any:
+    """Maximum over adaptive windows of (N, C, D, H, W) (the first maximum's gradient)."""
+    return _adaptive_max_nd("adaptive_max_pool3d", 3, input, output_size, return_indices)
+
+
+def _lp_pool_nd(
+    op: str, nd: int, input: Any, norm_type: float, kernel_size: Any, stride: Any, ceil_mode: bool
+) -> Tensor:
+    """PyTorch's power-average pooling: ``(sum over the window of x^p)^(1/p)``, from the
+    average pool of ``x^p`` times the window size (negative sums clamped to 0 first, as
+    torch's ``sign(s) * relu(|s|)``)."""
+    x = _t(input)
+    k = _ntuple(op, "kernel_size", kernel_size, nd)
+    powered = _F["pow"](x, norm_type) if isinstance(norm_type, int | float) else x ** _t(norm_type)
+    out = _avg_pool_nd(op, nd, powered, k, stride, 0, ceil_mode, True, None)
+    out = _F["sign"](out) * _F["relu"](_F["abs"](out))
+    return _F["pow"](out * float(math.prod(k)), 1.0 / norm_type)
+
+
+def lp_pool1d(
+    input: Tensor,
+    norm_type: float,
+    kernel_size: int,
+    stride: IntOrSeq | None = None,
+    ceil_mode: bool = False,
+) -> Tensor:
+    """Power-average pooling over (N, C, L): ``(sum_window x^p)^(1/p)``."""
+    return _lp_pool_nd("lp_pool1d", 1, input, norm_type, kernel_size, stride, ceil_mode)
+
+
+def lp_pool2d(
+    input: Tensor,
+    norm_type: float,
+    kernel_size: IntOrSeq,
+    stride: IntOrSeq | None = None,
+    ceil_mode: bool = False,
+) -> Tensor:
+    """Power-average pooling over (N, C, H, W): ``(sum_window x^p)^(1/p)``."""
+    return _lp_pool_nd("lp_pool2d", 2, input, norm_type, kernel_size, stride, ceil_mode)
+
+
+def lp_pool3d(
+    input: Tensor,
+    norm_type: float,
+    kernel_size: IntOrSeq,
+    stride: IntOrSeq | None = None,
+    ceil_mode: bool = False,
+) -> Tensor:
+    """Power-average pooling over (N, C, D, H, W): ``(sum_window x^p)^(1/p)``."""
+    return _lp_pool_nd("lp_pool3d", 3, input, norm_type, kernel_size, stride, ceil_mode)
+
+
+# -- max unpooling ---------------------------------------------------------------------------
+def _index_data(op: str, indices: Any) -> np.ndarray:
+    if isinstance(indices, BatchedTensor):
+        raise NotImplementedError(f"{op}: batched indices are not supported under func.vmap")
+    data = indices._data if isinstance(indices, Tensor) else np.asarray(indices)
+    if data.dtype != np.int64:
+        raise RuntimeError(f"{op}: expected indices of dtype int64, got {data.dtype}")
+    return data
+
+
+def _max_unpool_nd(
+    op: str,
+    nd: int,
+    input: Any,
+    indices: Any,
+    kernel_size: Any,
+    stride: Any,
+    padding: Any,
+    output_size: Any,
+) -> Tensor:
+    """Scatter each value to its flat position ``indices`` in a zero output (the inverse of
+    max pooling with ``return_indices``); the gradient gathers at ``indices``."""
+    x = _t(input)
+    idx = _index_data(op, indices)
+    if x.ndim not in (nd + 1, nd + 2):
+        raise RuntimeError(
+            f"{op}: Expected {nd + 1}D or {nd + 2}D (batch mode) tensor for input, got input of "
+            f"size {list(x.shape)}"
+        )
+    if tuple(idx.shape) != tuple(x.shape):
+        raise RuntimeError(
+            f"{op}: Expected shape of indices to be same as that of the input tensor "
+            f"({list(x.shape)}) but got indices tensor with shape: {list(idx.shape)}"
+        )
+    if x.dtype.kind != "f":
+        raise RuntimeError(f"{op}: expected a floating point input, got dtype {x.dtype}")
+    k = _ntuple(op, "kernel_size", kernel_size, nd)
+    s = k if stride is None else _ntuple(op, "stride", stride, nd)
+    p = _ntuple(op, "padding", padding, nd)
+    spatial = tuple(x.shape[-nd:])
+    default = [(n - 1) * si - 2 * pi + ki for n, si, pi, ki in zip(spatial, s, p, k, strict=True)]
+    if output_size is None:
+        out = tuple(default)
+    else:
+        out = tuple(int(v) for v in output_size)
+        if len(out) == nd + 2:
+            out = out[2:]
+        if len(out) != nd:
+            raise ValueError(
+                f"output_size should be a sequence containing {nd} or {nd + 2} elements, but "
+                f"it has a length of '{len(out)}'"
+            )
+        for axis, (o, dflt, si) in enumerate(zip(out, default, s, strict=True)):
+            if not dflt - si < o < dflt + si:
+                raise ValueError(
+                    f'invalid output_size "{list(out)}" (dim {axis} must be between '
+                    f"{dflt - si} and {dflt + si})"
+                )
+    batched = x if x.ndim == nd + 2 else C.unsqueeze(x, 0)
+    n, c = batched.shape[0], batched.shape[1]
+    volume = math.prod(out)
+    flat_idx = idx.reshape(n, c, math.prod(spatial))
+    if flat_idx.size and (flat_idx.min() < 0 or flat_idx.max() >= volume):
+        bad = flat_idx[(flat_idx < 0) | (flat_idx >= volume)].flat[0]
+        raise RuntimeError(
+            f"{op}: Found an invalid max index: {bad} (output volumes are of size "
+            f"{'x'.join(map(str, out))})"
+        )
+    zeros = Tensor._wrap(np.zeros((n, c, volume), dtype=x.dtype))
+    where_to = Tensor._wrap(flat_idx)
+    values = C.reshape(batched, (n, c, math.prod(spatial)))
+    y = C.scatter(zeros, 2, where_to, values)
+    ordered = np.sort(flat_idx, -1)
+    if (ordered[..., 1:] == ordered[..., :-1]).any():
+        # a repeated index: the value is one write's (the last, as torch's CPU loop), but
+        # PyTorch's gradient gathers the output's gradient for every input, the overwritten
+        # ones too; that is the adjoint of scatter_add, so the graph carries scatter_add plus
+        # a constant correction to the written values
+        added = C.scatter_add(zeros, 2, where_to, values)
+        y = added + (y - added).detach()
+    y = C.reshape(y, (n, c, *out))
+    return y if x.ndim == nd + 2 else C.squeeze(y, 0)
+
+
+def max_unpool1d(
+    input: Tensor,
+    indices: Tensor,
+    kernel_size: IntOrSeq,
+    stride: IntOrSeq | None = None,
+    padding: IntOrSeq = 0,
+    output_size: Sequence[int] | None = None,
+) -> Tensor:
+    """Partial inverse of max_pool1d: values at ``indices`` of a zero (N, C, L_out)."""
+    return _max_unpool_nd(
+        "max_unpool1d", 1, input, indices, kernel_size, stride, padding, output_size
+    )
+
+
+def max_unpool2d(
+    input: Tensor,
+    indices: Tensor,
+    kernel_size: IntOrSeq,
+    stride: IntOrSeq | None = None,
+    padding: IntOrSeq = 0,
+    output_size: Sequence[int] | None = None,
+) -> Tensor:
+    """Partial inverse of max_pool2d: values at the flat ``indices`` of a zero (N, C, H, W)."""
+    return _max_unpool_nd(
+        "max_unpool2d", 2, input, indices, kernel_size, stride, padding, output_size
+    )
+
+
+def max_unpool3d(
+    input: Tensor,
+    indices: Tensor,
+    kernel_size: IntOrSeq,
+    stride: IntOrSeq | None = None,
+    padding: IntOrSeq = 0,
+    output_size: Sequence[int] | None = None,
+) -> Tensor:
+    """Partial inverse of max_pool3d: values at the flat ``indices`` of a zero (N, C, D, H,
+    W)."""
+    return _max_unpool_nd(
+        "max_unpool3d", 3, input, indices, kernel_size, stride, padding, output_size
+    )
+
+
+# -- fractional max pooling ------------------------------------------------------------------
+def _fractional_starts(u: np.ndarray, n: int, m: int, k: int) -> np.ndarray:
+    """PyTorch's pseudo-random window starts (Graham, "Fractional Max-Pooling", 2014):
+    ``int((i + u) * alpha) - int(u * alpha)`` with ``alpha = (n - k) / (m - 1)``, the last
+    window ending at the input's end. ``u``: (N, C) samples in [0, 1); result (N, C, m)."""
+    starts = np.empty((*u.shape, m), dtype=np.int64)
+    if m > 1:
+        alpha = u.dtype.type(n - k) / u.dtype.type(m - 1)
+        i = np.arange(m - 1, dtype=u.dtype)
+        starts[..., :-1] = ((i + u[..., None]) * alpha).astype(np.int64) - (
+            (u * alpha).astype(np.int64)[..., None]
+        )
+    starts[..., -1] = n - k
+    return starts
+
+
+def _fractional_max_pool_nd(
+    op: str,
+    nd: int,
+    input: Any,
+    kernel_size: Any,
+    output_size: Any,
+    output_ratio: Any,
+    return_indices: bool,
+    random_samples: Any,
+) -> Any:
+    x = _t(input)
+    if x.ndim not in (nd + 1, nd + 2) or 0 in x.shape[-nd - 1 :]:
+        raise RuntimeError(
+            f"{op}(): Expected {nd + 1}D or {nd + 2}D tensor with non-zero non-batch sizes, "
+            f"but got: {list(x.shape)}"
+        )
+    if x.dtype.kind != "f":
+        raise RuntimeError(f"{op}: expected a floating point input, got dtype {x.dtype}")
+    unbatched = x.ndim == nd + 1
+    if unbatched:
+        x = C.unsqueeze(x, 0)
+    n, c, spatial = x.shape[0], x.shape[1], _spatial(x)
+    k = _ntuple(op, "kernel_size", kernel_size, nd)
+    if output_size is None:
+        if output_ratio is None:
+            raise ValueError(f"{op} requires specifying either an output_size or an output_ratio")
+        ratio = (
+            (float(output_ratio),) * nd
+            if isinstance(output_ratio, int | float)
+            else tuple(float(r) for r in output_ratio)
+        )
+        if len(ratio) == 1:
+            ratio *= nd
+        if len(ratio) != nd or not all(0 < r < 1 for r in ratio):
+            raise ValueError(f"{op}: output_ratio must be {nd} numbers in (0, 1), got {ratio}")
+        out = tuple(int(s * r) for s, r in zip(spatial, ratio, strict=True))
+    else:
+        out = _ntuple(op, "output_size", output_size, nd)
+    for axis, (si, ki, oi) in enumerate(zip(spatial, k, out, strict=True)):
+        if ki <= 0 or oi <= 0:
+            raise RuntimeError(
+                f"{op}(): kernel_size and output_size must be positive, got kernel_size="
+                f"{list(k)} and output_size={list(out)}"
+            )
+        if oi + ki - 1 > si:
+            raise RuntimeError(
+                f"{op}(): pool size {ki} too large relative to input size {si} of spatial "
+                f"dimension {axis} for output size {oi}"
+            )
+    if random_samples is None:
+        samples = rand(n, c, nd, dtype=x.dtype)._data
+    else:
+        samples = _t(random_samples)._data
+        if samples.shape != (n, c, nd):
+            raise RuntimeError(
+                f"{op}(): expected _random_samples of shape {[n, c, nd]}, got {list(samples.shape)}"
+            )
+    # the samples' order of axes is PyTorch's: (W, H) in 2-d, (T, H, W) in 3-d
+    order = (1, 0) if nd == 2 else tuple(range(nd))
+    kk = math.prod(k)
+    offsets = np.unravel_index(np.arange(kk), k)
+    flat = np.zeros((n, c, *out, kk), dtype=np.int64)
+    for axis in range(nd):
+        starts = _fractional_starts(samples[:, :, order[axis]], spatial[axis], out[axis], k[axis])
+        shape = (n, c) + tuple(out[axis] if a == axis else 1 for a in range(nd)) + (1,)
+        flat = flat * spatial[axis] + (starts.reshape(shape) + offsets[axis])
+    g = C.take_along_dim(
+        C.reshape(x, (n, c, math.prod(spatial))),
+        Tensor._wrap(flat.reshape(n, c, math.prod(out) * kk)),
+        2,
+    )
+    g = C.reshape(g, (n, c, *out, kk))
+    # the first maximum in window order (row-major over the kernel), as PyTorch's loop
+    first = C.argmax(g, -1)
+    pick = C.eq(C.unsqueeze(first, -1), Tensor._wrap(np.arange(kk)))
+    y = C.sum(_where(pick, g, 0.0), -1)
+    idx = None
+    if return_indices:
+        chosen = np.take_along_axis(flat, first._data[..., None], -1)[..., 0]
+        idx = Tensor._wrap(chosen[0] if unbatched else chosen)
+    if unbatched:
+        y = C.squeeze(y, 0)
+    return (y, idx) if return_indices else y
+
+
+def fractional_max_pool2d(
+    input: Tensor,
+    kernel_size: IntOrSeq,
+    output_size: IntOrSeq | None = None,
+    output_ratio: float | Sequence[float] | None = None,
+    return_indices: bool = False,
+    _random_samples: Tensor | None = None,
+) -> Any:
+    """Max pooling over pseudo-random windows of (N, C, H, W) (Graham 2014): the window
+    starts come from ``_random_samples`` (N, C, 2) in [0, 1) (drawn from matgrad's generator
+    when None, so the values differ from torch's draw unless the samples are passed)."""
+    return _fractional_max_pool_nd(
+        "fractional_max_pool2d", 2, input, kernel_size, output_size, output_ratio,
+        return_indices, _random_samples,
+    )  # fmt: skip
+
+
+def fractional_max_pool3d(
+    input: Tensor,
+    kernel_size: IntOrSeq,
+    output_size: IntOrSeq | None = None,
+    output_ratio: float | Sequence[float] | None = None,
+    return_indices: bool = False,
+    _random_samples: Tensor | None = None,
+) -> Any:
+    """Fractional max pooling of (N, C, D, H, W); ``_random_samples`` (N, C, 3)."""
+    return _fractional_max_pool_nd(
+        "fractional_max_pool3d", 3, input, kernel_size, output_size, output_ratio,
+        return_indices, _random_samples,
+    )  # fmt: skip
+
+
+# -- pixel and channel shuffles --------------------------------------------------------------
+def _check_factor(op: str, name: str, factor: Any, x: Tensor) -> int:
+    if x.ndim < 3:
+        raise RuntimeError(
+            f"{op} expects input to have at least 3 dimensions, but got input with {x.ndim} "
+            "dimension(s)"
+        )
+    if not isinstance(factor, int | np.integer) or factor <= 0:
+        raise RuntimeError(f"{op} expects a positive {name}, but got {factor}")
+    return int(factor)
+
+
+def pixel_shuffle(input: Tensor, upscale_factor: int) -> Tensor:
+    """(*, C r^2, H, W) -> (*, C, H r, W r): ``out[c, h r + i, w r + j] = in[c r^2 + i r + j,
+    h, w]`` (Shi et al. 2016), as a reshape and a permutation."""
+    x = _t(input)
+    r = _check_factor("pixel_shuffle", "upscale_factor", upscale_factor, x)
+    *lead, ch, h, w = x.shape
+    if ch % (r * r):
+        raise RuntimeError(
+            f"pixel_shuffle expects its input's 'channel' dimension to be divisible by the "
+            f"square of upscale_factor, but input.size(-3)={ch} is not divisible by {r * r}"
+        )
+    b = len(lead)
+    y = C.reshape(x, (*lead, ch // (r * r), r, r, h, w))
+    y = C.permute(y, *range(b), b, b + 3, b + 1, b + 4, b + 2)
+    return C.reshape(y, (*lead, ch // (r * r), h * r, w * r))
+
+
+def pixel_unshuffle(input: Tensor, downscale_factor: int) -> Tensor:
+    """(*, C, H r, W r) -> (*, C r^2, H, W), the inverse of :func:`pixel_shuffle`."""
+    x = _t(input)
+    r = _check_factor("pixel_unshuffle", "downscale_factor", downscale_factor, x)
+    *lead, ch, h, w = x.shape
+    if h % r or w % r:
+        which, size = ("height", h) if h % r else ("width", w)
+        raise RuntimeError(
+            f"pixel_unshuffle expects {which} to be divisible by downscale_factor, but "
+            f"input.size({-2 if which == 'height' else -1})={size} is not divisible by {r}"
+        )
+    b = len(lead)
+    y = C.reshape(x, (*lead, ch, h // r, r, w // r, r))
+    y = C.permute(y, *range(b), b, b + 2, b + 4, b + 1, b + 3)
+    return C.reshape(y, (*lead, ch * r * r, h // r, w // r))
+
+
+def channel_shuffle(input: Tensor, groups: int) -> Tensor:
+    """(N, C, *) with the channels regrouped: channel ``g * (C / groups) + j`` moves to
+    ``j * groups + g`` (ShuffleNet, Zhang et al. 2017)."""
+    x = _t(input)
+    if x.ndim < 3:
+        raise RuntimeError(
+            f"channel_shuffle expects input to have at least 3 dimensions, but got input "
+            f"with {x.ndim} dimension(s)"
+        )
+    if not isinstance(groups, int | np.integer) or groups <= 0:
+        raise RuntimeError(
+            f"Number of groups to divide channels in must be positive. Value of groups:{groups}"
+        )
+    n, ch, *rest = x.shape
+    if ch % groups:
+        raise RuntimeError(
+            f"Number of channels must be divisible by groups. Got {ch} channels and {groups} "
+            "groups."
+        )
+    y = C.reshape(x, (n, groups, ch // groups, *rest))
+    return C.reshape(C.transpose(y, 1, 2), tuple(x.shape))
+
+
+# -- grid sampling ---------------------------------------------------------------------------
+def _grid_padding(coord: Tensor, size: int, padding_mode: str, align_corners: bool) -> Tensor:
+    """Source coordinates with 'border' (clamped into the input) or 'reflection' (mirrored at
+    the borders, then clamped) applied, as PyTorch's grid sampler; 'zeros' leaves them."""
+    if padding_mode == "zeros":
+        return coord
+    if padding_mode == "reflection":
+        low, high = (0, 2 * (size - 1)) if align_corners else (-1, 2 * size - 1)
+        if low == high:
+            return coord * 0.0
+        mn, span = low / 2, (high - low) / 2
+        v = _F["abs"](coord - mn)
+        extra = _F["fmod"](v, span)
+        flips = np.floor(v._data / span)
+        coord = _where(Tensor._wrap(flips % 2 == 0), extra + mn, (span - extra) + mn)
+    return C.clamp(coord, 0, size - 1)
+
+
+def _grid_gather(
+    xf: Tensor, spatial: Sequence[int], index: Sequence[np.ndarray], out: Sequence[int]
+) -> Tensor:
+    """``xf`` (N, C, prod(spatial)) at the integer positions ``index`` (one (N, *out) array
+    per spatial axis); positions outside the input read 0."""
+    n, c = xf.shape[0], xf.shape[1]
+    valid = np.ones(index[0].shape, dtype=bool)
+    flat = np.zeros(index[0].shape, dtype=np.int64)
+    for i, size in zip(index, spatial, strict=True):
+        valid &= (i >= 0) & (i < size)
+        flat = flat * size + np.clip(i, 0, size - 1)
+    flat = np.broadcast_to(flat.reshape(n, 1, -1), (n, c, flat[0].size))
+    vals = C.reshape(C.take_along_dim(xf, Tensor._wrap(flat), 2), (n, c, *out))
+    if valid.all():
+        return vals
+    return _where(Tensor._wrap(valid.reshape(n, 1, *out)), vals, 0.0)
+
+
+def _cubic_coeffs(t: Tensor) -> list[Tensor]:
+    """Keys' cubic convolution weights (A = -0.75) of the taps -1, 0, 1, 2 at offset t."""
+    a = -0.75
+
+    def near(v: Tensor) -> Tensor:
+        return ((v * (a + 2) - (a + 3)) * v) * v + 1
+
+    def far(v: Tensor) -> Tensor:
+        return ((v * a - 5 * a) * v + 8 * a) * v - 4 * a
+
+    return [far(t + 1), near(t), near(1 - t), far(2 - t)]
+
+
+def _reflect_int(i: np.ndarray, size: int, align_corners: bool) -> np.ndarray:
+    low, high = (0, 2 * (size - 1)) if align_corners else (-1, 2 * size - 1)
+    if low == high:
+        return np.zeros_like(i)
+    mn, span = low / 2, (high - low) / 2
+    v = np.abs(i - mn)
+    extra, flips = np.fmod(v, span), np.floor(v / span)
+    return np.where(flips % 2 == 0, extra + mn, span - extra + mn)
+
+
+def grid_sample(
+    input: Tensor,
+    grid: Tensor,
+    mode: str = "bilinear",
+    padding_mode: str = "zeros",
+    align_corners: bool | None = None,
+) -> Tensor:
+    """Sample (N, C, H, W) (or (N, C, D, H, W)) at the normalised positions ``grid`` (N, H_out,
+    W_out, 2) (x then y, in [-1, 1]; or (N, D_out, H_out, W_out, 3)), as torch's grid_sample:
+    ``align_corners`` maps -1 and 1 to the corner pixels' centres (else their outer edges);
+    modes 'bilinear' (trilinear in 3-d), 'nearest' (round half to even) and 'bicubic' (2-d);
+    padding 'zeros', 'border' or 'reflection'. Differentiable in input and grid."""
+    x, g = _t(input), _t(grid)
+    if mode not in ("bilinear", "nearest", "bicubic"):
+        raise ValueError(
+            f"nn.functional.grid_sample(): expected mode to be 'bilinear', 'nearest' or "
+            f"'bicubic', but got: '{mode}'"
+        )
+    if padding_mode not in ("zeros", "border", "reflection"):
+        raise ValueError(
+            f"nn.functional.grid_sample(): expected padding_mode to be 'zeros', 'border', or "
+            f"'reflection', but got: '{padding_mode}'"
+        )
+    if x.ndim not in (4, 5) or g.ndim != x.ndim:
+        raise RuntimeError(
+            f"grid_sampler(): expected 4D or 5D input and grid with same number of dimensions, "
+            f"but got input with sizes {list(x.shape)} and grid with sizes {list(g.shape)}"
+        )
+    nd = x.ndim - 2
+    if g.shape[0] != x.shape[0] or g.shape[-1] != nd:
+        raise RuntimeError(
+            f"grid_sampler(): expected grid to have size {nd} in last dimension and the "
+            f"input's batch size {x.shape[0]} in the first, but got grid with sizes "
+            f"{list(g.shape)} for input with sizes {list(x.shape)}"
+        )
+    if x.dtype.kind != "f" or g.dtype != x.dtype:
+        raise RuntimeError(
+            f"grid_sampler(): expected input and grid to be floating point of one dtype, but "
+            f"input has {x.dtype} and grid has {g.dtype}"
+        )
+    if mode == "bicubic" and nd != 2:
+        raise RuntimeError("grid_sampler(): bicubic interpolation only supports 4D input.")
+    if any(s == 0 for s in _spatial(x)):
+        raise RuntimeError(
+            f"grid_sampler(): expected input to have non-empty spatial dimensions, but input "
+            f"has sizes {list(x.shape)}"
+        )
+    align = bool(align_corners)
+    spatial, out = _spatial(x), tuple(g.shape[1:-1])
+    n, c = x.shape[0], x.shape[1]
+    xf = C.reshape(x, (n, c, math.prod(spatial)))
+    coords = []
+    for axis, size in enumerate(spatial):
+        v = C.select(g, -1, nd - 1 - axis)  # grid's last axis is (x, y[, z])
+        v = (v + 1) * ((size - 1) / 2) if align else ((v + 1) * size - 1) / 2
+        coords.append(v if mode == "bicubic" else _grid_padding(v, size, padding_mode, align))
+    if mode == "nearest":
+        index = [np.rint(v._data).astype(np.int64) for v in coords]
+        # the grid's gradient is zero (as PyTorch's), not missing: a where() that never
+        # picks the grid keeps it in the graph (and a NaN in it out of the values)
+        never = Tensor._wrap(np.zeros((n, 1, *out), dtype=bool))
+        unused = _where(never, C.unsqueeze(C.sum(g, -1), 1), 0.0)
+        return _grid_gather(xf, spatial, index, out) + unused
+    base = [np.floor(v._data) for v in coords]
+    frac = [C.unsqueeze(v - Tensor._wrap(b), 1) for v, b in zip(coords, base, strict=True)]
+    result = None
+    if mode == "bilinear":
+        for corner in itertools.product((0, 1), repeat=nd):
+            weight = None
+            for bit, f in zip(corner, frac, strict=True):
+                w = f if bit else 1 - f
+                weight = w if weight is None else weight * w
+            index = [b.astype(np.int64) + bit for b, bit in zip(base, corner, strict=True)]
+            term = _grid_gather(xf, spatial, index, out) * weight
+            result = term if result is None else result + term
+        return result
+    coeffs = [_cubic_coeffs(f) for f in frac]
+    for taps in itertools.product(range(4), repeat=nd):
+        index = []
+        for b, tap, size in zip(base, taps, spatial, strict=True):
+            i = b + (tap - 1)
+            if padding_mode == "reflection":
+                i = np.clip(_reflect_int(i, size, align), 0, size - 1)
+            elif padding_mode == "border":
+                i = np.clip(i, 0, size - 1)
+            index.append(i.astype(np.int64))
+        weight = None
+        for tap, cf in zip(taps, coeffs, strict=True):
+            weight = cf[tap] if weight is None else weight * cf[tap]
+        term = _grid_gather(xf, spatial, index, out) * weight
+        result = term if result is None else result + term
+    return result
+
+
+def _base_coords(size: int, align_corners: bool, dtype: np.dtype) -> np.ndarray:
+    """``size`` normalised pixel-centre coordinates in [-1, 1] (0 for a size of 1)."""
+    if size <= 1:
+        return np.zeros(max(size, 0), dtype=dtype)
+    v = np.linspace(-1.0, 1.0, size, dtype=dtype)
+    return v if align_corners else v * dtype.type((size - 1) / size)
+
+
+def affine_grid(theta: Tensor, size: Sequence[int], align_corners: bool | None = None) -> Tensor:
+    """The sampling grid of an affine map ``theta`` (N, 2, 3) or (N, 3, 4) for an output of
+    ``size`` (N, C, H, W) or (N, C, D, H, W): ``grid[n, h, w] = theta[n] @ (x_w, y_h, 1)``
+    (for :func:`grid_sample`), as torch's affine_grid."""
+    th = _t(theta)
+    size = tuple(int(s) for s in size)
+    if th.dtype.kind != "f":
+        raise ValueError(f"Expected theta to have floating point type, but got {th.dtype}")
+    if len(size) not in (4, 5):
+        raise NotImplementedError(
+            f"affine_grid only supports 4D and 5D sizes, for 2D and 3D affine transforms, "
+            f"respectively. Got size {list(size)}."
+        )
+    nd = len(size) - 2
+    if th.ndim != 3 or tuple(th.shape) != (size[0], nd, nd + 1):
+        raise ValueError(
+            f"Expected a batch of {nd}D affine matrices of shape Nx{nd}x{nd + 1} for size "
+            f"{list(size)}. Got {list(th.shape)}."
+        )
+    if min(size) <= 0:
+        raise ValueError(f"Expected non-zero, positive output size. Got {list(size)}")
+    align = bool(align_corners)
+    spatial = size[2:]
+    axes = [_base_coords(s, align, th.dtype) for s in spatial]
+    mesh = np.meshgrid(*axes, indexing="ij")  # per spatial axis (d, h, w order)
+    base = np.stack([*reversed(mesh), np.ones(spatial, dtype=th.dtype)], -1)  # (x, y[, z], 1)
+    base = Tensor._wrap(np.ascontiguousarray(base.reshape(1, -1, nd + 1)))
+    grid = C.matmul(base, C.transpose(th, 1, 2))  # (N, prod(spatial), nd)
+    return C.reshape(grid, (size[0], *spatial, nd))

@@ -10,7 +10,7 @@ import numpy as np
 import scipy.special
 
 from ..core.grad_mode import no_grad
-from ..creation import default_generator
+from ..creation import _numpy_rng
 from ..tensor import Tensor
 
 
@@ -20,8 +20,9 @@ def _write(tensor: Tensor, values: Any) -> Tensor:
     return tensor
 
 
-def _rng(generator: np.random.Generator | None) -> np.random.Generator:
-    return generator if generator is not None else default_generator()
+def _rng(generator: Any) -> np.random.Generator:
+    # a matgrad.Generator, a NumPy one, or None (the default generator)
+    return _numpy_rng(generator)
 
 
 def calculate_gain(nonlinearity: str, param: Any = None) -> float:
