@@ -303,3 +303,35 @@ def test_channel_shuffle_order_and_errors():
     np.testing.assert_array_equal(F.channel_shuffle(x, 2).numpy().ravel(), [0, 3, 1, 4, 2, 5])
     with pytest.raises(RuntimeError, match="divisible by groups"):
         F.channel_shuffle(x, 4)
+
+
+# -- 3-d and circular padding layers ---------------------------------------------------------
+@pytest.mark.parametrize(
+    ("name", "args", "shape"),
+    [
+        ("ConstantPad3d", ((1, 0, 2, 1, 0, 1), 2.5), (2, 2, 3, 3, 3)),
+        ("ZeroPad3d", (1,), (2, 3, 3, 3)),
+        ("ReflectionPad3d", ((1, 2, 0, 1, 2, 0),), (1, 2, 3, 4, 3)),
+        ("ReplicationPad3d", (2,), (1, 2, 3, 2, 3)),
+        ("CircularPad1d", ((2, 1),), (2, 3, 4)),
+        ("CircularPad3d", ((1, 1, 0, 2, 1, 0),), (1, 1, 3, 3, 3)),
+    ],
+)
+def test_padding_3d_modules_match_torch(name, args, shape):
+    x, tx = _pair(*shape, seed=27)
+    m_mod, t_mod = getattr(nn, name)(*args), getattr(torch.nn, name)(*args)
+    _grads_match(m_mod(x), t_mod(tx), [x], [tx])
+
+
+def test_module_reprs_match_torch():
+    pairs = [
+        (nn.Conv3d(2, 4, 3, stride=2, padding=1, bias=False),
+         torch.nn.Conv3d(2, 4, 3, stride=2, padding=1, bias=False)),
+        (nn.ConvTranspose3d(2, 4, 3, output_padding=0), torch.nn.ConvTranspose3d(2, 4, 3)),
+        (nn.PixelShuffle(3), torch.nn.PixelShuffle(3)),
+        (nn.PixelUnshuffle(2), torch.nn.PixelUnshuffle(2)),
+        (nn.LPPool2d(2, 3), torch.nn.LPPool2d(2, 3)),
+        (nn.ZeroPad3d(1), torch.nn.ZeroPad3d(1)),
+    ]  # fmt: skip
+    for m_mod, t_mod in pairs:
+        assert repr(m_mod) == repr(t_mod)

@@ -647,10 +647,11 @@ def addmm(
     if beta == 0:
         return out
     bias = self if beta == 1 else np.multiply(self, beta)
+    shape = np.shape(bias)
     if (
         type(out) is np.ndarray
-        and np.result_type(bias, out) == out.dtype
-        and np.broadcast_shapes(np.shape(bias), out.shape) == out.shape
+        and shape == out.shape[out.ndim - len(shape) :]  # (the usual (p,) or (n, p))
+        and (getattr(bias, "dtype", None) == out.dtype or np.result_type(bias, out) == out.dtype)
     ):
         return np.add(bias, out, out=out)
     return np.add(bias, out)

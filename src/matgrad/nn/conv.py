@@ -64,6 +64,12 @@ __all__ = [
     "MaxUnpool3d",
     "PixelShuffle",
     "PixelUnshuffle",
+    "CircularPad1d",
+    "CircularPad3d",
+    "ConstantPad3d",
+    "ReflectionPad3d",
+    "ReplicationPad3d",
+    "ZeroPad3d",
 ]
 
 _PADDING_MODES = ("zeros", "reflect", "replicate", "circular")
@@ -588,6 +594,34 @@ class ReplicationPad2d(_PadNd):
 
 
 class CircularPad2d(_PadNd):
+    _mode = "circular"
+
+
+class ConstantPad3d(ConstantPad1d):
+    _nd = 3
+
+
+class ZeroPad3d(ZeroPad1d):
+    _nd = 3
+
+
+class ReflectionPad3d(_PadNd):
+    _nd = 3
+    _mode = "reflect"
+
+
+class ReplicationPad3d(_PadNd):
+    _nd = 3
+    _mode = "replicate"
+
+
+class CircularPad1d(_PadNd):
+    _nd = 1
+    _mode = "circular"
+
+
+class CircularPad3d(_PadNd):
+    _nd = 3
     _mode = "circular"
 
 

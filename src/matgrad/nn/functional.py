@@ -22,6 +22,11 @@ from ..ops.bindings import FUNCTIONS as _F
 from ..ops.einsum import einsum
 from ..ops.registry import PRIMITIVES as _P
 from ..tensor import Tensor
+from ._reduction import REDUCTIONS as _REDUCTIONS
+from ._reduction import check_reduction as _check_reduction
+from ._reduction import inplace_result as _inplace_result
+from ._reduction import legacy_reduction as _legacy_reduction
+from ._reduction import reduce_loss as _reduce
 
 exp = _F["exp"]
 log = _F["log"]
@@ -35,34 +40,6 @@ minimum = _F["minimum"]
 logaddexp = _F["logaddexp"]
 _relu = _F["relu"]
 abs = _F["abs"]  # noqa: A001
-
-_REDUCTIONS = ("none", "mean", "sum")
-
-
-def _reduce(loss: Tensor, reduction: str) -> Tensor:
-    if reduction == "none":
-        return loss
-    if reduction == "mean":
-        return C.mean(loss)
-    if reduction == "sum":
-        return C.sum(loss)
-    raise ValueError(f"{reduction} is not a valid value for reduction")
-
-
-def _legacy_reduction(size_average: Any, reduce: Any, reduction: str) -> str:
-    """PyTorch's deprecated ``size_average``/``reduce`` flags, mapped to ``reduction``."""
-    if size_average is None and reduce is None:
-        return reduction
-    warnings.warn(
-        "size_average and reduce args will be deprecated, please use reduction instead.",
-        stacklevel=3,
-    )
-    size_average = True if size_average is None else size_average
-    reduce = True if reduce is None else reduce
-    if size_average and reduce:
-        return "mean"
-    return "sum" if reduce else "none"
-
 
 def _weighted(
     loss: Tensor, weight: Tensor | None, reduction: str, by_weight: bool = True
@@ -79,19 +56,8 @@ def _weighted(
     return _reduce(loss, reduction)
 
 
-def _check_reduction(reduction: str) -> None:
-    if reduction not in _REDUCTIONS:
-        raise ValueError(f"{reduction} is not a valid value for reduction")
-
-
 def _t(x: Any) -> Tensor:
     return x if isinstance(x, Tensor) else as_tensor(x)
-
-
-def _inplace_result(input: Tensor, out: Tensor, inplace: bool) -> Tensor:
-    if not inplace:
-        return out
-    return input.copy_(out)
 
 
 def erf(input: Tensor) -> Tensor:

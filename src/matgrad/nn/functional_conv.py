@@ -1428,6 +1428,8 @@ def _max_unpool_nd(
     """Scatter each value to its flat position ``indices`` in a zero output (the inverse of
     max pooling with ``return_indices``); the gradient gathers at ``indices``."""
     x = _t(input)
+    if isinstance(x, BatchedTensor):
+        raise NotImplementedError(f"{op} is not supported under func.vmap")
     idx = _index_data(op, indices)
     if x.ndim not in (nd + 1, nd + 2):
         raise RuntimeError(
@@ -1559,6 +1561,8 @@ def _fractional_max_pool_nd(
     random_samples: Any,
 ) -> Any:
     x = _t(input)
+    if isinstance(x, BatchedTensor):  # the chosen indices are read from a plain array
+        raise NotImplementedError(f"{op} is not supported under func.vmap")
     if x.ndim not in (nd + 1, nd + 2) or 0 in x.shape[-nd - 1 :]:
         raise RuntimeError(
             f"{op}(): Expected {nd + 1}D or {nd + 2}D tensor with non-zero non-batch sizes, "
@@ -1806,6 +1810,9 @@ def grid_sample(
     modes 'bilinear' (trilinear in 3-d), 'nearest' (round half to even) and 'bicubic' (2-d);
     padding 'zeros', 'border' or 'reflection'. Differentiable in input and grid."""
     x, g = _t(input), _t(grid)
+    if isinstance(x, BatchedTensor) or isinstance(g, BatchedTensor):
+        # the sampling positions are read from the grid's array, whose axes vmap reorders
+        raise NotImplementedError("grid_sample is not supported under func.vmap")
     if mode not in ("bilinear", "nearest", "bicubic"):
         raise ValueError(
             f"nn.functional.grid_sample(): expected mode to be 'bilinear', 'nearest' or "

@@ -19,24 +19,16 @@ from ..ops import composite as C
 from ..ops import linalg as _linalg
 from ..ops.bindings import FUNCTIONS as _F
 from ..tensor import Tensor
-from .functional import (
-    _check_reduction,
-    _inplace_result,
-    _legacy_reduction,
-    _reduce,
-    cross_entropy,
-    hardtanh,
-    leaky_relu,
-    linear,
-    logsigmoid,
-    pairwise_distance,
-    softplus,
-)
+from ._reduction import check_reduction as _check_reduction
+from ._reduction import inplace_result as _inplace_result
+from ._reduction import legacy_reduction as _legacy_reduction
+from ._reduction import reduce_loss as _reduce
 
 __all__ = [
     "alpha_dropout",
     "celu",
     "cosine_embedding_loss",
+    "ctc_loss",
     "dropout1d",
     "dropout2d",
     "dropout3d",
@@ -99,10 +91,18 @@ def _t(x: Any) -> Tensor:
     return x if isinstance(x, Tensor) else as_tensor(x)
 
 
-def _relu_grad_zero(x: Tensor) -> Tensor:
-    """``max(x, 0)`` with gradient 1 where ``x > 0`` and 0 elsewhere (torch's clamp_min
-    passes the gradient at ``x == 0`` too; see `_clamp_min0`)."""
-    return where(x > 0, x, C.zeros_like(x))
+def _softplus(x: Tensor) -> Tensor:
+    """``log(1 + exp(x))``, and ``x`` above 20 (PyTorch's softplus threshold)."""
+    return where(x > 20.0, x, log1p(exp(C.clamp(x, max=20.0))))
+
+
+def _logsigmoid(x: Tensor) -> Tensor:
+    """``log(sigmoid(x)) = -log(1 + exp(-x))``, stable for large ``|x|``."""
+    return -_F["logaddexp"](C.zeros_like(x), -x)
+
+
+def _pairwise_distance(x1: Tensor, x2: Tensor, p: float = 2.0, eps: float = 1e-6) -> Tensor:
+    return _linalg.vector_norm(_t(x1) - _t(x2) + eps, p, -1)
 
 
 def _clamp_min0(x: Tensor) -> Tensor:
@@ -114,7 +114,7 @@ def _clamp_min0(x: Tensor) -> Tensor:
 def celu(input: Tensor, alpha: float = 1.0, inplace: bool = False) -> Tensor:
     """``max(0, x) + min(0, alpha (exp(x / alpha) - 1))``."""
     if alpha == 0:
-        raise RuntimeError("ZeroDivisionError")
+        raise RuntimeError("ZeroDivisionError: alpha cannot be 0 for CELU")
     input = _t(input)
     neg = expm1(C.clamp(input, max=0.0) / alpha) * alpha  # clamped: the unused branch is finite
     return _inplace_result(input, where(input > 0, input, neg), inplace)
@@ -138,15 +138,20 @@ def rrelu(
     element (matgrad's generator), else the fixed slope ``(lower + upper) / 2``."""
     input = _t(input)
     if not training:
-        return leaky_relu(input, (lower + upper) / 2, inplace)
+        slope = (lower + upper) / 2
+        return _inplace_result(input, where(input > 0, input, input * slope), inplace)
     slope = default_generator().uniform(lower, upper, tuple(input.shape))
     slope = Tensor._wrap(np.asarray(slope, dtype=input.dtype))
     return _inplace_result(input, where(input >= 0, input, input * slope), inplace)
 
 
 def relu6(input: Tensor, inplace: bool = False) -> Tensor:
-    """``min(max(0, x), 6)`` (``hardtanh(x, 0, 6)``, as PyTorch's)."""
-    return hardtanh(_t(input), 0.0, 6.0, inplace)
+    """``min(max(0, x), 6)`` with PyTorch's gradient (that of ``hardtanh(x, 0, 6)``): 1
+    strictly inside (0, 6), else 0."""
+    input = _t(input)
+    inside = C.logical_and(input > 0.0, input < 6.0)
+    out = where(inside, input, C.clamp(input, 0.0, 6.0).detach())
+    return _inplace_result(input, out, inplace)
 
 
 def hardsigmoid(input: Tensor, inplace: bool = False) -> Tensor:
@@ -156,18 +161,18 @@ def hardsigmoid(input: Tensor, inplace: bool = False) -> Tensor:
 
 
 def hardswish(input: Tensor, inplace: bool = False) -> Tensor:
-    """``x relu6(x + 3) / 6``; PyTorch's gradient: 0 below -3, ``x/3 + 1/2`` on [-3, 3],
-    1 above 3 (the product rule gives the same away from the kinks)."""
+    """``x relu6(x + 3) / 6``; PyTorch's gradient: 0 up to -3, ``x/3 + 1/2`` on (-3, 3),
+    1 from 3 on (the value is continuous, the gradient jumps at -3 and 3)."""
     input = _t(input)
     mid = input * (input + 3.0) / 6.0
-    out = where(input < -3.0, C.zeros_like(input), where(input <= 3.0, mid, input))
+    out = where(input <= -3.0, C.zeros_like(input), where(input < 3.0, mid, input))
     return _inplace_result(input, out, inplace)
 
 
 def mish(input: Tensor, inplace: bool = False) -> Tensor:
     """``x tanh(softplus(x))`` (Misra 2019)."""
     input = _t(input)
-    return _inplace_result(input, input * tanh(softplus(input)), inplace)
+    return _inplace_result(input, input * tanh(_softplus(input)), inplace)
 
 
 def softsign(input: Tensor) -> Tensor:
@@ -257,9 +262,17 @@ def softmin(
     input: Tensor, dim: int | None = None, _stacklevel: int = 3, dtype: Any = None
 ) -> Tensor:
     """``softmax(-x, dim)``."""
-    from .functional import softmax
-
-    return softmax(-_t(input), dim, dtype)
+    input = _t(input)
+    if dtype is not None:
+        input = C.to_dtype(input, dtype)
+    if dim is None:
+        warnings.warn(
+            "Implicit dimension choice for softmin has been deprecated. Change the call to "
+            "include dim=X as an argument.",
+            stacklevel=2,
+        )
+        dim = 0 if input.ndim in (0, 1, 3) else 1
+    return C.softmax(-input, dim)
 
 
 # -- normalization ---------------------------------------------------------------------------
@@ -279,8 +292,10 @@ def instance_norm(
     without it they are used instead."""
     input = _t(input)
     if input.ndim < 2:
-        raise ValueError(f"instance_norm: expected an input of at least 2 dimensions (N, C, *), "
-                         f"got shape {list(input.shape)}")  # fmt: skip
+        raise ValueError(
+            "instance_norm: expected an input of at least 2 dimensions (N, C, *), got shape "
+            f"{list(input.shape)}"
+        )
     c = input.shape[1]
     shape = (1, c) + (1,) * (input.ndim - 2)
     dims = tuple(range(2, input.ndim))
@@ -308,8 +323,9 @@ def instance_norm(
                     running_var.copy_(Tensor._wrap(new.astype(running_var.dtype)))
     else:
         if running_mean is None or running_var is None:
-            raise ValueError("Expected running_mean and running_var to be defined when "
-                             "use_input_stats is false")  # fmt: skip
+            raise ValueError(
+                "Expected running_mean and running_var to be defined when use_input_stats is false"
+            )
         centered = input - C.reshape(_t(running_mean), shape)
         var = C.reshape(_t(running_var), shape)
     out = centered / sqrt(var + eps)
@@ -423,18 +439,28 @@ def feature_alpha_dropout(
 def _dropout_nd(
     name: str, input: Tensor, p: float, training: bool, inplace: bool, n: int
 ) -> Tensor:
+    """PyTorch's channel dropouts: dropout1d refuses inputs other than 2-D or 3-D; dropout2d
+    and dropout3d warn and go on. dropout2d always reads (N, C, *) (a 3-D input as (N, C, L));
+    dropout1d and dropout3d read an input without a batch axis as (C, *)."""
     _check_p(p)
     input = _t(input)
     if input.ndim not in (n + 1, n + 2):
-        raise RuntimeError(
-            f"{name}: Expected {n + 1}D or {n + 2}D input, but received a {input.ndim}D input. "
+        msg = (
             f"Note that {name} exists to provide channel-wise dropout on inputs with {n} "
             f"spatial dimension{'s' if n > 1 else ''}, a channel dimension, and an optional "
-            "batch dimension (i.e. "
-            f"{n + 1}D or {n + 2}D inputs)."
+            f"batch dimension (i.e. {n + 1}D or {n + 2}D inputs)."
         )
-    batched = input.ndim == n + 2
-    if name == "dropout2d" and input.ndim == 3:
+        if n == 1:
+            raise RuntimeError(
+                f"{name}: Expected 2D or 3D input, but received a {input.ndim}D input. {msg}"
+            )
+        warnings.warn(
+            f"{name}: Received a {input.ndim}-D input to {name}, which is deprecated and will "
+            "result in an error in a future release. To retain the behavior and silence this "
+            f"warning, please use dropout instead. {msg}",
+            stacklevel=3,
+        )
+    if n == 2 and input.ndim == 3:
         warnings.warn(
             "dropout2d: Received a 3D input to dropout2d and assuming that channel-wise 1D "
             "dropout behavior is desired - input is interpreted as shape (N, C, L), where C "
@@ -443,9 +469,13 @@ def _dropout_nd(
             "the 1D channel-wise dropout behavior, please switch to using dropout1d instead.",
             stacklevel=3,
         )
-        batched = True
+    batched = n == 2 or input.ndim == n + 2
     if not training or p == 0.0:
         return input
+    if input.ndim < (2 if batched else 1):
+        raise RuntimeError(
+            f"Feature dropout requires at least 2 dimensions in the input, got {input.ndim}"
+        )
     out = _feature_dropout(input, p, _channel_mask(input, batched), False)
     return _inplace_result(input, out, inplace)
 
@@ -541,14 +571,9 @@ def soft_margin_loss(
     """``log(1 + exp(-target x))``."""
     reduction = _reduction(size_average, reduce, reduction)
     input, target = _t(input), _t(target)
-    if tuple(target.shape) != tuple(input.shape):
-        warnings.warn(
-            f"Using a target size ({target.shape}) that is different to the input size "
-            f"({input.shape}). This will likely lead to incorrect results due to broadcasting. "
-            "Please ensure they have the same size.",
-            stacklevel=2,
-        )
-    return _reduce(log1p(exp(-target * input)), reduction)
+    # log1p(exp(z)) = softplus(z): stable where -target x is large
+    z = -target * input
+    return _reduce(where(z > 20.0, z, log1p(exp(C.clamp(z, max=20.0)))), reduction)
 
 
 def multilabel_soft_margin_loss(
@@ -562,7 +587,7 @@ def multilabel_soft_margin_loss(
     """``-mean_c w_c (y_c log sigmoid(x_c) + (1 - y_c) log sigmoid(-x_c))`` per sample."""
     reduction = _reduction(size_average, reduce, reduction)
     input, target = _t(input), _t(target)
-    loss = -(target * logsigmoid(input) + (1.0 - target) * logsigmoid(-input))
+    loss = -(target * _logsigmoid(input) + (1.0 - target) * _logsigmoid(-input))
     if weight is not None:
         loss = loss * _t(weight)
     class_dim = input.ndim - 1
@@ -653,9 +678,9 @@ def multilabel_margin_loss(
     ends = np.where(t2 == -1, np.arange(dim), dim).min(axis=1, keepdims=True)
     is_label = np.arange(dim)[None, :] < ends  # (n, dim): position j holds a target
     tidx = np.where(is_label, t2, 0)
-    is_target = np.zeros((n, dim), bool)
-    for r in range(n):
-        is_target[r, tidx[r][is_label[r]]] = True
+    # class i is a target of row r if some label slot of r names it
+    named = np.where(is_label, t2, -1)
+    is_target = np.any(named[:, :, None] == np.arange(dim)[None, None, :], axis=1)
     u = C.take_along_axis(x, Tensor._wrap(tidx), 1)  # (n, dim): x at each target slot
     z = _clamp_min0(1.0 - C.unsqueeze(u, 2) + C.unsqueeze(x, 1)) / dim  # (n, slot, class)
     mask = is_label[:, :, None] & ~is_target[:, None, :]
@@ -729,7 +754,7 @@ def triplet_margin_loss(
         raise ValueError(f"margin must be greater than 0, got {margin}")
 
     def dist(x: Tensor, y: Tensor) -> Tensor:
-        return pairwise_distance(x, y, p, eps)
+        return _pairwise_distance(x, y, p, eps)
 
     return _triplet(a, pos, neg, dist, margin, swap, reduction)
 
@@ -772,7 +797,7 @@ def triplet_margin_with_distance_loss(
             f"of dimensions, but got: anchor {a.ndim}D, positive {pos.ndim}D, and negative "
             f"{neg.ndim}D inputs"
         )
-    dist = pairwise_distance if distance_function is None else distance_function
+    dist = _pairwise_distance if distance_function is None else distance_function
     return _triplet(a, pos, neg, dist, margin, swap, reduction)
 
 
@@ -858,16 +883,202 @@ def linear_cross_entropy(
             f"{type(options).__name__}"
         )
     input, w = _t(input), _t(linear_weight)
-    if w.ndim == 2:
-        logits = linear(input, w, linear_bias)
-    else:  # flattened to one matrix product, then the class axes unflattened
-        out_shape = tuple(w.shape[:-1])
-        flat_w = C.reshape(w, (-1, w.shape[-1]))
-        bias = None if linear_bias is None else C.reshape(_t(linear_bias), (-1,))
-        logits = linear(input, flat_w, bias)
-        logits = C.reshape(logits, (*tuple(input.shape[:-1]), *out_shape))
+    if input.shape[-1] != w.shape[-1]:
+        raise RuntimeError(
+            f"linear_cross_entropy: input's last axis ({input.shape[-1]}) must match "
+            f"linear_weight's ({w.shape[-1]}); got input {list(input.shape)} and linear_weight "
+            f"{list(w.shape)}"
+        )
+    # one matrix product over the flattened class axes (C, d_1, ..., d_K), then unflattened
+    out_shape = tuple(w.shape[:-1])
+    flat_w = C.reshape(w, (-1, w.shape[-1])) if w.ndim != 2 else w
+    logits = C.matmul(input, flat_w.mT)
+    if linear_bias is not None:
+        logits = logits + C.reshape(_t(linear_bias), (-1,))
+    logits = C.reshape(logits, (*tuple(input.shape[:-1]), *out_shape))
+    if ignore_index is not None and _t(target).dtype.kind == "f":
+        raise RuntimeError("ignore_index cannot be specified when target contains probabilities")
     idx = -100 if ignore_index is None else ignore_index
-    return cross_entropy(
-        logits, target, weight, ignore_index=idx, reduction=reduction,
-        label_smoothing=label_smoothing,
-    )  # fmt: skip
+    return _cross_entropy(logits, target, weight, idx, reduction, label_smoothing)
+
+
+def _cross_entropy(
+    input: Tensor,
+    target: Any,
+    weight: Tensor | None,
+    ignore_index: int,
+    reduction: str,
+    label_smoothing: float,
+) -> Tensor:
+    """``F.cross_entropy`` (class axis 1, or 0 of a 1-d input): class indices or class
+    probabilities, per-class ``weight``, ``ignore_index`` and ``label_smoothing``; ``'mean'``
+    of class indices divides by the summed weights of the targets not ignored."""
+    _check_reduction(reduction)
+    if not 0.0 <= label_smoothing <= 1.0:
+        raise ValueError(f"label_smoothing must be between 0.0 and 1.0. Got: {label_smoothing}")
+    class_dim = 0 if input.ndim == 1 else 1
+    n_classes = input.shape[class_dim]
+    logp = C.log_softmax(input, class_dim)
+    w_shape = [1] * input.ndim
+    w_shape[class_dim] = n_classes
+    w_c = None if weight is None else C.reshape(_t(weight), tuple(w_shape))
+    tgt = _t(target)
+    if tgt.dtype.kind == "f":  # class probabilities
+        if tuple(tgt.shape) != tuple(input.shape):
+            raise RuntimeError(f"Expected target size {list(input.shape)}, got {list(tgt.shape)}")
+        if label_smoothing > 0.0:
+            tgt = tgt * (1 - label_smoothing) + label_smoothing / n_classes
+        prod = logp * tgt if w_c is None else logp * tgt * w_c
+        loss = -C.sum(prod, class_dim)
+        if reduction == "mean":
+            return C.sum(loss) / (math.prod(input.shape) // max(n_classes, 1))
+        return _reduce(loss, reduction)
+    t = tgt._data
+    if t.dtype.kind not in "iu":
+        raise RuntimeError(f"expected scalar type Long but found {t.dtype}")
+    expected = tuple(input.shape[:class_dim]) + tuple(input.shape[class_dim + 1 :])
+    if t.shape != expected:
+        raise ValueError(
+            f"Expected target of shape {list(expected)} for input of shape {list(input.shape)}, "
+            f"got {list(t.shape)}"
+        )
+    kept = t != ignore_index
+    safe = np.where(kept, t, 0).astype(np.int64)
+    if safe.size and (safe.min() < 0 or safe.max() >= n_classes):
+        bad = int(safe[(safe < 0) | (safe >= n_classes)].flat[0])
+        raise IndexError(f"Target {bad} is out of bounds.")
+    at = Tensor._wrap(np.expand_dims(safe, class_dim))
+    picked = C.squeeze(C.take_along_axis(logp, at, class_dim), class_dim)
+    keep = Tensor._wrap(kept.astype(input.dtype))
+    w_t = keep if weight is None else C.getitem(C.reshape(_t(weight), (-1,)), safe) * keep
+    loss = -(picked * w_t)
+    if label_smoothing > 0.0:
+        smooth = -C.sum(logp if w_c is None else logp * w_c, class_dim) * keep
+        loss = loss * (1 - label_smoothing) + smooth * (label_smoothing / n_classes)
+    if reduction == "mean":
+        return C.sum(loss) / C.sum(w_t)
+    return _reduce(loss, reduction)
+
+
+def _int_array(name: str, v: Any) -> np.ndarray:
+    a = np.asarray(v._data if isinstance(v, Tensor) else v)
+    if a.dtype.kind not in "iu":
+        raise RuntimeError(f"ctc_loss: {name} must be integers, got dtype {a.dtype}")
+    return a.astype(np.int64)
+
+
+def ctc_loss(
+    log_probs: Tensor,
+    targets: Any,
+    input_lengths: Any,
+    target_lengths: Any,
+    blank: int = 0,
+    reduction: str = "mean",
+    zero_infinity: bool = False,
+) -> Tensor:
+    """Connectionist temporal classification loss (Graves et al. 2006): ``-log`` of the summed
+    probability of every alignment of each target to its input, by the forward (alpha)
+    recursion over the target with blanks interleaved, in log space. ``log_probs`` is
+    (T, N, C) or (T, C); ``targets`` (N, S) padded or the targets concatenated (1-d).
+    ``'mean'`` divides each loss by its target length, then averages over the batch. An
+    impossible alignment gives ``inf`` (0 with ``zero_infinity``).
+
+    The gradient is the derivative with respect to ``log_probs``. PyTorch's is not: it
+    assumes ``log_probs`` came out of ``log_softmax`` and adds ``exp(log_probs)`` (its rows
+    sum to 0); after a ``log_softmax`` both give the same gradient to the logits."""
+    _check_reduction(reduction)
+    lp = _t(log_probs)
+    unbatched = lp.ndim == 2
+    if lp.ndim not in (2, 3):
+        raise RuntimeError(
+            f"ctc_loss: expected log_probs of shape (T, N, C) or (T, C), got {list(lp.shape)}"
+        )
+    if unbatched:
+        lp = C.unsqueeze(lp, 1)
+    n_t, n, n_c = lp.shape
+    if not 0 <= blank < n_c:
+        raise RuntimeError("blank must be in label range")
+    tgt = _int_array("targets", targets)
+    in_len = _int_array("input_lengths", input_lengths).reshape(-1)
+    tg_len = _int_array("target_lengths", target_lengths).reshape(-1)
+    if unbatched:
+        tgt = tgt.reshape(1, -1)
+    if in_len.size != n or tg_len.size != n:
+        raise RuntimeError(
+            f"ctc_loss: input_lengths and target_lengths must have {n} entries (the batch), got "
+            f"{in_len.size} and {tg_len.size}"
+        )
+    if np.any(in_len > n_t) or np.any(in_len < 0):
+        bad = in_len[(in_len > n_t) | (in_len < 0)][0]
+        raise RuntimeError(
+            f"Expected input_lengths to have value at most {n_t}, but got value {bad}"
+        )
+    if tgt.ndim == 1:  # concatenated targets
+        if tg_len.sum() > tgt.size:
+            raise RuntimeError("ctc_loss: target_lengths sum to more than the targets hold")
+        starts = np.concatenate(([0], np.cumsum(tg_len)[:-1]))
+        rows = [tgt[a : a + k] for a, k in zip(starts, tg_len, strict=True)]
+    else:
+        if tgt.shape[0] != n or np.any(tg_len > tgt.shape[1]) or np.any(tg_len < 0):
+            raise RuntimeError(
+                f"Expected tensor to have size at least {int(tg_len.max(initial=0))} at "
+                f"dimension 1, but got size {tgt.shape[1] if tgt.ndim > 1 else 0} for targets "
+                f"of shape {list(tgt.shape)}"
+            )
+        rows = [tgt[b, :k] for b, k in enumerate(tg_len)]
+    s_max = int(tg_len.max(initial=0))
+    n_ext = 2 * s_max + 1
+    # extended labels: blank, l_1, blank, l_2, ..., blank (padded with blanks)
+    ext = np.full((n, n_ext), blank, dtype=np.int64)
+    for b, r in enumerate(rows):
+        ext[b, 1 : 2 * len(r) : 2] = r
+    if np.any((ext < 0) | (ext >= n_c)):
+        raise RuntimeError(f"ctc_loss: target labels must be in [0, {n_c})")
+    # the skip from s - 2 to s: to a label that differs from the label two slots back
+    skip = np.zeros((n, n_ext), dtype=bool)
+    skip[:, 2:] = (ext[:, 2:] != blank) & (ext[:, 2:] != ext[:, :-2])
+    # each time step needs one label, and a repeat needs a blank between: the least length
+    repeats = np.array([int(np.sum(r[1:] == r[:-1])) for r in rows], dtype=np.int64)
+    feasible = in_len >= tg_len + repeats
+    # a finite stand-in for log 0: exp() of it underflows to exactly 0, so unreachable states
+    # add nothing to the values nor the gradients (log 0 itself would give 0 * inf = nan)
+    neg = -1e30 if lp.dtype == np.float64 else -1e30 / 1e8
+    emit = C.take_along_axis(lp, Tensor._wrap(np.broadcast_to(ext, (n_t, n, n_ext)).copy()), 2)
+    start = np.full((n, n_ext), neg, dtype=lp.dtype)
+    start[:, 0] = 0.0
+    if n_ext > 1:
+        start[:, 1] = np.where(tg_len > 0, 0.0, neg)
+    alpha = C.select(emit, 0, 0) + Tensor._wrap(start)
+    pad1 = Tensor._wrap(np.full((n, 1), neg, dtype=lp.dtype))
+    pad2 = Tensor._wrap(np.full((n, 2), neg, dtype=lp.dtype))
+    skip_t = Tensor._wrap(skip)
+    neg_t = Tensor._wrap(np.full((n, n_ext), neg, dtype=lp.dtype))
+    alphas = [alpha]
+    for t in range(1, n_t):
+        from_prev = C.cat([pad1, C.narrow(alpha, 1, 0, n_ext - 1)], 1)
+        from_skip = neg_t
+        if n_ext > 2:
+            from_skip = where(skip_t, C.cat([pad2, C.narrow(alpha, 1, 0, n_ext - 2)], 1), neg_t)
+        alpha = C.select(emit, 0, t) + C.logsumexp(C.stack([alpha, from_prev, from_skip], -1), -1)
+        alphas.append(alpha)
+    table = C.reshape(C.stack(alphas, 0), (-1,))  # (T * N * n_ext,)
+    t_end = np.maximum(in_len - 1, 0)
+    last = 2 * tg_len  # the final blank; the final label is one before
+    base = (t_end * n + np.arange(n)) * n_ext
+    end_blank = C.index_select(table, 0, Tensor._wrap(base + last))
+    end_label = C.index_select(table, 0, Tensor._wrap(base + np.maximum(last - 1, 0)))
+    end_label = where(Tensor._wrap(tg_len > 0), end_label, C.full_like(end_label, neg))
+    loss = -C.logsumexp(C.stack([end_blank, end_label], -1), -1)
+    # no input and no target: the empty alignment, probability 1
+    loss = where(Tensor._wrap(in_len == 0), C.zeros_like(loss), loss)
+    ok = Tensor._wrap(feasible)
+    if zero_infinity:
+        loss = where(ok, loss, C.zeros_like(loss))
+    else:
+        loss = where(ok, loss, C.full_like(loss, math.inf))
+    if reduction == "mean":
+        lengths = Tensor._wrap(np.maximum(tg_len, 1).astype(lp.dtype))
+        return C.mean(loss / lengths)
+    if reduction == "sum":
+        return C.sum(loss)
+    return C.reshape(loss, ()) if unbatched else loss
