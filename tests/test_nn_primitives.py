@@ -141,6 +141,11 @@ def test_threshold_backward_large_random_mask_equals_where():
         got = mg.ops.registry.FORWARDS["threshold_backward"](g.astype(dt), x.astype(dt), 0.25)
         np.testing.assert_array_equal(got, np.where(x.astype(dt) <= 0.25, 0, g.astype(dt)))
         assert got.dtype == dt
+    # 0-d (the comparison gives a NumPy scalar, not an array)
+    for v in (-1.0, 2.0):
+        mx = mg.tensor(v, requires_grad=True)
+        mg.relu(mx).backward()
+        assert mx.grad.item() == (v > 0) and mx.grad.shape == ()
     # a batch of cotangents against one input (vectorized Jacobians): broadcast
     got = mg.ops.registry.FORWARDS["threshold_backward"](np.ones((2, 3)), np.array([-1.0, 0, 1]), 0)
     np.testing.assert_array_equal(got, [[0, 0, 1], [0, 0, 1]])

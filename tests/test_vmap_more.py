@@ -228,11 +228,15 @@ def test_randomness_with_generators_and_direct_draws():
         mf.vmap(lambda a: a * mg.randn(3, generator=g))(x)
     rows = mf.vmap(lambda a: a * mg.randn(3, generator=g), randomness="different")(x).numpy()
     assert len({r.tobytes() for r in rows}) == 4
-    # dropout draws from the generator directly: 'same' shares its mask, 'different' refuses
+    # dropout draws through rand_like: 'same' shares its mask, 'different' draws one per row
     out = mf.vmap(lambda a: mg.nn.functional.dropout(a, 0.5), randomness="same")(x).numpy()
     assert np.all(out == out[0])
-    with pytest.raises(NotImplementedError, match="dropout"):
-        mf.vmap(lambda a: mg.nn.functional.dropout(a, 0.5), randomness="different")(x)
+    wide = t(np.ones((4, 64)))
+    out = mf.vmap(lambda a: mg.nn.functional.dropout(a, 0.5), randomness="different")(wide)
+    assert len({r.tobytes() for r in out.numpy()}) == 4
+    # gumbel_softmax draws from the generator directly: under 'different' it refuses
+    with pytest.raises(NotImplementedError, match="different"):
+        mf.vmap(lambda a: mg.nn.functional.gumbel_softmax(a), randomness="different")(x)
     assert type(mg.default_generator()) is np.random.Generator
 
 

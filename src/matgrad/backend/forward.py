@@ -667,6 +667,7 @@ def threshold_backward(grad_output: Array, self: Array, threshold: Any) -> Array
     g = grad_output
     if (
         type(g) is np.ndarray
+        and type(drop) is np.ndarray  # (a 0-d comparison gives a NumPy scalar)
         and g.dtype.kind == "f"
         and g.dtype.itemsize in (2, 4, 8)
         and g.shape == drop.shape

@@ -65,7 +65,7 @@ __all__ = [
 ]
 
 exp, log, log1p, expm1 = _F["exp"], _F["log"], _F["log1p"], _F["expm1"]
-tanh, sigmoid, where, sqrt = _F["tanh"], _F["sigmoid"], _F["where"], _F["sqrt"]
+_tanh, _sigmoid, _where, _sqrt = _F["tanh"], _F["sigmoid"], _F["where"], _F["sqrt"]
 _abs = _F["abs"]
 
 
@@ -93,7 +93,7 @@ def _t(x: Any) -> Tensor:
 
 def _softplus(x: Tensor) -> Tensor:
     """``log(1 + exp(x))``, and ``x`` above 20 (PyTorch's softplus threshold)."""
-    return where(x > 20.0, x, log1p(exp(C.clamp(x, max=20.0))))
+    return _where(x > 20.0, x, log1p(exp(C.clamp(x, max=20.0))))
 
 
 def _logsigmoid(x: Tensor) -> Tensor:
@@ -107,7 +107,7 @@ def _pairwise_distance(x1: Tensor, x2: Tensor, p: float = 2.0, eps: float = 1e-6
 
 def _clamp_min0(x: Tensor) -> Tensor:
     """``x.clamp_min(0)`` with torch's gradient: 1 where ``x >= 0``."""
-    return where(x >= 0, x, C.zeros_like(x))
+    return _where(x >= 0, x, C.zeros_like(x))
 
 
 # -- activations -----------------------------------------------------------------------------
@@ -117,14 +117,14 @@ def celu(input: Tensor, alpha: float = 1.0, inplace: bool = False) -> Tensor:
         raise RuntimeError("ZeroDivisionError: alpha cannot be 0 for CELU")
     input = _t(input)
     neg = expm1(C.clamp(input, max=0.0) / alpha) * alpha  # clamped: the unused branch is finite
-    return _inplace_result(input, where(input > 0, input, neg), inplace)
+    return _inplace_result(input, _where(input > 0, input, neg), inplace)
 
 
 def selu(input: Tensor, inplace: bool = False) -> Tensor:
     """``scale (max(0, x) + min(0, alpha (exp(x) - 1)))`` with SELU's fixed constants."""
     input = _t(input)
     neg = expm1(C.clamp(input, max=0.0)) * _SELU_ALPHA
-    return _inplace_result(input, where(input > 0, input, neg) * _SELU_SCALE, inplace)
+    return _inplace_result(input, _where(input > 0, input, neg) * _SELU_SCALE, inplace)
 
 
 def rrelu(
@@ -139,10 +139,10 @@ def rrelu(
     input = _t(input)
     if not training:
         slope = (lower + upper) / 2
-        return _inplace_result(input, where(input > 0, input, input * slope), inplace)
+        return _inplace_result(input, _where(input > 0, input, input * slope), inplace)
     slope = default_generator().uniform(lower, upper, tuple(input.shape))
     slope = Tensor._wrap(np.asarray(slope, dtype=input.dtype))
-    return _inplace_result(input, where(input >= 0, input, input * slope), inplace)
+    return _inplace_result(input, _where(input >= 0, input, input * slope), inplace)
 
 
 def relu6(input: Tensor, inplace: bool = False) -> Tensor:
@@ -150,7 +150,7 @@ def relu6(input: Tensor, inplace: bool = False) -> Tensor:
     strictly inside (0, 6), else 0."""
     input = _t(input)
     inside = C.logical_and(input > 0.0, input < 6.0)
-    out = where(inside, input, C.clamp(input, 0.0, 6.0).detach())
+    out = _where(inside, input, C.clamp(input, 0.0, 6.0).detach())
     return _inplace_result(input, out, inplace)
 
 
@@ -165,14 +165,14 @@ def hardswish(input: Tensor, inplace: bool = False) -> Tensor:
     1 from 3 on (the value is continuous, the gradient jumps at -3 and 3)."""
     input = _t(input)
     mid = input * (input + 3.0) / 6.0
-    out = where(input <= -3.0, C.zeros_like(input), where(input < 3.0, mid, input))
+    out = _where(input <= -3.0, C.zeros_like(input), _where(input < 3.0, mid, input))
     return _inplace_result(input, out, inplace)
 
 
 def mish(input: Tensor, inplace: bool = False) -> Tensor:
     """``x tanh(softplus(x))`` (Misra 2019)."""
     input = _t(input)
-    return _inplace_result(input, input * tanh(_softplus(input)), inplace)
+    return _inplace_result(input, input * _tanh(_softplus(input)), inplace)
 
 
 def softsign(input: Tensor) -> Tensor:
@@ -184,7 +184,7 @@ def softsign(input: Tensor) -> Tensor:
 def tanhshrink(input: Tensor) -> Tensor:
     """``x - tanh(x)``."""
     input = _t(input)
-    return input - tanh(input)
+    return input - _tanh(input)
 
 
 def softshrink(input: Tensor, lambd: float = 0.5) -> Tensor:
@@ -193,20 +193,20 @@ def softshrink(input: Tensor, lambd: float = 0.5) -> Tensor:
         raise RuntimeError(f"lambda must be greater or equal to 0, but found to be {lambd}.")
     input = _t(input)
     zero = C.zeros_like(input)
-    return where(input > lambd, input - lambd, where(input < -lambd, input + lambd, zero))
+    return _where(input > lambd, input - lambd, _where(input < -lambd, input + lambd, zero))
 
 
 def hardshrink(input: Tensor, lambd: float = 0.5) -> Tensor:
     """``x`` where ``|x| > lambd``, else 0."""
     input = _t(input)
     keep = C.logical_or(input > lambd, input < -lambd)
-    return where(keep, input, C.zeros_like(input))
+    return _where(keep, input, C.zeros_like(input))
 
 
 def threshold(input: Tensor, threshold: float, value: float, inplace: bool = False) -> Tensor:
     """``x`` where ``x > threshold``, else ``value``."""
     input = _t(input)
-    out = where(input > threshold, input, C.full_like(input, value))
+    out = _where(input > threshold, input, C.full_like(input, value))
     return _inplace_result(input, out, inplace)
 
 
@@ -226,7 +226,7 @@ def glu(input: Tensor, dim: int = -1) -> Tensor:
         raise RuntimeError(f"Halving dimension must be even, but dimension {d} is size {n}")
     a = C.narrow(input, d, 0, n // 2)
     b = C.narrow(input, d, n // 2, n // 2)
-    return a * sigmoid(b)
+    return a * _sigmoid(b)
 
 
 def prelu(input: Tensor, weight: Tensor) -> Tensor:
@@ -255,7 +255,7 @@ def prelu(input: Tensor, weight: Tensor) -> Tensor:
         w = C.reshape(weight, tuple(shape))
     else:
         w = weight
-    return where(input > 0, input, input * w)
+    return _where(input > 0, input, input * w)
 
 
 def softmin(
@@ -328,7 +328,7 @@ def instance_norm(
             )
         centered = input - C.reshape(_t(running_mean), shape)
         var = C.reshape(_t(running_var), shape)
-    out = centered / sqrt(var + eps)
+    out = centered / _sqrt(var + eps)
     if weight is not None:
         out = out * C.reshape(_t(weight), shape)
     if bias is not None:
@@ -556,8 +556,8 @@ def hinge_embedding_loss(
     reduction = _reduction(size_average, reduce, reduction)
     input, target = _t(input), _t(target)
     zero = C.zeros_like(input)
-    margin_term = where(target != 1, _clamp_min0(margin - input), zero)
-    self_term = where(target != -1, input, zero)
+    margin_term = _where(target != 1, _clamp_min0(margin - input), zero)
+    self_term = _where(target != -1, input, zero)
     return _reduce(margin_term + self_term, reduction)
 
 
@@ -573,7 +573,7 @@ def soft_margin_loss(
     input, target = _t(input), _t(target)
     # log1p(exp(z)) = softplus(z): stable where -target x is large
     z = -target * input
-    return _reduce(where(z > 20.0, z, log1p(exp(C.clamp(z, max=20.0)))), reduction)
+    return _reduce(_where(z > 20.0, z, log1p(exp(C.clamp(z, max=20.0)))), reduction)
 
 
 def multilabel_soft_margin_loss(
@@ -641,7 +641,7 @@ def multi_margin_loss(
             )
         z = z * C.index_select(C.reshape(w, (-1,)), 0, Tensor._wrap(col.reshape(-1)))[:, None]
     other = Tensor._wrap(np.arange(dim)[None, :] != col)
-    z = where(other, z, C.zeros_like(z))
+    z = _where(other, z, C.zeros_like(z))
     per_sample = C.sum(z, 1) / dim
     if reduction == "none" and input.ndim <= 1 and t_ndim == 0:
         return C.reshape(per_sample, ())
@@ -684,7 +684,7 @@ def multilabel_margin_loss(
     u = C.take_along_axis(x, Tensor._wrap(tidx), 1)  # (n, dim): x at each target slot
     z = _clamp_min0(1.0 - C.unsqueeze(u, 2) + C.unsqueeze(x, 1)) / dim  # (n, slot, class)
     mask = is_label[:, :, None] & ~is_target[:, None, :]
-    z = where(Tensor._wrap(mask), z, C.zeros_like(z))
+    z = _where(Tensor._wrap(mask), z, C.zeros_like(z))
     per_sample = C.sum(z, (1, 2))
     if reduction == "none":
         return C.reshape(per_sample, ()) if input.ndim <= 1 else per_sample
@@ -721,10 +721,10 @@ def cosine_embedding_loss(
     prod = C.sum(input1 * input2, dim)
     mag1 = C.sum(input1 * input1, dim) + eps
     mag2 = C.sum(input2 * input2, dim) + eps
-    cos = prod / sqrt(mag1 * mag2)
+    cos = prod / _sqrt(mag1 * mag2)
     zero = C.zeros_like(cos)
-    pos = where(target == 1, 1.0 - cos, zero)
-    neg = where(target == -1, _clamp_min0(cos - margin), zero)
+    pos = _where(target == 1, 1.0 - cos, zero)
+    neg = _where(target == -1, _clamp_min0(cos - margin), zero)
     return _reduce(pos + neg, reduction)
 
 
@@ -818,9 +818,9 @@ def poisson_nll_loss(
     loss = exp(input) - target * input if log_input else input - target * log(input + eps)
     if full:
         big = target > 1
-        safe = where(big, target, C.ones_like(target))
+        safe = _where(big, target, C.ones_like(target))
         stirling = safe * log(safe) - safe + 0.5 * log(2 * math.pi * safe)
-        loss = loss + where(big, stirling, C.zeros_like(stirling))
+        loss = loss + _where(big, stirling, C.zeros_like(stirling))
     return _reduce(loss, reduction)
 
 
@@ -1058,7 +1058,7 @@ def ctc_loss(
         from_prev = C.cat([pad1, C.narrow(alpha, 1, 0, n_ext - 1)], 1)
         from_skip = neg_t
         if n_ext > 2:
-            from_skip = where(skip_t, C.cat([pad2, C.narrow(alpha, 1, 0, n_ext - 2)], 1), neg_t)
+            from_skip = _where(skip_t, C.cat([pad2, C.narrow(alpha, 1, 0, n_ext - 2)], 1), neg_t)
         alpha = C.select(emit, 0, t) + C.logsumexp(C.stack([alpha, from_prev, from_skip], -1), -1)
         alphas.append(alpha)
     table = C.reshape(C.stack(alphas, 0), (-1,))  # (T * N * n_ext,)
@@ -1067,15 +1067,15 @@ def ctc_loss(
     base = (t_end * n + np.arange(n)) * n_ext
     end_blank = C.index_select(table, 0, Tensor._wrap(base + last))
     end_label = C.index_select(table, 0, Tensor._wrap(base + np.maximum(last - 1, 0)))
-    end_label = where(Tensor._wrap(tg_len > 0), end_label, C.full_like(end_label, neg))
+    end_label = _where(Tensor._wrap(tg_len > 0), end_label, C.full_like(end_label, neg))
     loss = -C.logsumexp(C.stack([end_blank, end_label], -1), -1)
     # no input and no target: the empty alignment, probability 1
-    loss = where(Tensor._wrap(in_len == 0), C.zeros_like(loss), loss)
+    loss = _where(Tensor._wrap(in_len == 0), C.zeros_like(loss), loss)
     ok = Tensor._wrap(feasible)
     if zero_infinity:
-        loss = where(ok, loss, C.zeros_like(loss))
+        loss = _where(ok, loss, C.zeros_like(loss))
     else:
-        loss = where(ok, loss, C.full_like(loss, math.inf))
+        loss = _where(ok, loss, C.full_like(loss, math.inf))
     if reduction == "mean":
         lengths = Tensor._wrap(np.maximum(tg_len, 1).astype(lp.dtype))
         return C.mean(loss / lengths)
