@@ -375,3 +375,19 @@ def test_detach_and_numpy():
         x.numpy()
     d = x.detach()
     assert not d.requires_grad and d.numpy() is x._data
+
+
+def test_grad_runs_only_the_formulas_of_inputs_on_a_path_to_its_inputs():
+    """autograd.grad(zeta(s, q), q) with s requiring grad too: zeta has no derivative in s
+    (its formula raises, as PyTorch's), and the engine must not run it, as PyTorch's
+    should_compute_output does not. d zeta(s, q)/dq = -s zeta(s + 1, q)."""
+    import scipy.special
+
+    s = mg.tensor(2.5, requires_grad=True)
+    q = mg.tensor(1.5, requires_grad=True)
+    (dq,) = mg.autograd.grad(mg.special.zeta(s, q), q)
+    np.testing.assert_allclose(dq.item(), -2.5 * scipy.special.zeta(3.5, 1.5), rtol=1e-12)
+    (dq2,) = mg.autograd.grad(mg.special.zeta(s, q) * 2.0, q, create_graph=True)
+    np.testing.assert_allclose(dq2.item(), -5.0 * scipy.special.zeta(3.5, 1.5), rtol=1e-12)
+    with pytest.raises(NotImplementedError):  # asked for, the derivative in s still raises
+        mg.autograd.grad(mg.special.zeta(s, q), s)

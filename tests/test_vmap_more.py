@@ -259,7 +259,10 @@ def test_backward_inside_vmap_raises_pytorchs_error():
     tw = torch.ones(3, requires_grad=True)
     with pytest.raises(RuntimeError) as theirs:
         torch.func.vmap(lambda a: (a * tw).sum().backward() or a)(torch.ones(2, 3))
+    with pytest.raises(RuntimeError) as free_function:  # autograd.backward, the same check
+        mf.vmap(lambda a: mg.autograd.backward([(a * w).sum()]) or a)(t(np.ones((2, 3))))
     assert str(ours.value) == str(unbatched.value) == str(theirs.value)
+    assert str(free_function.value) == str(theirs.value)
     assert w.grad is None
     (w * w).sum().backward()  # outside vmap as before
     np.testing.assert_allclose(w.grad.numpy(), 2 * np.ones(3))

@@ -50,12 +50,6 @@ class Tensor(_Record):
         """Accumulate d(self)/d(leaf) into the ``.grad`` of every leaf that requires grad
         (or of ``inputs`` only). ``gradient`` is the vector of the vector-Jacobian product;
         it may be left out only when ``self`` has one element."""
-        if _grad_mode.state.vmap_levels:  # as PyTorch: it would sum over the batch
-            raise RuntimeError(
-                "backward() called inside a functorch transform. This is not supported, please "
-                "use functorch.grad or functorch.vjp instead or call backward() outside of "
-                "functorch transforms."
-            )
         engine.backward([self], [gradient], retain_graph, create_graph, inputs)
 
     @property

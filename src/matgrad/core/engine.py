@@ -152,6 +152,12 @@ def backward(
     """Accumulate gradients of ``tensors`` into the ``.grad`` of leaves (all of them, or only
     ``inputs``: tensors or :class:`GradientEdge` s). ``grad_tensors`` may be left out for
     outputs of one element."""
+    if _grad_mode.state.vmap_levels:  # as PyTorch: it would sum over the batch
+        raise RuntimeError(
+            "backward() called inside a functorch transform. This is not supported, please "
+            "use functorch.grad or functorch.vjp instead or call backward() outside of "
+            "functorch transforms."
+        )
     tensors = _as_list(tensors)
     grads = _as_list(grad_tensors) if grad_tensors is not None else [None] * len(tensors)
     if len(grads) != len(tensors):
@@ -456,8 +462,19 @@ def _run(
                     if not isinstance(node, RuleNode):  # a custom Function's backward, ...
                         handed.expose()
                     plain = raw and hooks is None  # fitted in the loop below; frees saved values
+                    # autograd.grad: a rule's formulas run only for the inputs on a path to
+                    # `inputs` (a formula may raise for the others: zeta's in its first input)
+                    mask = needed if needed is not None and isinstance(node, RuleNode) else None
                     if watch:
-                        in_grads = _watched(node, grads, plain, create_graph, nbatch, retain_graph)
+                        in_grads = _watched(
+                            node, grads, plain, create_graph, nbatch, retain_graph, mask
+                        )
+                    elif mask is not None:
+                        in_grads = (
+                            node._raw_input_grads(grads, not retain_graph, mask)
+                            if plain
+                            else node._apply(grads, create_graph, nbatch, needed=mask)
+                        )
                     elif plain:
                         in_grads = node._raw_input_grads(grads, not retain_graph)
                     else:
@@ -484,7 +501,7 @@ def _run(
                         old = buf[nr]
                         if old is None:
                             buf[nr] = g
-                        elif raw and owned.get(id(old)) is old:
+                        elif raw and owned.get(id(old)) is old and type(g) is np.ndarray:
                             np.add(old, g, out=old)  # a sum the engine made: in place
                         else:
                             total = old + g
@@ -529,7 +546,13 @@ def _run(
 
 # -- anomaly mode and profilers: a node's run, watched ---------------------------------------------
 def _watched(
-    node: Node, grads: list[Any], plain: bool, create_graph: bool, nbatch: int, retain: bool
+    node: Node,
+    grads: list[Any],
+    plain: bool,
+    create_graph: bool,
+    nbatch: int,
+    retain: bool,
+    mask: Any = None,
 ) -> list[Any]:
     """A node's input gradients, computed as the loop does, timed by the profilers and
     checked by anomaly mode: an error names the node and shows the forward stack that made
@@ -539,7 +562,13 @@ def _watched(
     previous = HOOKS.executing
     HOOKS.executing = node  # nodes made now (create_graph) record it as their parent
     try:
-        if plain:
+        if mask is not None:
+            in_grads = (
+                node._raw_input_grads(grads, not retain, mask)
+                if plain
+                else node._apply(grads, create_graph, nbatch, needed=mask)
+            )
+        elif plain:
             in_grads = node._raw_input_grads(grads, not retain)
         else:
             in_grads = node._apply(grads, create_graph, nbatch)

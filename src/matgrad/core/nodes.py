@@ -149,9 +149,16 @@ class RuleNode(Node):
         self._args = None
         self._saved = ()
 
-    def _raw_input_grads(self, grads: list[Any], release: bool) -> list[Any]:
-        if self._list_lens is not None:
-            return Node._raw_input_grads(self, grads, release)
+    def _raw_input_grads(
+        self, grads: list[Any], release: bool, needed: Any = None
+    ) -> list[Any]:
+        """(``needed``: the nodes on a path to ``autograd.grad``'s inputs; the formulas of the
+        other inputs are not run, as PyTorch's ``should_compute_output``.)"""
+        if self._list_lens is not None or needed is not None:
+            out = self._apply(grads, False, 0, needed=needed)
+            if release:
+                self._release()
+            return out
         args = self._args
         if args is None or (self._saved and self._epoch != inplace_epoch[0]):
             args = self._checked_args()
@@ -269,13 +276,19 @@ class RuleNode(Node):
 
     # -- evaluation ----------------------------------------------------------------------------
     def _apply(
-        self, grads: list[Any], create_graph: bool, nbatch: int, want_all: bool = False
+        self,
+        grads: list[Any],
+        create_graph: bool,
+        nbatch: int,
+        want_all: bool = False,
+        needed: Any = None,
     ) -> list[Any]:
         """Input gradients for the output gradients ``grads`` (None for a missing one).
 
         With ``create_graph`` the formulas run on tensors and record a graph; otherwise they
         run on raw arrays. ``want_all`` asks for every tensor input's gradient, not only those
-        of inputs that require grad (used by ``node(grad)``)."""
+        of inputs that require grad (used by ``node(grad)``); ``needed`` (a set of nodes)
+        limits them to the inputs whose edge leads to one of those nodes."""
         rule = self.rule
         slow = self._args is None or (self._saved and self._epoch != inplace_epoch[0])
         if slow and not create_graph:
@@ -286,6 +299,8 @@ class RuleNode(Node):
             raise BatchingUnsupported(rule.name)
         edges = self._next
         wanted = [e[2] is not None if want_all else e[0] is not None for e in edges]
+        if needed is not None:
+            wanted = [w and e[0] in needed for w, e in zip(wanted, edges, strict=True)]
         list_lens = self._list_lens
         if list_lens is None:
             needs = [_WANT if w else NO_EDGE for w in wanted]
