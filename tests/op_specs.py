@@ -861,3 +861,16 @@ SPECS["col2im"] = [
         note="unbatched, dilated, windows that overlap nowhere",
     ),
 ]
+
+# ---- samples for the log_softmax row ----
+_ls = np.random.default_rng(77)  # its own generator: the draws above stay the same
+SPECS["log_softmax"] = [
+    S(lambda x: mg.log_softmax(x, 1), [_ls.standard_normal((3, 4))]),
+    S(lambda x: mg.log_softmax(x, 0), [_ls.standard_normal((4, 2, 3))], note="first axis"),
+    S(lambda x: x.log_softmax(-1), [3.0 * _ls.standard_normal((2, 5))], note="method"),
+    S(
+        lambda x: mg.nn.functional.cross_entropy(x, mg.tensor([0, 3, 1, 1, 2])),
+        [_ls.standard_normal((5, 4))],
+        note="cross_entropy's log-probabilities",
+    ),
+]

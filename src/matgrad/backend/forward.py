@@ -893,3 +893,12 @@ def _col2im_functional(
         total = term if total is None else total + term
     crop = tuple(slice(b, b + n) for (b, _), n in zip(pads, spatial, strict=True))
     return total[(Ellipsis,) + crop]
+
+
+def log_softmax(self: Array, dim: int) -> Array:
+    """x - logsumexp(x) along ``dim``, shifted by the (finite) maximum for stability."""
+    if self.dtype.kind == "c":
+        raise NotImplementedError("log_softmax is not supported for complex types here")
+    shift = np.max(self, axis=dim, keepdims=True)
+    shifted = self - np.where(np.isfinite(shift), shift, 0)
+    return shifted - np.log(np.sum(np.exp(shifted), axis=dim, keepdims=True))

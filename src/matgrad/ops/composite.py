@@ -528,7 +528,10 @@ def log_softmax(input: Tensor, dim: int = -1, dtype: Any = None) -> Tensor:
     input = _cast(_tensor(input), dtype)
     if input.ndim == 0:
         return reshape(log_softmax(_one_dim_0d("log_softmax", input, dim), -1), ())
-    return input - logsumexp(input, _norm_dim("log_softmax", dim, input.ndim), keepdim=True)
+    d = _norm_dim("log_softmax", dim, input.ndim)
+    if input.shape[d] == 0 or input.dtype.kind == "c":
+        return input - logsumexp(input, d, keepdim=True)
+    return OPS["log_softmax"](input, d)
 
 
 def cumsum(input: Tensor, dim: int, *, dtype: Any = None) -> Tensor:
