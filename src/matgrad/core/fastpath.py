@@ -221,7 +221,9 @@ def entry_point(op: Op) -> Any:
         "if op_observers and not hooks.observing:",
         f"    return observed_call(call_{rule.name}, {rule.name!r}, "
         f"({''.join(f'{x}, ' for x in params)}), "
-        + "{" + ", ".join(f"{a!r}: {a}" for a in rule.attrs) + "})",
+        + "{"
+        + ", ".join(f"{a!r}: {a}" for a in rule.attrs)
+        + "})",
         "rq = tg = foreign = False",
     ]
     for name, kind in rule.attr_types.items():  # typed attributes: see core.table.ATTR_TYPES

@@ -149,9 +149,7 @@ class RuleNode(Node):
         self._args = None
         self._saved = ()
 
-    def _raw_input_grads(
-        self, grads: list[Any], release: bool, needed: Any = None
-    ) -> list[Any]:
+    def _raw_input_grads(self, grads: list[Any], release: bool, needed: Any = None) -> list[Any]:
         """(``needed``: the nodes on a path to ``autograd.grad``'s inputs; the formulas of the
         other inputs are not run, as PyTorch's ``should_compute_output``.)"""
         if self._list_lens is not None or needed is not None:

@@ -41,6 +41,7 @@ logaddexp = _F["logaddexp"]
 _relu = _F["relu"]
 abs = _F["abs"]  # noqa: A001
 
+
 def _weighted(
     loss: Tensor, weight: Tensor | None, reduction: str, by_weight: bool = True
 ) -> Tensor:

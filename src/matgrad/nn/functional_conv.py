@@ -138,9 +138,7 @@ def _pad_spatial(x: Tensor, before: Sequence[int], after: Sequence[int], value: 
 
 def _padding_attr(before: Sequence[int], after: Sequence[int]) -> tuple[Any, ...]:
     """``im2col``'s padding: an int per axis, or (before, after) where they differ."""
-    return tuple(
-        int(b) if b == a else (int(b), int(a)) for b, a in zip(before, after, strict=True)
-    )
+    return tuple(int(b) if b == a else (int(b), int(a)) for b, a in zip(before, after, strict=True))
 
 
 def _im2col(

@@ -746,9 +746,10 @@ def index_put(input: Tensor, indices: Any, values: Any, accumulate: bool = False
     if not isinstance(indices, list | tuple):
         # matgrad's former order index_put(input, values, index): values are never a tuple
         indices, values = values, indices
-    if isinstance(indices, list) or (isinstance(indices, tuple) and builtins.all(
-        i is None or isinstance(i, Tensor | np.ndarray) for i in indices
-    )):  # PyTorch's list of index tensors: None takes the whole axis (NumPy: a new axis)
+    if isinstance(indices, list) or (
+        isinstance(indices, tuple)
+        and builtins.all(i is None or isinstance(i, Tensor | np.ndarray) for i in indices)
+    ):  # PyTorch's list of index tensors: None takes the whole axis (NumPy: a new axis)
         indices = tuple(slice(None) if i is None else i for i in indices)
     if _state.vmap and _batching.has_batched_index(indices):  # inside vmap: a batched scatter
         return _batching.index_put(input, indices, values, accumulate)
@@ -1202,9 +1203,7 @@ def _last_writers(idx: np.ndarray, d: int, region: tuple[int, ...]) -> np.ndarra
     """Where several index entries name one position, the last (along ``dim``) wins, as a
     sequential write: True at the entries whose value is kept."""
     axis = idx.ndim + d
-    order = np.broadcast_to(
-        np.arange(idx.shape[axis]).reshape((-1,) + (1,) * (-d - 1)), idx.shape
-    )
+    order = np.broadcast_to(np.arange(idx.shape[axis]).reshape((-1,) + (1,) * (-d - 1)), idx.shape)
     winner = np.full(region, -1)
     grid = list(np.indices(idx.shape, sparse=True))
     grid[axis] = idx
@@ -1275,8 +1274,12 @@ def _scatter_reduce_raw(x: np.ndarray, d: int, idx: np.ndarray, s: np.ndarray, r
             out[written] = ufunc.identity
         else:  # amax, amin: the lowest (highest) value of the dtype
             info = np.finfo(out.dtype) if out.dtype.kind in "fc" else np.iinfo(out.dtype)
-            out[written] = -np.inf if out.dtype.kind == "f" and reduce == "amax" else (
-                np.inf if out.dtype.kind == "f" else info.min if reduce == "amax" else info.max
+            out[written] = (
+                -np.inf
+                if out.dtype.kind == "f" and reduce == "amax"
+                else (
+                    np.inf if out.dtype.kind == "f" else info.min if reduce == "amax" else info.max
+                )
             )
     block = out[reg]
     ufunc.at(block, tuple(grid), s)
@@ -2124,9 +2127,7 @@ def addr(input: Tensor, vec1: Tensor, vec2: Tensor, *, beta: Any = 1, alpha: Any
     """beta * input + alpha * outer(vec1, vec2)."""
     v1, v2 = _tensor(vec1), _tensor(vec2)
     if v1.ndim != 1 or v2.ndim != 1:
-        raise RuntimeError(
-            f"addr: expected 1-D vectors, got {v1.ndim}-D and {v2.ndim}-D"
-        )
+        raise RuntimeError(f"addr: expected 1-D vectors, got {v1.ndim}-D and {v2.ndim}-D")
     return _scaled_sum("addr", input, OPS["outer"](v1, v2), beta, alpha)
 
 
@@ -2612,9 +2613,7 @@ def sort(
     return SortResult(values, _const(idx))
 
 
-def argsort(
-    input: Tensor, dim: int = -1, descending: bool = False, stable: bool = False
-) -> Tensor:
+def argsort(input: Tensor, dim: int = -1, descending: bool = False, stable: bool = False) -> Tensor:
     """The indices that sort ``input`` along ``dim`` (stable)."""
     return sort(input, dim, descending, stable).indices
 
@@ -2625,7 +2624,11 @@ def msort(input: Tensor) -> Tensor:
 
 
 def topk(
-    input: Tensor, k: int, dim: int = -1, largest: bool = True, sorted: bool = True  # noqa: A002
+    input: Tensor,
+    k: int,
+    dim: int = -1,
+    largest: bool = True,
+    sorted: bool = True,  # noqa: A002
 ) -> SortResult:
     """(values, indices) of the ``k`` largest (smallest) entries along ``dim``, in sorted
     order (also for ``sorted=False``, where PyTorch's order is unspecified)."""
