@@ -7,6 +7,7 @@ from __future__ import annotations
 import math
 import warnings
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -704,6 +705,62 @@ def cross_entropy(
     elif reduction == "sum":
         smooth = C.sum(smooth)
     return nll * (1 - label_smoothing) + smooth * (label_smoothing / n_classes)
+
+
+@dataclass(slots=True, frozen=True)
+class LinearCrossEntropyOptions:
+    """PyTorch's chunking options of ``linear_cross_entropy`` (``torch.nn``'s dataclass of
+    the same fields). They choose how torch splits the work to save memory, not the result;
+    matgrad accepts them and computes the logits whole."""
+
+    allow_retain_graph: bool = False
+    batch_chunk_size: int | None = None
+    chunking_method: str = "auto"
+    acc_policy: str = "auto"
+    acc_dtype: Any = None
+
+
+def linear_cross_entropy(
+    input: Tensor,
+    linear_weight: Tensor,
+    target: Any,
+    *,
+    linear_bias: Tensor | None = None,
+    weight: Tensor | None = None,
+    reduction: str = "mean",
+    ignore_index: int | None = None,
+    label_smoothing: float = 0.0,
+    options: Any = None,
+) -> Tensor:
+    """``cross_entropy(linear(input, linear_weight, linear_bias), target)``; a ``linear_weight``
+    of shape (C, d_1, ..., d_K, in) gives K-dimensional logits (N, C, d_1, ..., d_K). The
+    chunking ``options`` of PyTorch only save memory; matgrad computes the logits whole."""
+    if options is not None and not isinstance(options, LinearCrossEntropyOptions):
+        raise TypeError(
+            f"linear_cross_entropy: options must be a LinearCrossEntropyOptions or None, got "
+            f"{type(options).__name__}"
+        )
+    input, w = _t(input), _t(linear_weight)
+    if input.shape[-1] != w.shape[-1]:
+        raise RuntimeError(
+            f"linear_cross_entropy: input's last axis ({input.shape[-1]}) must match "
+            f"linear_weight's ({w.shape[-1]}); got input {list(input.shape)} and linear_weight "
+            f"{list(w.shape)}"
+        )
+    # one matrix product over the flattened class axes (C, d_1, ..., d_K), then unflattened
+    out_shape = tuple(w.shape[:-1])
+    flat_w = C.reshape(w, (-1, w.shape[-1])) if w.ndim != 2 else w
+    logits = C.matmul(input, flat_w.mT)
+    if linear_bias is not None:
+        logits = logits + C.reshape(_t(linear_bias), (-1,))
+    logits = C.reshape(logits, (*tuple(input.shape[:-1]), *out_shape))
+    if ignore_index is not None and _t(target).dtype.kind == "f":
+        raise RuntimeError("ignore_index cannot be specified when target contains probabilities")
+    idx = -100 if ignore_index is None else ignore_index
+    return cross_entropy(
+        logits, target, weight, ignore_index=idx, reduction=reduction,
+        label_smoothing=label_smoothing,
+    )  # fmt: skip
 
 
 def binary_cross_entropy(

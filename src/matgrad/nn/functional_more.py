@@ -4,7 +4,6 @@ following ``torch.nn.functional``'s arguments, defaults, ``reduction=`` and erro
 
 from __future__ import annotations
 
-import dataclasses
 import math
 import warnings
 from collections.abc import Callable, Sequence
@@ -40,7 +39,6 @@ __all__ = [
     "hardswish",
     "hinge_embedding_loss",
     "instance_norm",
-    "linear_cross_entropy",
     "local_response_norm",
     "margin_ranking_loss",
     "mish",
@@ -67,19 +65,6 @@ __all__ = [
 exp, log, log1p, expm1 = _F["exp"], _F["log"], _F["log1p"], _F["expm1"]
 _tanh, _sigmoid, _where, _sqrt = _F["tanh"], _F["sigmoid"], _F["where"], _F["sqrt"]
 _abs = _F["abs"]
-
-
-@dataclasses.dataclass(slots=True, frozen=True)
-class LinearCrossEntropyOptions:
-    """PyTorch's chunking options of ``linear_cross_entropy`` (``torch.nn``'s dataclass of
-    the same fields). They choose how torch splits the work to save memory, not the result;
-    matgrad accepts them and computes the logits whole."""
-
-    allow_retain_graph: bool = False
-    batch_chunk_size: int | None = None
-    chunking_method: str = "auto"
-    acc_policy: str = "auto"
-    acc_dtype: Any = None
 
 
 # SELU's constants (Klambauer et al. 2017, "Self-Normalizing Neural Networks")
@@ -859,104 +844,6 @@ def gaussian_nll_loss(
     loss = 0.5 * (log(var) + d * d / var)
     if full:
         loss = loss + 0.5 * math.log(2 * math.pi)
-    return _reduce(loss, reduction)
-
-
-def linear_cross_entropy(
-    input: Tensor,
-    linear_weight: Tensor,
-    target: Any,
-    *,
-    linear_bias: Tensor | None = None,
-    weight: Tensor | None = None,
-    reduction: str = "mean",
-    ignore_index: int | None = None,
-    label_smoothing: float = 0.0,
-    options: Any = None,
-) -> Tensor:
-    """``cross_entropy(linear(input, linear_weight, linear_bias), target)``; a ``linear_weight``
-    of shape (C, d_1, ..., d_K, in) gives K-dimensional logits (N, C, d_1, ..., d_K). The
-    chunking ``options`` of PyTorch only save memory; matgrad computes the logits whole."""
-    if options is not None and not isinstance(options, LinearCrossEntropyOptions):
-        raise TypeError(
-            f"linear_cross_entropy: options must be a LinearCrossEntropyOptions or None, got "
-            f"{type(options).__name__}"
-        )
-    input, w = _t(input), _t(linear_weight)
-    if input.shape[-1] != w.shape[-1]:
-        raise RuntimeError(
-            f"linear_cross_entropy: input's last axis ({input.shape[-1]}) must match "
-            f"linear_weight's ({w.shape[-1]}); got input {list(input.shape)} and linear_weight "
-            f"{list(w.shape)}"
-        )
-    # one matrix product over the flattened class axes (C, d_1, ..., d_K), then unflattened
-    out_shape = tuple(w.shape[:-1])
-    flat_w = C.reshape(w, (-1, w.shape[-1])) if w.ndim != 2 else w
-    logits = C.matmul(input, flat_w.mT)
-    if linear_bias is not None:
-        logits = logits + C.reshape(_t(linear_bias), (-1,))
-    logits = C.reshape(logits, (*tuple(input.shape[:-1]), *out_shape))
-    if ignore_index is not None and _t(target).dtype.kind == "f":
-        raise RuntimeError("ignore_index cannot be specified when target contains probabilities")
-    idx = -100 if ignore_index is None else ignore_index
-    return _cross_entropy(logits, target, weight, idx, reduction, label_smoothing)
-
-
-def _cross_entropy(
-    input: Tensor,
-    target: Any,
-    weight: Tensor | None,
-    ignore_index: int,
-    reduction: str,
-    label_smoothing: float,
-) -> Tensor:
-    """``F.cross_entropy`` (class axis 1, or 0 of a 1-d input): class indices or class
-    probabilities, per-class ``weight``, ``ignore_index`` and ``label_smoothing``; ``'mean'``
-    of class indices divides by the summed weights of the targets not ignored."""
-    _check_reduction(reduction)
-    if not 0.0 <= label_smoothing <= 1.0:
-        raise ValueError(f"label_smoothing must be between 0.0 and 1.0. Got: {label_smoothing}")
-    class_dim = 0 if input.ndim == 1 else 1
-    n_classes = input.shape[class_dim]
-    logp = C.log_softmax(input, class_dim)
-    w_shape = [1] * input.ndim
-    w_shape[class_dim] = n_classes
-    w_c = None if weight is None else C.reshape(_t(weight), tuple(w_shape))
-    tgt = _t(target)
-    if tgt.dtype.kind == "f":  # class probabilities
-        if tuple(tgt.shape) != tuple(input.shape):
-            raise RuntimeError(f"Expected target size {list(input.shape)}, got {list(tgt.shape)}")
-        if label_smoothing > 0.0:
-            tgt = tgt * (1 - label_smoothing) + label_smoothing / n_classes
-        prod = logp * tgt if w_c is None else logp * tgt * w_c
-        loss = -C.sum(prod, class_dim)
-        if reduction == "mean":
-            return C.sum(loss) / (math.prod(input.shape) // max(n_classes, 1))
-        return _reduce(loss, reduction)
-    t = tgt._data
-    if t.dtype.kind not in "iu":
-        raise RuntimeError(f"expected scalar type Long but found {t.dtype}")
-    expected = tuple(input.shape[:class_dim]) + tuple(input.shape[class_dim + 1 :])
-    if t.shape != expected:
-        raise ValueError(
-            f"Expected target of shape {list(expected)} for input of shape {list(input.shape)}, "
-            f"got {list(t.shape)}"
-        )
-    kept = t != ignore_index
-    safe = np.where(kept, t, 0).astype(np.int64)
-    if safe.size and (safe.min() < 0 or safe.max() >= n_classes):
-        bad = int(safe[(safe < 0) | (safe >= n_classes)].flat[0])
-        raise IndexError(f"Target {bad} is out of bounds.")
-    at = Tensor._wrap(np.expand_dims(safe, class_dim))
-    picked = C.squeeze(C.take_along_axis(logp, at, class_dim), class_dim)
-    keep = Tensor._wrap(kept.astype(input.dtype))
-    w_t = keep if weight is None else C.getitem(C.reshape(_t(weight), (-1,)), safe) * keep
-    loss = -(picked * w_t)
-    if label_smoothing > 0.0:
-        smooth = -C.sum(logp if w_c is None else logp * w_c, class_dim) * keep
-        loss = loss * (1 - label_smoothing) + smooth * (label_smoothing / n_classes)
-    if reduction == "mean":
-        return C.sum(loss) / C.sum(w_t)
     return _reduce(loss, reduction)
 
 

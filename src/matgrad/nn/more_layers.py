@@ -13,7 +13,7 @@ from ..core.tensor_base import get_default_dtype
 from ..tensor import Tensor
 from . import functional as F
 from . import init
-from .functional_more import LinearCrossEntropyOptions
+from .functional import LinearCrossEntropyOptions
 from .loss import _Loss, _WeightedLoss
 from .module import Module
 from .parameter import Parameter
