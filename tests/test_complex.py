@@ -436,3 +436,17 @@ def test_torch_raises_for_the_same_phase_dependent_loss():
         torch.linalg.eig(torch.tensor(a, requires_grad=True))[1].real.sum().backward()
     with pytest.raises(RuntimeError, match="e\\^\\{i phi\\}"), warnings.catch_warnings():
         la.eig(leaf(a))[1].real.sum().backward()
+
+
+def test_view_as_complex_refuses_a_strided_last_axis_as_pytorch():
+    """A copy would not be the view the op promises (writes would not reach the base)."""
+    x = mg.randn(2, 4)
+    with pytest.raises(RuntimeError, match="last dimension with stride 1"):
+        mg.view_as_complex(x[:, ::2])
+    torch = pytest.importorskip("torch")
+    with pytest.raises(RuntimeError, match="last dimension with stride 1"):
+        torch.view_as_complex(torch.randn(2, 4)[:, ::2])
+    y = mg.randn(3, 2)
+    z = mg.view_as_complex(y)
+    z.numpy()[0] = 5 + 6j  # the view shares memory with y
+    np.testing.assert_array_equal(y.numpy()[0], [5.0, 6.0])

@@ -498,7 +498,8 @@ def view_as_real(self: Array) -> Array:
 
 def view_as_complex(self: Array) -> Array:
     """real (..., 2) -> complex (...): a view of a float32/float64 array whose last axis (of
-    size 2) is contiguous; otherwise a copy (PyTorch raises there)."""
+    size 2) is contiguous; other NumPy layouts raise, as PyTorch's (a copy would not be the
+    view the op promises); Dask and CuPy data get their library's complex array."""
     if self.dtype not in (np.float32, np.float64):
         raise RuntimeError(
             f"view_as_complex is only supported for float32 and float64 tensors, got {self.dtype}"
@@ -510,10 +511,15 @@ def view_as_complex(self: Array) -> Array:
         )
     cdtype = np.complex64 if self.dtype == np.float32 else np.complex128
     if isinstance(self, np.ndarray):
+        if self.strides[-1] != self.itemsize:
+            raise RuntimeError("Tensor must have a last dimension with stride 1")
         try:  # NumPy's view needs the last axis contiguous
             return self.view(cdtype)[..., 0]
         except ValueError:
-            pass
+            raise RuntimeError(  # e.g. a storage offset that breaks complex alignment
+                "view_as_complex: the tensor's memory cannot be viewed as complex (PyTorch "
+                "needs a last dimension with stride 1 and the other strides even)"
+            ) from None
     return make_complex(self[..., 0], self[..., 1])
 
 
